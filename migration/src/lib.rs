@@ -1,0 +1,15 @@
+//! Schema migrations for letterhead: one module per schema change, never edited once released.
+//! The same migrations run on SQLite and PostgreSQL (sea-query writes each dialect).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_core::Migration)]
+    }
+}

@@ -1,0 +1,60 @@
+//! `/api/v1`: the authenticated JSON API for marketing and operators. Every route is behind a
+//! bearer API key and a per-key rate limit; errors are `application/problem+json`.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::AppState;
+use crate::store::{api_keys, outbox};
+use crate::web::AppError;
+
+/// The authenticated caller, put into request extensions by [`require_api_key`].
+#[derive(Debug, Clone, Copy)]
+pub struct ApiCaller {
+    pub key_id: i64,
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(state, require_api_key))
+}
+
+async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(presented) = presented else {
+        return AppError::unauthorized().into_response();
+    };
+    let key = match api_keys::authenticate(&state.db, &presented).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return AppError::unauthorized().into_response(),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    if let Err(e) = state.limits.api.check(&key.id) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(ApiCaller { key_id: key.id });
+    next.run(req).await
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    outbox: outbox::StatusCounts,
+}
+
+/// Delivery at a glance: outbox rows by status.
+async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
+    Ok(Json(Status {
+        outbox: outbox::counts(&state.db).await?,
+    }))
+}

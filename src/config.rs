@@ -1,0 +1,610 @@
+//! Typed settings, read from the environment (and a `.env` file or `--env-file PATH`) and
+//! checked once at start-up. Every failure is one line naming the setting; nothing here panics.
+//! Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::domain::{EmailAddress, HeaderText};
+use crate::mail::dkim::DkimKey;
+
+/// A configuration value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One start-up failure: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {setting} {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+/// The organisation stamped on every email (CS-1, CS-4).
+#[derive(Debug, Clone)]
+pub struct SenderIdentity {
+    pub org_name: HeaderText,
+    pub postal_address: String,
+    pub contact_email: EmailAddress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtp://`: STARTTLS when the relay offers it (GY-3).
+    Opportunistic,
+    /// `smtp+starttls://`: STARTTLS or no delivery.
+    Required,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub enum MailTransportConfig {
+    Smtp {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        credentials: Option<(String, Secret)>,
+    },
+    /// One `.eml` file per message in this directory.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct DkimConfig {
+    pub domain: String,
+    pub selector: String,
+    pub key: DkimKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Concurrent sends (and so SMTP connections) per process.
+    pub concurrency: usize,
+    /// Rows claimed per batch.
+    pub batch_size: u32,
+    /// How long a claimed row stays leased before another worker may take it over.
+    pub lease: Duration,
+    /// Attempts before a temporarily failing message is given up.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with each attempt (with jitter).
+    pub retry_base: Duration,
+    /// Messages per second to the relay, if limited.
+    pub rate_per_second: Option<u32>,
+    /// How often an idle worker looks for work.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Requests per minute per client IP on public pages and forms.
+    pub public_per_minute: u32,
+    /// Requests per minute per API key.
+    pub api_per_minute: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub listen_addr: SocketAddr,
+    pub public_url: Url,
+    pub mail_transport: MailTransportConfig,
+    pub identity: SenderIdentity,
+    pub mail_from: EmailAddress,
+    pub notice_from: EmailAddress,
+    pub token_keys: Option<Vec<(String, Secret)>>,
+    pub address_hash_key: Option<Secret>,
+    pub dkim: Option<DkimConfig>,
+    pub trust_proxy_headers: bool,
+    pub delivery: DeliveryConfig,
+    pub rate_limits: RateLimits,
+    pub request_timeout: Duration,
+}
+
+/// Domains of free mailbox providers: sending From them fails DMARC and breaks GY-5.
+const FREE_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "yahoo.de",
+    "ymail.com",
+    "outlook.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "live.com",
+    "msn.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "mail.ru",
+    "yandex.com",
+    "yandex.ru",
+    "proton.me",
+    "protonmail.com",
+    "zoho.com",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "t-online.de",
+    "orange.fr",
+    "free.fr",
+    "libero.it",
+    "fastmail.com",
+    "tutanota.com",
+    "hey.com",
+];
+
+pub fn is_free_mail_domain(domain: &str) -> bool {
+    FREE_MAIL_DOMAINS.iter().any(|d| d.eq_ignore_ascii_case(domain))
+}
+
+/// Where settings come from: a plain map, so tests can build a config without touching the
+/// process environment.
+pub struct Settings(HashMap<String, String>);
+
+impl Settings {
+    pub fn from_env() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_owned(), value.to_owned());
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// A set, non-blank value.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, key: &'static str, why: &str) -> Result<&str, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| err(key, format!("is not set ({why})")))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| err(key, format!("is not a valid value: {v:?}"))),
+        }
+    }
+
+    fn flag(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("0" | "false" | "no" | "off") => Ok(false),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some(other) => Err(err(key, format!("must be true or false, not {other:?}"))),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let database_url = s.get("DATABASE_URL").unwrap_or("sqlite://letterhead.db?mode=rwc");
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if database_url.starts_with("postgres") && Url::parse(database_url).is_err() {
+            return Err(err("DATABASE_URL", "is not a valid PostgreSQL URL"));
+        }
+
+        let listen_addr = s.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+
+        let public_url = s.get("PUBLIC_URL").unwrap_or("http://127.0.0.1:3000");
+        let mut public_url =
+            Url::parse(public_url).map_err(|e| err("PUBLIC_URL", format!("is not a valid URL: {e}")))?;
+        if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
+            return Err(err("PUBLIC_URL", "must be an http:// or https:// URL"));
+        }
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(err("PUBLIC_URL", "must not have a query or fragment"));
+        }
+        if !public_url.path().ends_with('/') {
+            let path = format!("{}/", public_url.path());
+            public_url.set_path(&path);
+        }
+
+        let mail_transport = parse_transport(s.get("MAIL_TRANSPORT").unwrap_or("file://./mail-outbox"))?;
+
+        let org_name = s.required(
+            "ORG_NAME",
+            "the organisation's legal name, stamped on every email",
+        )?;
+        let org_name = HeaderText::parse(org_name)
+            .map_err(|e| err("ORG_NAME", format!("is not usable in a From header: {e}")))?;
+        let postal_address = s
+            .required(
+                "ORG_POSTAL_ADDRESS",
+                "a physical postal address is required on every email, CS-4",
+            )?
+            .replace("\\n", "\n");
+        if postal_address.chars().any(|c| c.is_control() && c != '\n')
+            || postal_address.chars().filter(|c| c.is_alphanumeric()).count() < 8
+        {
+            return Err(err(
+                "ORG_POSTAL_ADDRESS",
+                "does not look like a physical postal address (CS-4)",
+            ));
+        }
+        let contact_email =
+            parse_address(s, "ORG_CONTACT_EMAIL", "the contact address shown on every email")?;
+
+        let mail_from = parse_address(s, "MAIL_FROM", "the marketing sender address")?;
+        let notice_from = match s.get("NOTICE_FROM") {
+            Some(_) => parse_address(s, "NOTICE_FROM", "")?,
+            None => mail_from.clone(),
+        };
+        for (key, addr) in [("MAIL_FROM", &mail_from), ("NOTICE_FROM", &notice_from)] {
+            if is_free_mail_domain(addr.domain()) {
+                return Err(err(
+                    key,
+                    format!(
+                        "uses the free-mail domain {}; send from a domain you control (GY-5)",
+                        addr.domain()
+                    ),
+                ));
+            }
+        }
+
+        let dkim = parse_dkim(s)?;
+        if let Some(dkim) = &dkim {
+            for (key, addr) in [("MAIL_FROM", &mail_from), ("NOTICE_FROM", &notice_from)] {
+                if !addr.domain().eq_ignore_ascii_case(&dkim.domain) {
+                    return Err(err(
+                        key,
+                        format!(
+                            "has the domain {} but DKIM_DOMAIN is {}; they must match for DMARC alignment (GY-1)",
+                            addr.domain(),
+                            dkim.domain
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let token_keys = match s.get("TOKEN_KEYS") {
+            None => None,
+            Some(v) => Some(parse_token_keys(v)?),
+        };
+        let address_hash_key = match s.get("ADDRESS_HASH_KEY") {
+            None => None,
+            Some(v) if v.len() < 32 => {
+                return Err(err(
+                    "ADDRESS_HASH_KEY",
+                    "must be at least 32 characters of random secret",
+                ));
+            }
+            Some(v) => Some(Secret::new(v)),
+        };
+
+        let delivery = DeliveryConfig {
+            concurrency: s.parsed("DELIVERY_CONCURRENCY", 8usize)?.max(1),
+            batch_size: s.parsed("DELIVERY_BATCH_SIZE", 64u32)?.clamp(1, 10_000),
+            lease: Duration::from_secs(s.parsed("DELIVERY_LEASE_SECONDS", 300u64)?.max(5)),
+            max_attempts: s.parsed("DELIVERY_MAX_ATTEMPTS", 8u32)?.max(1),
+            retry_base: Duration::from_millis(s.parsed("DELIVERY_RETRY_BASE_MS", 30_000u64)?),
+            rate_per_second: match s.parsed("SMTP_RATE_PER_SECOND", 0u32)? {
+                0 => None,
+                n => Some(n),
+            },
+            poll_interval: Duration::from_millis(s.parsed("DELIVERY_POLL_MS", 1_000u64)?.max(10)),
+        };
+        let rate_limits = RateLimits {
+            public_per_minute: s.parsed("RATE_LIMIT_PUBLIC_PER_MINUTE", 60u32)?.max(1),
+            api_per_minute: s.parsed("RATE_LIMIT_API_PER_MINUTE", 600u32)?.max(1),
+        };
+
+        Ok(Self {
+            database_url: Secret::new(database_url),
+            listen_addr,
+            public_url,
+            mail_transport,
+            identity: SenderIdentity {
+                org_name,
+                postal_address,
+                contact_email,
+            },
+            mail_from,
+            notice_from,
+            token_keys,
+            address_hash_key,
+            dkim,
+            trust_proxy_headers: s.flag("TRUST_PROXY_HEADERS")?,
+            delivery,
+            rate_limits,
+            request_timeout: Duration::from_secs(s.parsed("REQUEST_TIMEOUT_SECONDS", 30u64)?.max(1)),
+        })
+    }
+
+    /// The domains this service may send from (CS-1): MAIL_FROM's and NOTICE_FROM's.
+    pub fn sender_domains(&self) -> Vec<&str> {
+        let mut domains = vec![self.mail_from.domain()];
+        if self.notice_from.domain() != self.mail_from.domain() {
+            domains.push(self.notice_from.domain());
+        }
+        domains
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+fn parse_address(s: &Settings, key: &'static str, why: &str) -> Result<EmailAddress, ConfigError> {
+    let raw = s.required(key, why)?;
+    EmailAddress::parse(raw).map_err(|e| err(key, format!("is not a valid email address: it {e}")))
+}
+
+fn parse_transport(raw: &str) -> Result<MailTransportConfig, ConfigError> {
+    const KEY: &str = "MAIL_TRANSPORT";
+    if let Some(dir) = raw.strip_prefix("file://") {
+        if dir.is_empty() {
+            return Err(err(KEY, "file:// needs a directory, e.g. file://./mail-outbox"));
+        }
+        return Ok(MailTransportConfig::File(PathBuf::from(dir)));
+    }
+    let url = Url::parse(raw).map_err(|e| err(KEY, format!("is not a valid URL: {e}")))?;
+    let (tls, default_port) = match url.scheme() {
+        "smtp" => (SmtpTls::Opportunistic, 25),
+        "smtp+starttls" => (SmtpTls::Required, 587),
+        "smtps" => (SmtpTls::Implicit, 465),
+        other => {
+            return Err(err(
+                KEY,
+                format!("has the unknown scheme {other:?} (smtp, smtp+starttls, smtps or file)"),
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| err(KEY, "has no host"))?
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let credentials = if url.username().is_empty() {
+        None
+    } else {
+        let decode = |v: &str| {
+            url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Some((
+            decode(url.username()),
+            Secret::new(decode(url.password().unwrap_or(""))),
+        ))
+    };
+    Ok(MailTransportConfig::Smtp {
+        host,
+        port: url.port().unwrap_or(default_port),
+        tls,
+        credentials,
+    })
+}
+
+fn parse_dkim(s: &Settings) -> Result<Option<DkimConfig>, ConfigError> {
+    let (domain, selector, key_path) = (
+        s.get("DKIM_DOMAIN"),
+        s.get("DKIM_SELECTOR"),
+        s.get("DKIM_PRIVATE_KEY"),
+    );
+    if domain.is_none() && selector.is_none() && key_path.is_none() {
+        return Ok(None);
+    }
+    let domain = domain.ok_or_else(|| err("DKIM_DOMAIN", "is not set but other DKIM_ settings are"))?;
+    let selector = selector.ok_or_else(|| err("DKIM_SELECTOR", "is not set but other DKIM_ settings are"))?;
+    let key_path =
+        key_path.ok_or_else(|| err("DKIM_PRIVATE_KEY", "is not set but other DKIM_ settings are"))?;
+    let domain = idna::domain_to_ascii(domain)
+        .ok()
+        .filter(|d| d.contains('.'))
+        .ok_or_else(|| err("DKIM_DOMAIN", "is not a valid domain"))?;
+    if !selector
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(err(
+            "DKIM_SELECTOR",
+            "may contain only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let pem = std::fs::read_to_string(key_path)
+        .map_err(|e| err("DKIM_PRIVATE_KEY", format!("cannot be read from {key_path}: {e}")))?;
+    let key = DkimKey::from_pem(&pem).map_err(|e| err("DKIM_PRIVATE_KEY", e))?;
+    Ok(Some(DkimConfig {
+        domain,
+        selector: selector.to_owned(),
+        key,
+    }))
+}
+
+fn parse_token_keys(raw: &str) -> Result<Vec<(String, Secret)>, ConfigError> {
+    const KEY: &str = "TOKEN_KEYS";
+    let mut keys: Vec<(String, Secret)> = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (kid, secret) = pair
+            .split_once(':')
+            .ok_or_else(|| err(KEY, "must be comma-separated kid:secret pairs"))?;
+        if kid.is_empty()
+            || kid.len() > 64
+            || !kid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                KEY,
+                "has a key id that is not 1-64 letters, digits, '-' or '_'",
+            ));
+        }
+        if secret.len() < 32 {
+            return Err(err(KEY, format!("key {kid:?} is shorter than 32 characters")));
+        }
+        if keys.iter().any(|(k, _)| k == kid) {
+            return Err(err(KEY, format!("lists the key id {kid:?} twice")));
+        }
+        keys.push((kid.to_owned(), Secret::new(secret)));
+    }
+    if keys.is_empty() {
+        return Err(err(KEY, "is set but lists no key"));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Settings {
+        Settings::from_pairs([
+            ("ORG_NAME", "Example Ltd"),
+            ("ORG_POSTAL_ADDRESS", "1 Example Street, 12345 Example City"),
+            ("ORG_CONTACT_EMAIL", "privacy@example.com"),
+            ("MAIL_FROM", "news@example.com"),
+        ])
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_settings(&minimal()).unwrap();
+        assert_eq!(c.database_url.expose(), "sqlite://letterhead.db?mode=rwc");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:3000/");
+        assert!(matches!(c.mail_transport, MailTransportConfig::File(_)));
+        assert_eq!(c.notice_from, c.mail_from);
+        assert!(!c.trust_proxy_headers);
+    }
+
+    #[test]
+    fn cs4_missing_identity_names_the_setting() {
+        for key in ["ORG_NAME", "ORG_POSTAL_ADDRESS", "ORG_CONTACT_EMAIL", "MAIL_FROM"] {
+            let mut s = minimal();
+            s.remove(key);
+            let e = Config::from_settings(&s).unwrap_err();
+            assert_eq!(e.setting, key);
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn gy5_free_mail_sender_is_refused() {
+        let mut s = minimal();
+        s.set("NOTICE_FROM", "someone@gmail.com");
+        assert_eq!(Config::from_settings(&s).unwrap_err().setting, "NOTICE_FROM");
+    }
+
+    #[test]
+    fn transports_parse_with_their_tls_mode() {
+        let t = parse_transport("smtp://user:p%40ss@relay.example.com:2525").unwrap();
+        let MailTransportConfig::Smtp {
+            host,
+            port,
+            tls,
+            credentials,
+        } = t
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (host.as_str(), port, tls),
+            ("relay.example.com", 2525, SmtpTls::Opportunistic)
+        );
+        let (user, pass) = credentials.unwrap();
+        assert_eq!((user.as_str(), pass.expose()), ("user", "p@ss"));
+        assert!(matches!(
+            parse_transport("smtp+starttls://relay.example.com").unwrap(),
+            MailTransportConfig::Smtp {
+                tls: SmtpTls::Required,
+                port: 587,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_transport("smtps://relay.example.com").unwrap(),
+            MailTransportConfig::Smtp {
+                tls: SmtpTls::Implicit,
+                port: 465,
+                ..
+            }
+        ));
+        assert!(parse_transport("http://x").is_err());
+        assert!(parse_transport("file://").is_err());
+    }
+
+    #[test]
+    fn token_keys_are_checked() {
+        assert!(parse_token_keys("k1:short").is_err());
+        assert!(parse_token_keys("no-colon").is_err());
+        assert!(parse_token_keys(&format!("k1:{0},k1:{0}", "x".repeat(32))).is_err());
+        let keys = parse_token_keys(&format!("new:{},old:{}", "a".repeat(32), "b".repeat(40))).unwrap();
+        assert_eq!(keys[0].0, "new");
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut s = minimal();
+        s.set("TOKEN_KEYS", &format!("k1:{}", "topsecretvalue".repeat(3)));
+        s.set("MAIL_TRANSPORT", "smtp://user:hunter2hunter2@relay.example.com");
+        let c = Config::from_settings(&s).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("topsecretvalue"));
+        assert!(!dbg.contains("hunter2"));
+    }
+}

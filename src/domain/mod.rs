@@ -1,0 +1,8 @@
+//! Domain types that exist only in valid form ("parse, don't validate"). Handlers turn raw
+//! input into these at the edge; nothing further in holds a raw string from a request.
+
+mod email_address;
+mod text;
+
+pub use email_address::{EmailAddress, EmailAddressError};
+pub use text::{DisplayName, HeaderText, TextError};

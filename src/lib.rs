@@ -1,0 +1,14 @@
+//! letterhead: a newsletter service that keeps the privacy policy's promises.
+//!
+//! Data flows one way: request -> domain types -> store -> outbox -> delivery -> mail -> SMTP.
+
+pub mod address_hash;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod mail;
+pub mod store;
+pub mod tokens;
+pub mod web;

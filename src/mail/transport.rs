@@ -1,0 +1,106 @@
+//! The wire: lettre's pooled async SMTP client (TLS as configured, GY-3) or a directory of
+//! `.eml` files. Accepts only [`StampedMessage`]s.
+
+use std::time::Duration;
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::stamp::StampedMessage;
+use crate::config::{Config, MailTransportConfig, SmtpTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later: a 4xx, a timeout, a relay that is down.
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    /// Will not succeed by retrying: a 5xx. `mailbox_unavailable` when the relay refused the
+    /// recipient itself (550/551/553), which is what suppresses an address (GY-6).
+    #[error("permanent failure: {message}")]
+    Permanent {
+        message: String,
+        mailbox_unavailable: bool,
+    },
+}
+
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        match &config.mail_transport {
+            MailTransportConfig::File(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    format!(
+                        "MAIL_TRANSPORT directory {} cannot be created: {e}",
+                        dir.display()
+                    )
+                })?;
+                Ok(Transport::File(AsyncFileTransport::new(dir)))
+            }
+            MailTransportConfig::Smtp {
+                host,
+                port,
+                tls,
+                credentials,
+            } => {
+                let params = TlsParameters::new(host.clone())
+                    .map_err(|e| format!("MAIL_TRANSPORT TLS set-up failed: {e}"))?;
+                let tls = match tls {
+                    SmtpTls::Opportunistic => Tls::Opportunistic(params),
+                    SmtpTls::Required => Tls::Required(params),
+                    SmtpTls::Implicit => Tls::Wrapper(params),
+                };
+                let pool_size = u32::try_from(config.delivery.concurrency).unwrap_or(u32::MAX);
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    .port(*port)
+                    .tls(tls)
+                    .hello_name(ClientId::Domain(config.mail_from.domain().to_owned()))
+                    .timeout(Some(Duration::from_secs(60)))
+                    .pool_config(
+                        PoolConfig::new()
+                            .max_size(pool_size)
+                            .idle_timeout(Duration::from_secs(30)),
+                    );
+                if let Some((user, pass)) = credentials {
+                    builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_owned()));
+                }
+                Ok(Transport::Smtp(builder.build()))
+            }
+        }
+    }
+
+    pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
+        match self {
+            Transport::File(t) => t
+                .send_raw(message.envelope(), message.bytes())
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Temporary(format!("writing the .eml file failed: {e}"))),
+            Transport::Smtp(t) => t
+                .send_raw(message.envelope(), message.bytes())
+                .await
+                .map(|_| ())
+                .map_err(classify),
+        }
+    }
+}
+
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
+    let message = e.to_string();
+    if e.is_permanent() {
+        SendError::Permanent {
+            mailbox_unavailable: matches!(code, Some(550 | 551 | 553)),
+            message,
+        }
+    } else {
+        // Transient replies, timeouts, refused connections, TLS trouble: all retried.
+        SendError::Temporary(message)
+    }
+}

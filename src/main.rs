@@ -1,0 +1,193 @@
+//! The `letterhead` command line: parses arguments, reads the configuration, and hands over to
+//! the library. Errors end the process with one line on stderr and a non-zero exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use letterhead::app::{self, Application};
+use letterhead::config::{Config, Settings};
+use letterhead::delivery::Payload;
+use letterhead::domain::EmailAddress;
+use letterhead::store::{self, api_keys, keys, outbox};
+
+#[derive(Parser)]
+#[command(
+    name = "letterhead",
+    version,
+    about = "A newsletter service that keeps the privacy policy's promises"
+)]
+struct Cli {
+    /// Read settings from this file instead of ./.env (the environment still wins).
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations, serve HTTP and run the delivery workers.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage API keys for /api/v1.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Manage the keys that sign links in emails.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Queue a stamped, signed test message to ADDRESS (checks the relay and DKIM set-up).
+    SendTest {
+        #[arg(long, value_name = "ADDRESS")]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by its id.
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new token signing key; older keys keep verifying links already sent.
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env_result = match &cli.env_file {
+        Some(path) => dotenvy::from_path(path).map_err(|e| format!("--env-file {}: {e}", path.display())),
+        None => match dotenvy::dotenv() {
+            Err(e) if !e.not_found() => Err(format!(".env: {e}")),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = env_result {
+        eprintln!("letterhead: {e}");
+        return ExitCode::from(2);
+    }
+    init_tracing();
+    let config = match Config::from_settings(&Settings::from_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("letterhead: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("letterhead: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("letterhead: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until(app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let db = store::connect(config.database_url.expose()).await?;
+            store::migrate(&db).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::ApiKey(cmd) => {
+            let db = store::connect(config.database_url.expose()).await?;
+            store::migrate(&db).await?;
+            match cmd {
+                ApiKeyCommand::Create { name } => {
+                    let created = api_keys::create(&db, name.trim()).await?;
+                    println!(
+                        "API key {} created for {:?}. It is shown once; store it now:",
+                        created.id,
+                        name.trim()
+                    );
+                    println!("{}", created.key);
+                }
+                ApiKeyCommand::List => {
+                    for k in api_keys::list(&db).await? {
+                        let state = if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!("{}\t{}\t{}…\t{}\t{}", k.id, state, k.prefix, k.created_at, k.name);
+                    }
+                }
+                ApiKeyCommand::Revoke { id } => {
+                    if !api_keys::revoke(&db, id).await? {
+                        anyhow::bail!("no active API key with id {id}");
+                    }
+                    println!("API key {id} revoked");
+                }
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            if config.token_keys.is_some() {
+                anyhow::bail!("TOKEN_KEYS is set: rotate by putting a new kid:secret first in TOKEN_KEYS");
+            }
+            let db = store::connect(config.database_url.expose()).await?;
+            store::migrate(&db).await?;
+            let kid = keys::rotate(&db, keys::KeyPurpose::Token).await?;
+            println!(
+                "new signing key {kid}; restart the service to sign with it (older keys keep verifying)"
+            );
+            Ok(())
+        }
+        Command::SendTest { to } => {
+            let to = EmailAddress::parse(&to).map_err(|e| anyhow::anyhow!("--to {e}"))?;
+            let db = store::connect(config.database_url.expose()).await?;
+            store::migrate(&db).await?;
+            let payload = Payload::TestMessage;
+            outbox::enqueue(
+                &db,
+                outbox::NewOutboxMessage {
+                    kind: payload.kind(),
+                    subscriber_id: None,
+                    recipient: to.to_string(),
+                    payload: serde_json::to_value(&payload)?,
+                    dedupe_key: None,
+                },
+            )
+            .await?;
+            println!("test message queued");
+            Ok(())
+        }
+    }
+}

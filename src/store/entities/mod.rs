@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table. Queries live beside them in `store/`, not in handlers.
+
+pub mod api_key;
+pub mod consent_event;
+pub mod list;
+pub mod outbox;
+pub mod policy_version;
+pub mod signing_key;
+pub mod subscriber;
+pub mod subscription;
+pub mod suppression;

@@ -1,0 +1,50 @@
+//! The suppression store: keyed hashes of addresses that must not be mailed (hard bounces,
+//! complaints, erasures). Never the address itself (GD-4).
+
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+
+use super::entities::suppression;
+use crate::address_hash::AddressHash;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressionReason {
+    HardBounce,
+    Complaint,
+    Erased,
+    Manual,
+}
+
+impl SuppressionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::HardBounce => "hard_bounce",
+            SuppressionReason::Complaint => "complaint",
+            SuppressionReason::Erased => "erased",
+            SuppressionReason::Manual => "manual",
+        }
+    }
+}
+
+/// Records a suppression; a repeat is a no-op.
+pub async fn add(
+    db: &impl ConnectionTrait,
+    hash: &AddressHash,
+    reason: SuppressionReason,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO suppressions (address_hmac, reason, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (address_hmac) DO NOTHING",
+        [hash.as_str().into(), reason.as_str().into(), super::now().into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+pub async fn is_suppressed(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<bool, DbErr> {
+    Ok(suppression::Entity::find()
+        .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
+        .count(db)
+        .await?
+        > 0)
+}

@@ -1,0 +1,46 @@
+//! Public HTTP: pages for people (and their JSON twins), health, and the middleware every
+//! public route shares (per-IP rate limit).
+
+pub mod client_ip;
+pub mod error;
+pub mod rate_limit;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::AppState;
+pub use error::{AppError, FieldError};
+
+/// Routes for the public: every one behind the per-IP limit.
+pub fn public_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route_layer(middleware::from_fn_with_state(state, limit_per_ip))
+}
+
+async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = client_ip::client_ip(&req, state.config.trust_proxy_headers);
+    if let Some(ip) = ip
+        && let Err(e) = state.limits.public.check(&ip)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// 200 when the service is up and its database answers; 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    crate::store::ping(&state.db).await.map_err(|e| {
+        tracing::warn!(error = %e, "health check: database unavailable");
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "The database does not answer.",
+        )
+    })?;
+    Ok("ok")
+}

@@ -1,0 +1,99 @@
+//! Email layouts. Content comes from the caller as an HTML fragment and plain text; the footer
+//! (sender identity, postal address, contact, why you get this, how to leave) is added here and
+//! is the same in both parts.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// What every email carries at its foot. Built only by the mail stamp.
+pub struct Footer<'a> {
+    pub org_name: &'a str,
+    pub postal_address: &'a str,
+    pub contact_email: &'a str,
+    /// One sentence: why this person gets this email.
+    pub reason: &'a str,
+    /// For marketing: the one-click unsubscribe page for this list.
+    pub unsubscribe_url: Option<&'a str>,
+    /// The preference page (lists, data rights).
+    pub preferences_url: Option<&'a str>,
+}
+
+/// The HTML part: the content fragment inside a minimal, inline-styled layout.
+pub fn html_part(subject: &str, content: &Markup, footer: &Footer<'_>) -> Markup {
+    html! {
+        (DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (subject) }
+            }
+            body style="font-family:Arial,Helvetica,sans-serif;line-height:1.5;color:#1a1a1a;max-width:40rem;margin:0 auto;padding:1rem" {
+                (content)
+                hr style="border:none;border-top:1px solid #ddd;margin:2rem 0 1rem";
+                div style="font-size:12px;color:#555" {
+                    p { (footer.reason) }
+                    @if let Some(url) = footer.unsubscribe_url {
+                        p {
+                            "You can unsubscribe at any time with one click: "
+                            a href=(url) { "Unsubscribe" } "."
+                            @if let Some(prefs) = footer.preferences_url {
+                                " " a href=(prefs) { "Manage your preferences" } "."
+                            }
+                        }
+                    } @else if let Some(prefs) = footer.preferences_url {
+                        p { a href=(prefs) { "Manage your preferences and your data" } "." }
+                    }
+                    p {
+                        (footer.org_name) br;
+                        @for line in footer.postal_address.lines() { (line) br; }
+                        "Contact: " a href={ "mailto:" (footer.contact_email) } { (footer.contact_email) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The plain-text part: the content, then the same footer as text.
+pub fn text_part(content: &str, footer: &Footer<'_>) -> String {
+    let mut out = String::with_capacity(content.len() + 512);
+    out.push_str(content.trim_end());
+    out.push_str("\n\n-- \n");
+    out.push_str(footer.reason);
+    out.push('\n');
+    if let Some(url) = footer.unsubscribe_url {
+        out.push_str("\nUnsubscribe with one click: ");
+        out.push_str(url);
+        out.push('\n');
+    }
+    if let Some(prefs) = footer.preferences_url {
+        out.push_str("Manage your preferences and your data: ");
+        out.push_str(prefs);
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(footer.org_name);
+    out.push('\n');
+    for line in footer.postal_address.lines() {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("Contact: ");
+    out.push_str(footer.contact_email);
+    out.push('\n');
+    out
+}
+
+/// Markdown-free helper for transactional content: paragraphs of escaped text.
+pub fn paragraphs(text: &str) -> Markup {
+    html! {
+        @for para in text.split("\n\n") {
+            p { (para) }
+        }
+    }
+}
+
+/// Wraps already-safe HTML (for example rendered markdown) as markup.
+pub fn trusted_html(html: String) -> Markup {
+    PreEscaped(html)
+}

@@ -1,0 +1,9 @@
+//! maud views: every HTML page the service shows and the layouts every email is wrapped in.
+//!
+//! Views only render what they are given: no database, no configuration lookups. Email
+//! layouts always take the footer as an argument, so a message cannot be laid out without it.
+
+pub mod email;
+pub mod pages;
+
+pub use maud::{Markup, PreEscaped, html};
