@@ -1,0 +1,64 @@
+//! DKIM verification for tests: mail-auth's verifier (a separate code path from its signer:
+//! it parses the received bytes and the DKIM-Signature header) with the test key served from
+//! a resolver cache instead of DNS.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::common::verify::DomainKey;
+use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
+
+use super::{DKIM_DOMAIN, DKIM_SELECTOR, fixture};
+
+struct StaticTxt(Mutex<HashMap<Box<str>, Txt>>);
+
+impl ResolverCache<Box<str>, Txt> for StaticTxt {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.lock().unwrap().get(name).cloned()
+    }
+    fn remove<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.lock().unwrap().remove(name)
+    }
+    fn insert(&self, key: Box<str>, value: Txt, _valid_until: std::time::Instant) {
+        self.0.lock().unwrap().insert(key, value);
+    }
+}
+
+/// The outcome of each DKIM signature in `raw`, checked against the test public key.
+pub async fn verify(raw: &[u8]) -> Vec<DkimResult> {
+    let public = std::fs::read_to_string(fixture("dkim-test-rsa2048.pub.b64")).unwrap();
+    let record = format!("v=DKIM1; k=rsa; p={}", public.trim());
+    let key = DomainKey::parse(record.as_bytes()).expect("test DKIM record parses");
+    let mut map = HashMap::new();
+    let name = format!("{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.");
+    map.insert(name.clone().into_boxed_str(), Txt::DomainKey(Arc::new(key)));
+    let cache = StaticTxt(Mutex::new(map));
+    let resolver = MessageAuthenticator::new(
+        mail_auth::hickory_resolver::config::ResolverConfig::default(),
+        mail_auth::hickory_resolver::config::ResolverOpts::default(),
+    )
+    .unwrap();
+    let message = AuthenticatedMessage::parse(raw).expect("message parses");
+    resolver
+        .verify_dkim(Parameters::new(&message).with_txt_cache(&cache))
+        .await
+        .into_iter()
+        .map(|o| o.result().clone())
+        .collect()
+}
+
+pub async fn passes(raw: &[u8]) -> bool {
+    let results = verify(raw).await;
+    !results.is_empty() && results.iter().all(|r| *r == DkimResult::Pass)
+}

@@ -1,0 +1,142 @@
+//! Start-up checks, driven through the real binary: one clear line naming the setting and a
+//! non-zero exit code, never a panic (CS-1, CS-4, GY-1, GY-5).
+
+mod common;
+
+use std::process::Command;
+
+use common::fixture;
+
+fn base() -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", "sqlite::memory:".into()),
+        ("MAIL_TRANSPORT", "file:///tmp/letterhead-config-test".into()),
+        ("ORG_NAME", "Example Ltd".into()),
+        (
+            "ORG_POSTAL_ADDRESS",
+            "1 Example Street, 12345 Example City".into(),
+        ),
+        ("ORG_CONTACT_EMAIL", "privacy@example.com".into()),
+        ("MAIL_FROM", "news@example.com".into()),
+    ]
+}
+
+/// Runs `letterhead migrate` with exactly these settings; returns (exit code, stderr).
+fn run(settings: &[(&str, String)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(std::env::temp_dir())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn with(overrides: &[(&'static str, &str)], removed: &[&str]) -> Vec<(&'static str, String)> {
+    let mut s = base();
+    s.retain(|(k, _)| !removed.contains(k) && !overrides.iter().any(|(o, _)| o == k));
+    s.extend(overrides.iter().map(|(k, v)| (*k, v.to_string())));
+    s
+}
+
+fn assert_refused(settings: &[(&str, String)], setting: &str) {
+    let (code, stderr) = run(settings);
+    assert_eq!(code, 2, "exit code for {setting}: stderr {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(setting), "names {setting}: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn a_valid_configuration_starts() {
+    let (code, stderr) = run(&base());
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn cs4_start_without_a_postal_address_fails_with_one_line() {
+    assert_refused(&with(&[], &["ORG_POSTAL_ADDRESS"]), "ORG_POSTAL_ADDRESS");
+    assert_refused(&with(&[("ORG_POSTAL_ADDRESS", "   ")], &[]), "ORG_POSTAL_ADDRESS");
+}
+
+#[test]
+fn cs1_missing_identity_settings_are_named() {
+    for key in ["ORG_NAME", "ORG_CONTACT_EMAIL", "MAIL_FROM"] {
+        assert_refused(&with(&[], &[key]), key);
+    }
+}
+
+#[test]
+fn gy5_free_mail_senders_are_refused() {
+    assert_refused(&with(&[("MAIL_FROM", "news@gmail.com")], &[]), "MAIL_FROM");
+    assert_refused(
+        &with(&[("NOTICE_FROM", "alerts@outlook.com")], &[]),
+        "NOTICE_FROM",
+    );
+}
+
+#[test]
+fn gy1_senders_must_match_the_dkim_domain() {
+    let key = fixture("dkim-test-rsa2048.pem").display().to_string();
+    let dkim = [
+        ("DKIM_DOMAIN", "example.com"),
+        ("DKIM_SELECTOR", "s1"),
+        ("DKIM_PRIVATE_KEY", key.as_str()),
+    ];
+    let mut ok: Vec<(&'static str, &str)> = dkim.to_vec();
+    assert_eq!(run(&with(&ok, &[])).0, 0);
+    ok.push(("NOTICE_FROM", "alerts@other.example"));
+    assert_refused(&with(&ok, &[]), "NOTICE_FROM");
+}
+
+#[test]
+fn unusable_dkim_keys_are_refused() {
+    let short = fixture("dkim-test-rsa1024.pem").display().to_string();
+    let not_a_key = fixture("dkim-test-rsa2048.pub.b64").display().to_string();
+    for path in [short.as_str(), not_a_key.as_str(), "/nonexistent/key.pem"] {
+        assert_refused(
+            &with(
+                &[
+                    ("DKIM_DOMAIN", "example.com"),
+                    ("DKIM_SELECTOR", "s1"),
+                    ("DKIM_PRIVATE_KEY", path),
+                ],
+                &[],
+            ),
+            "DKIM_PRIVATE_KEY",
+        );
+    }
+    assert_refused(&with(&[("DKIM_DOMAIN", "example.com")], &[]), "DKIM_SELECTOR");
+}
+
+#[test]
+fn malformed_transport_database_and_token_keys_are_refused() {
+    assert_refused(
+        &with(&[("MAIL_TRANSPORT", "ftp://relay.example.com")], &[]),
+        "MAIL_TRANSPORT",
+    );
+    assert_refused(
+        &with(&[("DATABASE_URL", "mysql://localhost/x")], &[]),
+        "DATABASE_URL",
+    );
+    assert_refused(&with(&[("TOKEN_KEYS", "k1:tooshort")], &[]), "TOKEN_KEYS");
+    assert_refused(&with(&[("PUBLIC_URL", "not a url")], &[]), "PUBLIC_URL");
+}
+
+#[test]
+fn the_demo_env_file_is_a_valid_configuration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .env("DATABASE_URL", "sqlite::memory:")
+        .env("MAIL_TRANSPORT", "file:///tmp/letterhead-config-test")
+        .arg("--env-file")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,361 @@
+//! The outbox and the mail pipeline end to end: command -> outbox -> worker -> SMTP sink.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Spawn, Stage, dkim_check, header_values, spawn, spawn_app};
+use letterhead::delivery::Payload;
+use letterhead::domain::EmailAddress;
+use letterhead::store::outbox::{self, NewOutboxMessage};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn queue_test_message(app: &common::TestApp, to: &str) {
+    let payload = Payload::TestMessage;
+    outbox::enqueue(
+        &app.state.db,
+        NewOutboxMessage {
+            kind: payload.kind(),
+            subscriber_id: None,
+            recipient: to.into(),
+            payload: serde_json::to_value(&payload).unwrap(),
+            dedupe_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    app.state.outbox_wakeup.notify_one();
+}
+
+/// CS-1, CS-4, MF-1, MF-2, MF-3, MF-9, MF-10, DK-1, DK-3, DK-4, DK-5, GY-1, GY-7.
+#[tokio::test]
+async fn a_queued_transactional_message_arrives_stamped_and_dkim_signed() {
+    let app = spawn_app().await;
+    // A command (a separate process) writes the outbox row; the app's worker delivers it.
+    app.run_cli(&["send-test", "--to", "reader@example.org"]);
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    let m = &msgs[0];
+    let raw = m.text();
+
+    // Envelope and headers on the operator's domain, organisation as display name (CS-1, GY-7).
+    assert_eq!(m.mail_from, "notices@example.com");
+    assert_eq!(m.rcpt_to, vec!["reader@example.org".to_string()]);
+    let from = header_values(&raw, "From");
+    assert_eq!(
+        from,
+        vec!["\"Example Newsletter Ltd\" <notices@example.com>".to_string()]
+    );
+    assert_eq!(header_values(&raw, "To"), vec!["reader@example.org".to_string()]);
+    assert_eq!(header_values(&raw, "Reply-To").len(), 1);
+    assert!(header_values(&raw, "Reply-To")[0].ends_with("@example.com>"));
+    // MF-1..3: one Date, one Message-ID on our domain.
+    assert_eq!(header_values(&raw, "Date").len(), 1);
+    let mid = header_values(&raw, "Message-ID");
+    assert_eq!(mid.len(), 1);
+    assert!(
+        mid[0].starts_with('<') && mid[0].ends_with("@example.com>"),
+        "{mid:?}"
+    );
+    assert_eq!(header_values(&raw, "MIME-Version"), vec!["1.0".to_string()]);
+    // Transactional: no list headers.
+    assert!(header_values(&raw, "List-Unsubscribe").is_empty());
+
+    // MF-10 and CS-4: text part first, the postal address in both parts.
+    let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
+    let text = parsed.body_text(0).unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(raw.find("Content-Type: text/plain").unwrap() < raw.find("Content-Type: text/html").unwrap());
+    for part in [&text, &html] {
+        assert!(
+            part.contains("1 Example Street"),
+            "postal address missing in {part}"
+        );
+        assert!(part.contains("12345 Example City"));
+        assert!(part.contains("privacy@example.com"));
+        assert!(part.contains("Example Newsletter Ltd"));
+    }
+
+    // DK-1, DK-4: a valid relaxed/relaxed rsa-sha256 signature with no l= tag.
+    let sig = header_values(&raw, "DKIM-Signature");
+    assert_eq!(sig.len(), 1);
+    let sig = sig[0].replace([' ', '\t'], "");
+    assert!(
+        sig.contains("a=rsa-sha256") && sig.contains("c=relaxed/relaxed") && sig.contains("d=example.com")
+    );
+    assert!(!sig.contains(";l="));
+    // DK-3 and DK-5: the essential headers are signed, From and Subject twice (over-signed).
+    let h = sig
+        .split(";h=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    let signed: Vec<&str> = h.split(':').collect();
+    for name in [
+        "from",
+        "subject",
+        "date",
+        "to",
+        "message-id",
+        "mime-version",
+        "content-type",
+    ] {
+        assert!(signed.contains(&name), "{name} not signed: {h}");
+    }
+    assert!(signed.iter().filter(|n| **n == "from").count() >= 2);
+    assert!(signed.iter().filter(|n| **n == "subject").count() >= 2);
+    assert!(
+        dkim_check::passes(&m.data).await,
+        "DKIM must verify: {:?}",
+        dkim_check::verify(&m.data).await
+    );
+
+    // DK-5: a second From added in transit breaks the signature.
+    let mut forged = b"From: \"Someone Else\" <attacker@evil.example>\r\n".to_vec();
+    forged.extend_from_slice(&m.data);
+    assert!(
+        !dkim_check::passes(&forged).await,
+        "an added From must break the signature"
+    );
+    // And so does any change to the body.
+    let tampered = raw.replacen("1 Example Street", "9 Other Street", 1);
+    assert!(!dkim_check::passes(tampered.as_bytes()).await);
+
+    // MF-5, MF-6: CRLF only, no NUL, no line over 998 octets.
+    assert!(!m.data.contains(&0));
+    for line in m.data.split(|b| *b == b'\n') {
+        assert!(line.len() <= 1000);
+    }
+    assert!(!raw.replace("\r\n", "").contains('\n'), "bare LF in message");
+
+    // The row is recorded as sent with the Message-ID that went out.
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND message_id IS NOT NULL",
+        1,
+        WAIT,
+    )
+    .await;
+}
+
+/// A 4xx is retried with backoff and then delivered once.
+#[tokio::test]
+async fn a_temporary_451_is_retried_until_accepted() {
+    let app = spawn_app().await;
+    app.sink
+        .reply(Stage::Rcpt, "greylisted@example.org", 451, Some(2));
+    queue_test_message(&app, "greylisted@example.org").await;
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs.len(), 1);
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND attempts = 3",
+        1,
+        WAIT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sink.messages().len(), 1, "delivered exactly once");
+}
+
+/// GY-6: a 5xx at RCPT fails the message, suppresses the address, and later mail to it is
+/// not even attempted.
+#[tokio::test]
+async fn a_permanent_550_suppresses_the_address() {
+    let app = spawn_app().await;
+    app.sink.reply(Stage::Rcpt, "gone@example.org", 550, None);
+    queue_test_message(&app, "gone@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND attempts = 1",
+        1,
+        WAIT,
+    )
+    .await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM suppressions WHERE reason = 'hard_bounce'",
+        1,
+        WAIT,
+    )
+    .await;
+    // The suppression holds a keyed hash, not the address (GD-4).
+    let hash = app
+        .state
+        .address_hasher
+        .hash(&EmailAddress::parse("GONE@example.org").unwrap());
+    let n = app
+        .query_i64(&format!(
+            "SELECT COUNT(*) FROM suppressions WHERE address_hmac = '{}'",
+            hash.as_str()
+        ))
+        .await;
+    assert_eq!(n, 1);
+
+    queue_test_message(&app, "gone@example.org").await;
+    queue_test_message(&app, "fine@example.org").await;
+    app.sink.wait_for(1, WAIT).await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'cancelled' AND last_error = 'suppressed'",
+        1,
+        WAIT,
+    )
+    .await;
+    let to: Vec<String> = app
+        .sink
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    assert_eq!(to, vec!["fine@example.org".to_string()]);
+}
+
+/// A 5xx at DATA (content refused) fails the message without suppressing the address.
+#[tokio::test]
+async fn a_permanent_554_at_data_fails_without_suppression() {
+    let app = spawn_app().await;
+    app.sink.reply(Stage::Data, "picky@example.org", 554, Some(1));
+    queue_test_message(&app, "picky@example.org").await;
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'failed'", 1, WAIT)
+        .await;
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM suppressions").await, 0);
+}
+
+/// A row whose worker died (lease expired) is claimed again and sent; a row whose lease is
+/// still running is left alone.
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
+    let app = spawn_app().await;
+    let now_ms = letterhead::store::now_ms();
+    let payload = serde_json::to_string(&Payload::TestMessage).unwrap();
+    let insert = |recipient: &str, lease_until: i64| {
+        format!(
+            "INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at_ms, lease_owner, created_at) \
+             VALUES ('test_message', '{recipient}', '{payload}', 'sending', 1, {lease_until}, 'dead-worker', '2026-01-01 00:00:00+00:00')"
+        )
+    };
+    app.execute(&insert("orphan@example.org", now_ms - 1_000)).await;
+    app.execute(&insert("inflight@example.org", now_ms + 600_000))
+        .await;
+    app.state.outbox_wakeup.notify_one();
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, vec!["orphan@example.org".to_string()]);
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE recipient = 'orphan@example.org' AND status = 'sent' AND attempts = 2",
+        1,
+        WAIT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.sink.messages().len(), 1, "the live lease was respected");
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM outbox WHERE recipient = 'inflight@example.org' AND status = 'sending'"
+        )
+        .await,
+        1
+    );
+}
+
+/// Two service instances on one database share the outbox and never send a row twice.
+#[tokio::test]
+async fn two_instances_share_the_outbox_without_duplicates() {
+    let first = spawn_app().await;
+    let second = spawn(Spawn {
+        db: Some(first.db.clone()),
+        sink: Some(first.sink.clone()),
+        ..Default::default()
+    })
+    .await;
+    first.sink.delay_data(5);
+    const N: usize = 150;
+    for i in 0..N {
+        queue_test_message(&first, &format!("reader{i}@example.org")).await;
+    }
+    second.state.outbox_wakeup.notify_one();
+    let msgs = first.sink.wait_for(N, Duration::from_secs(60)).await;
+    first
+        .wait_until(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'sent'",
+            N as i64,
+            WAIT,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let msgs_after = first.sink.messages();
+    assert_eq!(msgs_after.len(), N, "no message sent twice");
+    let recipients: HashSet<String> = msgs.iter().flat_map(|m| m.rcpt_to.clone()).collect();
+    assert_eq!(recipients.len(), N);
+    // MF-3: every message has its own Message-ID.
+    let ids: HashSet<String> = msgs_after
+        .iter()
+        .map(|m| header_values(&m.text(), "Message-ID")[0].clone())
+        .collect();
+    assert_eq!(ids.len(), N);
+    let recorded = first
+        .query_i64("SELECT COUNT(DISTINCT message_id) FROM outbox")
+        .await;
+    assert_eq!(recorded, N as i64);
+    second.stop().await;
+    first.stop().await;
+}
+
+/// A relay that is down: the message waits and is delivered when the relay is back.
+#[tokio::test]
+async fn a_relay_that_is_down_delays_delivery_and_loses_nothing() {
+    // Reserve a port, then close it: nothing listens there yet.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let app = spawn(Spawn {
+        overrides: vec![("MAIL_TRANSPORT", format!("smtp://127.0.0.1:{port}"))],
+        ..Default::default()
+    })
+    .await;
+    queue_test_message(&app, "patient@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts >= 1",
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM outbox WHERE status = 'failed'")
+            .await,
+        0
+    );
+    // The relay comes back on its address: the retry delivers without anyone's help.
+    let relay = common::SmtpSink::start_on(port).await;
+    let msgs = relay.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, vec!["patient@example.org".to_string()]);
+}
+
+/// Graceful shutdown lets the worker finish what it holds.
+#[tokio::test]
+async fn graceful_shutdown_finishes_sends_in_flight() {
+    let app = spawn_app().await;
+    app.sink.delay_data(700);
+    queue_test_message(&app, "late@example.org").await;
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'sending'", 1, WAIT)
+        .await;
+    let db = app.db.clone();
+    let sink = app.sink.clone();
+    app.stop().await;
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "the in-flight message was completed before stopping"
+    );
+    let probe = letterhead::store::connect(&db.url).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    let row = probe
+        .query_one_raw(sea_orm::Statement::from_string(
+            probe.get_database_backend(),
+            "SELECT COUNT(*) FROM outbox WHERE status = 'sent'".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), 1);
+}

@@ -1,0 +1,165 @@
+//! The HTTP surface every capability shares: health, errors as pages or problem+json, API keys,
+//! rate limits, security headers.
+
+mod common;
+
+use common::{Spawn, spawn, spawn_app};
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn healthz_answers_when_the_database_does() {
+    let app = spawn_app().await;
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_a_404_page_for_people_and_problem_json_for_programs() {
+    let app = spawn_app().await;
+    let page = app.http.get(app.url("/no/such/page")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Not found") && body.contains("1 Example Street"));
+
+    let api = app.http.get(app.url("/api/v1/nothing")).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.headers()["content-type"],
+        "application/problem+json",
+        "API paths always answer JSON"
+    );
+    let json = app
+        .http
+        .get(app.url("/no/such/page"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["title"], "Not found");
+}
+
+#[tokio::test]
+async fn the_api_wants_a_valid_unrevoked_key() {
+    let app = spawn_app().await;
+    let status = app.url("/api/v1/status");
+    let res = app.http.get(&status).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = app
+        .http
+        .get(&status)
+        .bearer_auth("lh_not-a-real-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let key = app.create_api_key().await;
+    let res = app.http.get(&status).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["outbox"]["queued"], 0);
+
+    // Only a hash is stored.
+    let plain = app
+        .query_i64(&format!("SELECT COUNT(*) FROM api_keys WHERE key_hash = '{key}'"))
+        .await;
+    assert_eq!(plain, 0);
+
+    let listing = String::from_utf8(app.run_cli(&["api-key", "list"]).stdout).unwrap();
+    assert!(listing.contains("active") && !listing.contains(&key));
+    let id = listing.split('\t').next().unwrap().trim().to_owned();
+    app.run_cli(&["api-key", "revoke", &id]);
+    let res = app.http.get(&status).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn api_key_create_prints_the_key_alone_on_the_last_line() {
+    let app = spawn_app().await;
+    let out = app.run_cli(&["api-key", "create", "--name", "marketing"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("lh_") && !last.contains(' ') && last.len() > 40,
+        "{last:?}"
+    );
+}
+
+#[tokio::test]
+async fn public_endpoints_are_rate_limited_per_ip_with_retry_after() {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_PUBLIC_PER_MINUTE", "3".into())],
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.http.get(app.url("/healthz")).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn the_api_is_rate_limited_per_key() {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_API_PER_MINUTE", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    let key = app.create_api_key().await;
+    let other = app.create_api_key().await;
+    for _ in 0..2 {
+        let res = app
+            .http
+            .get(app.url("/api/v1/status"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = app
+        .http
+        .get(app.url("/api/v1/status"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let res = app
+        .http
+        .get(app.url("/api/v1/status"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "another key has its own allowance");
+}
