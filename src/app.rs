@@ -29,6 +29,7 @@ use crate::web::rate_limit::{IpLimiter, KeyedLimiter};
 
 pub struct Limits {
     pub public: Arc<IpLimiter>,
+    pub signup: Arc<IpLimiter>,
     pub api: Arc<KeyedLimiter<i64>>,
 }
 
@@ -86,6 +87,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         outbox_wakeup: Notify::new(),
         limits: Limits {
             public: KeyedLimiter::per_minute(config.rate_limits.public_per_minute),
+            signup: KeyedLimiter::per_minute(config.rate_limits.signup_per_minute),
             api: KeyedLimiter::per_minute(config.rate_limits.api_per_minute),
         },
         db,
@@ -163,7 +165,8 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(crate::delivery::run(self.state.clone(), stop_rx.clone()));
-        let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx));
+        let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
+        let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
         tracing::info!(addr = %self.local_addr(), "listening");
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
@@ -175,7 +178,28 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = worker.await;
         let _ = pruner.await;
+        let _ = retention.await;
         Ok(())
+    }
+}
+
+/// Runs the retention job now and then every `RETENTION_INTERVAL_SECONDS`.
+async fn run_retention(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        match crate::retention::run(
+            &state.db,
+            &state.config.retention,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            Ok(report) => tracing::info!(?report, "retention job done"),
+            Err(e) => tracing::warn!(error = %e, "retention job failed; will try again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.retention.interval) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -184,6 +208,7 @@ async fn prune_limiters(state: AppState, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {
                 state.limits.public.prune();
+                state.limits.signup.prune();
                 state.limits.api.prune();
             }
             _ = stop.changed() => return,

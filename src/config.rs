@@ -102,10 +102,34 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
 }
 
+/// Double opt-in and abuse protection (OI-5, OI-6).
+#[derive(Debug, Clone)]
+pub struct SignupConfig {
+    /// How long a confirmation link works: 48 hours to 7 days (OI-5).
+    pub confirm_ttl: Duration,
+    /// Confirmation emails to one address per 24 hours, whoever asks (OI-6).
+    pub confirmations_per_day: i64,
+    /// A repeated signup gets a new confirmation only after this long (unless it adds a list).
+    pub resend_after: Duration,
+}
+
+/// How long data that is kept only for a while is kept (GD-5).
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Signups never confirmed are deleted after this long.
+    pub unconfirmed: Duration,
+    /// IP addresses and user agents in consent evidence are blanked after this long.
+    pub abuse_data: Duration,
+    /// How often the retention job runs.
+    pub interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     /// Requests per minute per client IP on public pages and forms.
     pub public_per_minute: u32,
+    /// Signups and confirmations per minute per client IP (OI-7).
+    pub signup_per_minute: u32,
     /// Requests per minute per API key.
     pub api_per_minute: u32,
 }
@@ -125,6 +149,8 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     pub delivery: DeliveryConfig,
     pub rate_limits: RateLimits,
+    pub signup: SignupConfig,
+    pub retention: RetentionConfig,
     pub request_timeout: Duration,
 }
 
@@ -347,7 +373,27 @@ impl Config {
         };
         let rate_limits = RateLimits {
             public_per_minute: s.parsed("RATE_LIMIT_PUBLIC_PER_MINUTE", 60u32)?.max(1),
+            signup_per_minute: s.parsed("RATE_LIMIT_SIGNUP_PER_MINUTE", 10u32)?.max(1),
             api_per_minute: s.parsed("RATE_LIMIT_API_PER_MINUTE", 600u32)?.max(1),
+        };
+
+        let confirm_hours = s.parsed("CONFIRM_TTL_HOURS", 72u64)?;
+        if !(48..=168).contains(&confirm_hours) {
+            return Err(err(
+                "CONFIRM_TTL_HOURS",
+                "must be between 48 and 168 hours (OI-5)",
+            ));
+        }
+        let signup = SignupConfig {
+            confirm_ttl: Duration::from_secs(confirm_hours * 3600),
+            confirmations_per_day: s.parsed("CONFIRMATIONS_PER_ADDRESS_PER_DAY", 3i64)?.max(1),
+            resend_after: Duration::from_secs(s.parsed("CONFIRMATION_RESEND_MINUTES", 10u64)? * 60),
+        };
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        let retention = RetentionConfig {
+            unconfirmed: days(s.parsed("UNCONFIRMED_RETENTION_DAYS", 7u64)?.max(1)),
+            abuse_data: days(s.parsed("ABUSE_DATA_RETENTION_DAYS", 30u64)?.max(1)),
+            interval: Duration::from_secs(s.parsed("RETENTION_INTERVAL_SECONDS", 3600u64)?.max(1)),
         };
 
         Ok(Self {
@@ -368,6 +414,8 @@ impl Config {
             trust_proxy_headers: s.flag("TRUST_PROXY_HEADERS")?,
             delivery,
             rate_limits,
+            signup,
+            retention,
             request_timeout: Duration::from_secs(s.parsed("REQUEST_TIMEOUT_SECONDS", 30u64)?.max(1)),
         })
     }

@@ -9,6 +9,8 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod mail;
+pub mod retention;
+pub mod signup;
 pub mod store;
 pub mod tokens;
 pub mod web;

@@ -71,6 +71,9 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone_null("confirmed_at"))
                 .col(timestamp_with_time_zone_null("unsubscribed_at"))
+                // When the row last became pending (epoch ms): a confirmation link confirms only
+                // what was pending when it was issued (OI-10).
+                .col(big_integer_null("pending_since_ms"))
                 .foreign_key(&mut fk(
                     ("subscriptions", "subscriber_id"),
                     "subscribers",
@@ -242,6 +245,16 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // Single-use tokens (confirm, export, ...) are spent by inserting their id here (TK-7).
+        m.create_table(
+            Table::create()
+                .table("spent_tokens")
+                .col(string_len("jti", 64).primary_key())
+                .col(timestamp_with_time_zone("spent_at"))
+                .to_owned(),
+        )
+        .await?;
+
         m.create_table(
             Table::create()
                 .table("suppressions")
@@ -260,6 +273,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
             "suppressions",
+            "spent_tokens",
             "policy_versions",
             "signing_keys",
             "api_keys",

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+mod lists;
+
 use crate::app::AppState;
 use crate::store::{api_keys, outbox};
 use crate::web::AppError;
@@ -21,6 +23,7 @@ pub struct ApiCaller {
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/status", get(status))
+        .merge(lists::routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

@@ -118,16 +118,6 @@ async fn attempt(state: &AppState, rate: Option<&DefaultDirectRateLimiter>, row:
             error: "the recipient address is not valid".into(),
         };
     };
-    let hash = state.address_hasher.hash(&recipient);
-    match suppressions::is_suppressed(&state.db, &hash).await {
-        Ok(true) => {
-            return Outcome::Skipped {
-                reason: "suppressed".into(),
-            };
-        }
-        Ok(false) => {}
-        Err(e) => return retry_later(cfg, row, format!("database: {e}")),
-    }
     let payload: Payload = match serde_json::from_str(&row.payload) {
         Ok(p) => p,
         Err(e) => {
@@ -136,6 +126,16 @@ async fn attempt(state: &AppState, rate: Option<&DefaultDirectRateLimiter>, row:
             };
         }
     };
+    let hash = state.address_hasher.hash(&recipient);
+    match suppressions::reason(&state.db, &hash).await {
+        Ok(Some(reason)) if !payload.sends_despite(&reason) => {
+            return Outcome::Skipped {
+                reason: "suppressed".into(),
+            };
+        }
+        Ok(_) => {}
+        Err(e) => return retry_later(cfg, row, format!("database: {e}")),
+    }
     let composed = match payload.render(state, recipient, row).await {
         Ok(Some(m)) => m,
         Ok(None) => {

@@ -2,7 +2,9 @@
 //! input into these at the edge; nothing further in holds a raw string from a request.
 
 mod email_address;
+mod list_slug;
 mod text;
 
 pub use email_address::{EmailAddress, EmailAddressError};
+pub use list_slug::{ListSlug, ListSlugError};
 pub use text::{DisplayName, HeaderText, TextError};

@@ -4,7 +4,11 @@
 pub mod api_keys;
 pub mod entities;
 pub mod keys;
+pub mod lists;
 pub mod outbox;
+pub mod policies;
+pub mod spent_tokens;
+pub mod subscriptions;
 pub mod suppressions;
 
 use std::time::Duration;

@@ -48,3 +48,26 @@ pub async fn is_suppressed(db: &impl ConnectionTrait, hash: &AddressHash) -> Res
         .await?
         > 0)
 }
+
+/// Why the address is suppressed, if it is.
+pub async fn reason(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<Option<String>, DbErr> {
+    Ok(suppression::Entity::find()
+        .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
+        .one(db)
+        .await?
+        .map(|s| s.reason))
+}
+
+/// Lifts a suppression of one of these reasons (a fresh, confirmed opt-in lifts an erasure).
+pub async fn lift(
+    db: &impl ConnectionTrait,
+    hash: &AddressHash,
+    reasons: &[SuppressionReason],
+) -> Result<(), DbErr> {
+    suppression::Entity::delete_many()
+        .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
+        .filter(suppression::Column::Reason.is_in(reasons.iter().map(|r| r.as_str())))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

@@ -120,24 +120,17 @@ struct Problem<'a> {
     errors: &'a [FieldError],
 }
 
-/// Does this request want JSON back? API paths always; elsewhere when it sent or asked for JSON.
+/// Does this request want JSON back? API paths always; elsewhere when it sent JSON, or asked
+/// for JSON and not for HTML.
 pub fn wants_json(req: &Request) -> bool {
-    if req.uri().path().starts_with("/api/") {
-        return true;
-    }
-    let has = |name: header::HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("application/json") || v.contains("+json"))
-    };
-    has(header::CONTENT_TYPE)
-        || (has(header::ACCEPT)
-            && !req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("text/html")))
+    req.uri().path().starts_with("/api/") || wants_json_headers(req.headers())
+}
+
+pub fn wants_json_headers(headers: &axum::http::HeaderMap) -> bool {
+    let value = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = |v: &str| v.contains("application/json") || v.contains("+json");
+    let accept = value(header::ACCEPT);
+    is_json(value(header::CONTENT_TYPE)) || (is_json(accept) && !accept.contains("text/html"))
 }
 
 /// Renders every error response: ours ([`AppError`]) and axum's own rejections (404, 405,

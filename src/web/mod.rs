@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod error;
 pub mod rate_limit;
+mod subscribe;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -19,11 +20,12 @@ pub use error::{AppError, FieldError};
 pub fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(subscribe::routes())
         .route_layer(middleware::from_fn_with_state(state, limit_per_ip))
 }
 
 async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = client_ip::client_ip(&req, state.config.trust_proxy_headers);
+    let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
     if let Some(ip) = ip
         && let Err(e) = state.limits.public.check(&ip)
     {
@@ -43,4 +45,21 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError
         )
     })?;
     Ok("ok")
+}
+
+/// A link token that did not verify: a 4xx page (or problem), never a 5xx (TK-1..4).
+pub fn token_rejected(err: crate::tokens::TokenError) -> AppError {
+    use crate::tokens::TokenError;
+    match err {
+        TokenError::Expired => AppError::new(
+            StatusCode::GONE,
+            "This link has expired",
+            "Links in our emails work only for a limited time. Please start again.",
+        ),
+        TokenError::Invalid | TokenError::UnknownKey | TokenError::WrongPurpose => AppError::new(
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+            "The link may have been cut off or changed. Please use the link exactly as it arrived.",
+        ),
+    }
 }

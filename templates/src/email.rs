@@ -97,3 +97,45 @@ pub fn paragraphs(text: &str) -> Markup {
 pub fn trusted_html(html: String) -> Markup {
     PreEscaped(html)
 }
+
+/// The double opt-in email (OI-4): who asks, for which lists, what to do, what happens if you
+/// do nothing, and until when the link works. Purely transactional: no promotion.
+pub struct ConfirmationEmail<'a> {
+    pub org_name: &'a str,
+    pub lists: &'a [String],
+    pub link: &'a str,
+    pub expires: &'a str,
+}
+
+impl ConfirmationEmail<'_> {
+    pub fn html(&self) -> Markup {
+        html! {
+            p { "Hello," }
+            p { (self.org_name) " received a request to subscribe this email address to:" }
+            ul { @for l in self.lists { li { (l) } } }
+            p { "To confirm, open this link and press the button on the page:" }
+            p { a href=(self.link) { "Confirm my subscription" } }
+            p { "The link works until " (self.expires) "." }
+            p { "If you did not ask for this, ignore this email: you will not be subscribed and we will not write again about it." }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "Hello,\n\n{} received a request to subscribe this email address to:\n\n",
+            self.org_name
+        );
+        for l in self.lists {
+            out.push_str("  - ");
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str("\nTo confirm, open this link and press the button on the page:\n\n");
+        out.push_str(self.link);
+        out.push_str(&format!("\n\nThe link works until {}.\n\n", self.expires));
+        out.push_str(
+            "If you did not ask for this, ignore this email: you will not be subscribed and we will not write again about it.\n",
+        );
+        out
+    }
+}

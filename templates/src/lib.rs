@@ -5,5 +5,6 @@
 
 pub mod email;
 pub mod pages;
+pub mod signup;
 
 pub use maud::{Markup, PreEscaped, html};

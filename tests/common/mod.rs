@@ -156,6 +156,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn(opts: Spawn) -> TestApp {
+    // Warnings and errors show with a failing test's output (RUST_LOG for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let db = match opts.db {
         Some(db) => db,
         None => Arc::new(TestDb::new().await),

@@ -13,6 +13,7 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     pub confirmed_at: Option<TimeDateTimeWithTimeZone>,
     pub unsubscribed_at: Option<TimeDateTimeWithTimeZone>,
+    pub pending_since_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,111 @@
+//! `/api/v1/lists`: create, read and list mailing lists.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::get};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::domain::ListSlug;
+use crate::store::entities::list;
+use crate::store::lists;
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/lists", get(index).post(create))
+        .route("/api/v1/lists/{slug}", get(show))
+}
+
+#[derive(Deserialize)]
+struct NewList {
+    slug: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    public: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct ListView {
+    id: i64,
+    slug: String,
+    name: String,
+    description: Option<String>,
+    public: bool,
+    created_at: String,
+}
+
+impl From<list::Model> for ListView {
+    fn from(l: list::Model) -> Self {
+        ListView {
+            id: l.id,
+            slug: l.slug,
+            name: l.name,
+            description: l.description,
+            public: l.public,
+            created_at: l
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<NewList>,
+) -> Result<(StatusCode, Json<ListView>), AppError> {
+    let mut errors = Vec::new();
+    let slug = ListSlug::parse(body.slug.as_deref().unwrap_or(""))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: "slug".into(),
+                message: e.to_string(),
+            })
+        })
+        .ok();
+    let name = body.name.as_deref().map(str::trim).unwrap_or("");
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        errors.push(FieldError {
+            field: "name".into(),
+            message: "must be 1-200 characters on one line".into(),
+        });
+    }
+    let description = body
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    if description.is_some_and(|d| d.chars().count() > 2000) {
+        errors.push(FieldError {
+            field: "description".into(),
+            message: "must be at most 2000 characters".into(),
+        });
+    }
+    let Some(slug) = slug.filter(|_| errors.is_empty()) else {
+        return Err(AppError::unprocessable(errors));
+    };
+    let created = lists::create(&state.db, &slug, name, description, body.public.unwrap_or(true))
+        .await
+        .map_err(|e| {
+            if crate::store::is_unique_violation(&e) {
+                AppError::conflict(format!("A list with the slug {slug} already exists."))
+            } else {
+                AppError::from(e)
+            }
+        })?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+async fn index(State(state): State<AppState>) -> Result<Json<Vec<ListView>>, AppError> {
+    Ok(Json(
+        lists::all(&state.db).await?.into_iter().map(Into::into).collect(),
+    ))
+}
+
+async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<ListView>, AppError> {
+    lists::by_slug(&state.db, &slug)
+        .await?
+        .map(|l| Json(l.into()))
+        .ok_or_else(AppError::not_found)
+}

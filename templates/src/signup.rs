@@ -1,0 +1,157 @@
+//! Signup and confirmation pages. The form works without JavaScript, loads nothing from third
+//! parties, labels every field, and leaves the consent box unchecked (OI-2).
+
+use std::collections::HashMap;
+
+use maud::{Markup, html};
+
+use crate::pages::{SiteIdentity, layout};
+
+pub struct ListChoice<'a> {
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub checked: bool,
+}
+
+/// What the form shows: the lists, the values typed so far, and a message per field.
+pub struct SubscribeForm<'a> {
+    pub lists: Vec<ListChoice<'a>>,
+    /// `?list=slug`: one list, chosen by the page that links here.
+    pub fixed_list: Option<ListChoice<'a>>,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub consent_text: &'a str,
+    pub errors: HashMap<String, String>,
+}
+
+fn field_error(errors: &HashMap<String, String>, field: &str) -> Markup {
+    html! {
+        @if let Some(msg) = errors.get(field) {
+            p.error id={ (field) "-error" } role="alert" { (msg) }
+        }
+    }
+}
+
+pub fn subscribe_form(site: &SiteIdentity<'_>, form: &SubscribeForm<'_>) -> Markup {
+    let e = &form.errors;
+    layout(
+        site,
+        "Subscribe",
+        html! {
+            h1 { "Subscribe" }
+            @if !e.is_empty() {
+                p.error role="alert" { "Please check the fields marked below." }
+            }
+            form method="post" action="/subscribe" novalidate {
+                label for="email" { "Email address" }
+                input #email type="email" name="email" required autocomplete="email" maxlength="254"
+                    value=(form.email) aria-describedby="email-error";
+                (field_error(e, "email"))
+                label for="name" { "Name (optional)" }
+                input #name type="text" name="name" autocomplete="name" maxlength="200" value=(form.name);
+                (field_error(e, "name"))
+                @if let Some(list) = &form.fixed_list {
+                    input type="hidden" name="list" value=(list.slug);
+                    p { "You are subscribing to " strong { (list.name) } "." }
+                } @else {
+                    fieldset {
+                        legend { "Newsletters" }
+                        @for l in &form.lists {
+                            label {
+                                input type="checkbox" name="list" value=(l.slug) checked[l.checked];
+                                " " (l.name)
+                                @if let Some(d) = l.description { br; small { (d) } }
+                            }
+                        }
+                    }
+                }
+                (field_error(e, "list"))
+                label {
+                    input type="checkbox" name="consent" value="yes" required aria-describedby="consent-error";
+                    " " (form.consent_text) " " a href="/privacy" { "Privacy policy" } "."
+                }
+                (field_error(e, "consent"))
+                label {
+                    input type="checkbox" name="age_confirmed" value="yes" required aria-describedby="age_confirmed-error";
+                    " I am 18 years of age or older."
+                }
+                (field_error(e, "age_confirmed"))
+                // A field people never see: bots fill it in (OI-8).
+                div.hp aria-hidden="true" {
+                    label for="website" { "Leave this field empty" }
+                    input #website type="text" name="website" tabindex="-1" autocomplete="off";
+                }
+                p { button type="submit" { "Subscribe" } }
+                p { small { "We will send you an email to confirm. Nothing else is sent until you do." } }
+            }
+        },
+    )
+}
+
+pub fn check_inbox(site: &SiteIdentity<'_>) -> Markup {
+    layout(
+        site,
+        "Check your inbox",
+        html! {
+            h1 { "Almost done: check your inbox" }
+            p { "If the address can receive email, a message with a confirmation link is on its way. "
+                "Open it and press the button to confirm. Until then you are not subscribed." }
+            p { "Nothing there? Look in the spam folder, or sign up again later." }
+        },
+    )
+}
+
+/// GET on a confirmation link: a button, so link scanners that prefetch change nothing (OI-11).
+pub fn confirm_page(site: &SiteIdentity<'_>, token: &str) -> Markup {
+    layout(
+        site,
+        "Confirm your subscription",
+        html! {
+            h1 { "Confirm your subscription" }
+            form method="post" action={ "/confirm/" (token) } {
+                p { button type="submit" { "Yes, subscribe me" } }
+            }
+            p { "If you did not ask to subscribe, close this page: nothing will happen." }
+        },
+    )
+}
+
+pub fn confirmed(site: &SiteIdentity<'_>, lists: &[String]) -> Markup {
+    layout(
+        site,
+        "Subscription confirmed",
+        html! {
+            h1 { "Thank you: your subscription is confirmed" }
+            @if !lists.is_empty() {
+                p { "You are now subscribed to:" }
+                ul { @for l in lists { li { (l) } } }
+            }
+            p { "Every email has a link to unsubscribe with one click." }
+        },
+    )
+}
+
+pub fn nothing_to_confirm(site: &SiteIdentity<'_>) -> Markup {
+    layout(
+        site,
+        "Nothing to confirm",
+        html! {
+            h1 { "There is nothing to confirm" }
+            p { "This link no longer covers a pending subscription. "
+                "If you want to subscribe, " a href="/subscribe" { "sign up again" } "." }
+        },
+    )
+}
+
+pub fn confirm_expired(site: &SiteIdentity<'_>) -> Markup {
+    layout(
+        site,
+        "Link expired",
+        html! {
+            h1 { "This confirmation link has expired" }
+            p { "For your protection confirmation links work only for a few days. "
+                a href="/subscribe" { "Sign up again" } " and we will send you a new one." }
+        },
+    )
+}

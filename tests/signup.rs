@@ -1,0 +1,737 @@
+//! Double opt-in through HTTP and the SMTP sink: the form, the JSON endpoint, the confirmation
+//! email and link, consent evidence, abuse protection and retention (OI-1..11, GD-5, GD-6, CS-4).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Spawn, TestApp, dkim_check, header_values, spawn};
+use letterhead::domain::{EmailAddress, ListSlug};
+use letterhead::store::suppressions::{self, SuppressionReason};
+use letterhead::tokens::Purpose;
+use reqwest::StatusCode;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn add_list(app: &TestApp, slug: &str, name: &str) {
+    letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
+        .await
+        .unwrap();
+}
+
+async fn app_with_lists() -> TestApp {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "weekly", "Weekly News").await;
+    add_list(&app, "offers", "Special Offers").await;
+    app
+}
+
+async fn post_form(app: &TestApp, body: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/subscribe"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("User-Agent", "SignupTest/1.0")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post_json(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/subscribe"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn good_form(email: &str) -> String {
+    format!(
+        "email={}&name=Zo%C3%AB&list=weekly&consent=yes&age_confirmed=yes",
+        urlencode(email)
+    )
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The confirmation link in a captured email's text part.
+fn confirm_path(m: &common::smtp_sink::Captured) -> String {
+    let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
+    let text = parsed.body_text(0).unwrap().into_owned();
+    let start = text.find("/confirm/").expect("a confirmation link");
+    text[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+async fn status_of(app: &TestApp, email: &str, list: &str) -> String {
+    let db = &app.state.db;
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT x.status FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+             JOIN lists l ON l.id = x.list_id WHERE s.email_key = $1 AND l.slug = $2",
+            [email.to_ascii_lowercase().into(), list.into()],
+        ))
+        .await
+        .unwrap();
+    row.map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .unwrap_or_else(|| "none".into())
+}
+
+/// OI-1, OI-3, OI-4, OI-5, CS-4, DK-1: a signup stays pending, gets one transactional,
+/// signed confirmation with the postal address, and its evidence is recorded.
+#[tokio::test]
+async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
+    let app = app_with_lists().await;
+    app.execute(
+        "INSERT INTO policy_versions (version, effective_at, summary, url, material, content_hash, published_at) \
+         VALUES ('2026-01', '2026-01-01T00:00:00Z', 'First', 'https://example.com/privacy', false, 'x', '2026-01-01T00:00:00Z')",
+    )
+    .await;
+    let res = post_form(&app, &good_form("reader@example.org")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("check your inbox"));
+
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    let m = &msgs[0];
+    let raw = m.text();
+    assert_eq!(m.rcpt_to, vec!["reader@example.org".to_string()]);
+    assert_eq!(m.mail_from, "notices@example.com", "transactional sender (GY-7)");
+    assert!(header_values(&raw, "List-Unsubscribe").is_empty());
+    assert!(dkim_check::passes(&m.data).await);
+    let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
+    assert_eq!(parsed.subject(), Some("Please confirm your subscription"));
+    assert_eq!(parsed.to().unwrap().first().unwrap().name(), Some("Zoë"));
+    let text = parsed.body_text(0).unwrap();
+    for needle in [
+        "Example Newsletter Ltd",
+        "Weekly News",
+        "ignore this email",
+        "works until",
+        "1 Example Street",
+        "privacy@example.com",
+    ] {
+        assert!(text.contains(needle), "OI-4: {needle:?} missing from\n{text}");
+        assert!(
+            parsed.body_html(0).unwrap().contains(needle),
+            "{needle:?} missing from the HTML part"
+        );
+    }
+    assert_eq!(status_of(&app, "reader@example.org", "weekly").await, "pending");
+
+    // OI-3: the evidence.
+    let n = app
+        .query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE kind = 'signup' AND ip = '127.0.0.1' \
+             AND user_agent = 'SignupTest/1.0' AND source = 'form:/subscribe' AND policy_version = '2026-01' \
+             AND consent_text IS NOT NULL AND list_id IS NOT NULL",
+        )
+        .await;
+    assert_eq!(n, 1);
+    // Nothing but the confirmation went out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sink.messages().len(), 1);
+}
+
+/// OI-11, OI-3, TK-7, TK-8: GET shows a button and changes nothing; POST confirms and records
+/// time, IP and user agent; a repeat shows success again.
+#[tokio::test]
+async fn oi11_get_on_the_link_changes_nothing_and_post_confirms() {
+    let app = app_with_lists().await;
+    post_form(&app, &good_form("clicker@example.org")).await;
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    let path = confirm_path(&msgs[0]);
+
+    let page = app.http.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("method=\"post\"") && html.contains(&format!("action=\"{path}\"")));
+    assert_eq!(
+        status_of(&app, "clicker@example.org", "weekly").await,
+        "pending",
+        "GET must not confirm"
+    );
+
+    let res = app
+        .http
+        .post(app.url(&path))
+        .header("User-Agent", "Clicker/2.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("confirmed"));
+    assert_eq!(
+        status_of(&app, "clicker@example.org", "weekly").await,
+        "confirmed"
+    );
+    let n = app
+        .query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE kind = 'confirm' AND ip = '127.0.0.1' AND user_agent = 'Clicker/2.0'",
+        )
+        .await;
+    assert_eq!(n, 1);
+
+    let again = app.http.post(app.url(&path)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.text().await.unwrap().contains("confirmed"));
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'confirm'")
+            .await,
+        1,
+        "single use"
+    );
+}
+
+/// OI-2, GD-6: consent and age confirmation are required; the form comes back with the values
+/// and a message per field; JSON gets problem+json with the same fields. Nothing is stored.
+#[tokio::test]
+async fn oi2_gd6_missing_consent_or_age_is_refused_with_field_errors() {
+    let app = app_with_lists().await;
+    let res = post_form(
+        &app,
+        "email=keep%40example.org&name=Kept&list=weekly&consent=&age_confirmed=",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("value=\"keep@example.org\"") && html.contains("value=\"Kept\""),
+        "values kept"
+    );
+    assert!(html.contains("id=\"consent-error\"") && html.contains("id=\"age_confirmed-error\""));
+
+    for body in [
+        serde_json::json!({"email": "j@example.org", "list": ["weekly"], "age_confirmed": true}),
+        serde_json::json!({"email": "j@example.org", "list": ["weekly"], "consent": false, "age_confirmed": true}),
+        serde_json::json!({"email": "j@example.org", "list": ["weekly"], "consent": true}),
+    ] {
+        let res = post_json(&app, body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let p: serde_json::Value = res.json().await.unwrap();
+        let fields: Vec<&str> = p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&"consent") || fields.contains(&"age_confirmed"),
+            "{p}"
+        );
+    }
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM outbox").await, 0);
+}
+
+#[tokio::test]
+async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
+    let app = app_with_lists().await;
+    let long_name = "x".repeat(300);
+    for (body, field) in [
+        (
+            serde_json::json!({"email": "a@b.c\r\nBcc: x@y.z", "list": ["weekly"], "consent": true, "age_confirmed": true}),
+            "email",
+        ),
+        (
+            serde_json::json!({"email": "not-an-address", "list": "weekly", "consent": true, "age_confirmed": true}),
+            "email",
+        ),
+        (
+            serde_json::json!({"email": "ok@example.org", "name": long_name, "list": "weekly", "consent": true, "age_confirmed": true}),
+            "name",
+        ),
+        (
+            serde_json::json!({"email": "ok@example.org", "name": "Bad\u{7}Name", "list": "weekly", "consent": true, "age_confirmed": true}),
+            "name",
+        ),
+        (
+            serde_json::json!({"email": "ok@example.org", "list": ["nope"], "consent": true, "age_confirmed": true}),
+            "list",
+        ),
+        (
+            serde_json::json!({"email": "ok@example.org", "consent": true, "age_confirmed": true}),
+            "list",
+        ),
+    ] {
+        let res = post_json(&app, body.clone()).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let p: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            p["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{field}: {p}"
+        );
+    }
+    let res = app
+        .http
+        .post(app.url("/subscribe"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = app
+        .http
+        .post(app.url("/subscribe"))
+        .body(vec![b'a'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
+}
+
+/// The JSON endpoint: 202 and the same pending state.
+#[tokio::test]
+async fn a_json_signup_is_accepted_with_202() {
+    let app = app_with_lists().await;
+    let res = post_json(
+        &app,
+        serde_json::json!({"email": "api@example.org", "list": ["weekly", "offers"], "consent": true, "age_confirmed": true}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    app.sink.wait_for(1, WAIT).await;
+    assert_eq!(status_of(&app, "api@example.org", "weekly").await, "pending");
+    assert_eq!(status_of(&app, "api@example.org", "offers").await, "pending");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE source = 'json:/subscribe'")
+            .await,
+        2
+    );
+}
+
+/// OI-9: new, pending, confirmed, unsubscribed and erased addresses get the same answer, and
+/// each gets what it should (confirmed: nothing; unsubscribed and erased: a fresh confirmation).
+#[tokio::test]
+async fn oi9_every_state_gets_the_same_answer() {
+    let app = app_with_lists().await;
+    // Set up the states.
+    post_form(&app, &good_form("pending@example.org")).await;
+    post_form(&app, &good_form("confirmed@example.org")).await;
+    post_form(&app, &good_form("left@example.org")).await;
+    app.sink.wait_for(3, WAIT).await;
+    app.execute("UPDATE subscriptions SET status = 'confirmed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'confirmed@example.org')").await;
+    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'left@example.org')").await;
+    let erased = EmailAddress::parse("erased@example.org").unwrap();
+    suppressions::add(
+        &app.state.db,
+        &app.state.address_hasher.hash(&erased),
+        SuppressionReason::Erased,
+    )
+    .await
+    .unwrap();
+    let before = app.sink.messages().len();
+
+    let mut answers = Vec::new();
+    for email in [
+        "new@example.org",
+        "pending@example.org",
+        "confirmed@example.org",
+        "left@example.org",
+        "erased@example.org",
+    ] {
+        let form = post_form(&app, &good_form(email)).await;
+        let form = (form.status(), form.text().await.unwrap());
+        let json = post_json(
+            &app,
+            serde_json::json!({"email": email, "list": "weekly", "consent": true, "age_confirmed": true}),
+        )
+        .await;
+        let json = (json.status(), json.text().await.unwrap());
+        answers.push((form, json));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "answers differ: {answers:#?}"
+    );
+
+    // new, left and erased each get one fresh confirmation; pending got one minutes ago that
+    // still covers it; confirmed gets nothing.
+    app.sink.wait_for(before + 3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new: Vec<String> = app.sink.messages()[before..]
+        .iter()
+        .flat_map(|m| m.rcpt_to.clone())
+        .collect();
+    assert_eq!(new.len(), 3, "{new:?}");
+    assert!(!new.contains(&"confirmed@example.org".to_string()), "{new:?}");
+    for email in ["new@example.org", "left@example.org", "erased@example.org"] {
+        assert!(
+            new.contains(&email.to_string()),
+            "{email} should get a confirmation: {new:?}"
+        );
+    }
+    assert_eq!(
+        status_of(&app, "confirmed@example.org", "weekly").await,
+        "confirmed"
+    );
+    assert_eq!(status_of(&app, "left@example.org", "weekly").await, "pending");
+}
+
+/// OI-10: a link issued before the person opted out does not subscribe them again, not even
+/// after a later signup made the list pending again.
+#[tokio::test]
+async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
+    let app = app_with_lists().await;
+    post_form(&app, &good_form("leaver@example.org")).await;
+    let first = confirm_path(&app.sink.wait_for(1, WAIT).await[0]);
+    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL")
+        .await;
+    let res = app.http.post(app.url(&first)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("nothing to confirm"));
+    assert_eq!(
+        status_of(&app, "leaver@example.org", "weekly").await,
+        "unsubscribed"
+    );
+
+    // A later signup: the list is pending again, but only the new link may confirm it.
+    post_form(&app, &good_form("leaver@example.org")).await;
+    let msgs = app.sink.wait_for(2, WAIT).await;
+    let second = confirm_path(&msgs[1]);
+    let old_again = {
+        // A fresh, unspent copy of the first link's claims is not needed: the first link was
+        // spent above; sign an equivalent one issued before the new signup.
+        let claims = app.state.keyring.verify(&first[9..], Purpose::Confirm).unwrap();
+        let sub = claims.sub.clone();
+        let issued = claims.aux.clone().unwrap();
+        format!(
+            "/confirm/{}",
+            app.state.keyring.issue(
+                Purpose::Confirm,
+                &sub,
+                Some(&issued),
+                Some(Duration::from_secs(3600))
+            )
+        )
+    };
+    app.http.post(app.url(&old_again)).send().await.unwrap();
+    assert_eq!(
+        status_of(&app, "leaver@example.org", "weekly").await,
+        "pending",
+        "old link must not confirm"
+    );
+    app.http.post(app.url(&second)).send().await.unwrap();
+    assert_eq!(status_of(&app, "leaver@example.org", "weekly").await, "confirmed");
+}
+
+/// OI-6: at most three confirmation emails a day to one address, whoever asks; the answers
+/// stay the same (OI-9). (Resending is allowed at once here to reach the cap quickly.)
+#[tokio::test]
+async fn oi6_confirmations_to_one_address_are_capped() {
+    let app = spawn(Spawn {
+        overrides: vec![
+            ("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into()),
+            ("CONFIRMATION_RESEND_MINUTES", "0".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "weekly", "Weekly News").await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let res = post_form(&app, &good_form("victim@example.org")).await;
+        statuses.push(res.status());
+        // Each previous confirmation has been sent before the next request.
+        if i < 3 {
+            app.sink.wait_for(i + 1, WAIT).await;
+            app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'queued'", 0, WAIT)
+                .await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    assert_eq!(app.sink.messages().len(), 3);
+}
+
+/// OI-7: signups are rate-limited per IP with 429 and Retry-After.
+#[tokio::test]
+async fn oi7_signups_are_rate_limited_per_ip() {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "weekly", "Weekly News").await;
+    for i in 0..2 {
+        assert_eq!(
+            post_form(&app, &good_form(&format!("r{i}@example.org")))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let res = post_form(&app, &good_form("r3@example.org")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let res = post_json(&app, serde_json::json!({"email": "r4@example.org", "list": "weekly", "consent": true, "age_confirmed": true})).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+/// OI-8: a filled honeypot is answered like a success and stores and sends nothing.
+#[tokio::test]
+async fn oi8_a_filled_honeypot_stores_and_sends_nothing() {
+    let app = app_with_lists().await;
+    let normal = post_form(&app, &good_form("human@example.org")).await;
+    let (normal_status, normal_body) = (normal.status(), normal.text().await.unwrap());
+    let bot = post_form(
+        &app,
+        &format!(
+            "{}&website=http%3A%2F%2Fspam.example",
+            good_form("bot@example.org")
+        ),
+    )
+    .await;
+    assert_eq!(
+        (bot.status(), bot.text().await.unwrap()),
+        (normal_status, normal_body)
+    );
+    app.sink.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'bot@example.org'")
+            .await,
+        0
+    );
+    assert_eq!(app.sink.messages().len(), 1);
+}
+
+/// 1,000 concurrent identical signups end as one subscription per list and one confirmation.
+#[tokio::test]
+async fn a_thousand_concurrent_identical_signups_make_one_subscription_and_one_confirmation() {
+    let app = app_with_lists().await;
+    let body = "email=crowd%40example.org&list=weekly&list=offers&consent=yes&age_confirmed=yes";
+    let requests = (0..1000).map(|_| {
+        let http = app.http.clone();
+        let url = app.url("/subscribe");
+        async move {
+            http.post(url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{:?}",
+        statuses.iter().find(|s| **s != StatusCode::OK)
+    );
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 1);
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscriptions").await, 2);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM outbox WHERE kind = 'confirmation'")
+            .await,
+        1
+    );
+    app.sink.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sink.messages().len(), 1);
+}
+
+/// TK-1..5 on confirmation links: other purposes, altered bytes, `none`, unknown keys are 4xx
+/// pages and change nothing; an expired link offers to sign up again.
+#[tokio::test]
+async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
+    let app = app_with_lists().await;
+    post_form(&app, &good_form("target@example.org")).await;
+    let path = confirm_path(&app.sink.wait_for(1, WAIT).await[0]);
+    let token = path.trim_start_matches("/confirm/").to_owned();
+    let claims = app.state.keyring.verify(&token, Purpose::Confirm).unwrap();
+
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let body = token.split('.').nth(1).unwrap();
+    let unsub = app
+        .state
+        .keyring
+        .issue(Purpose::Unsubscribe, &claims.sub, claims.aux.as_deref(), None);
+    let mut altered = token.clone().into_bytes();
+    let i = altered.len() - 5;
+    altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+    let forged = [
+        unsub,
+        String::from_utf8(altered).unwrap(),
+        format!(
+            "{}.{body}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"}))
+        ),
+        format!(
+            "{}.{body}.{}",
+            b64(serde_json::json!({"alg": "HS256", "kid": "../../etc/passwd"})),
+            token.split('.').nth(2).unwrap()
+        ),
+        format!(
+            "{}.{body}.{}",
+            b64(serde_json::json!({"alg": "RS256", "kid": "k1"})),
+            token.split('.').nth(2).unwrap()
+        ),
+        "not-a-token".into(),
+        "a.b.c".into(),
+    ];
+    for bad in forged {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let res = app
+                .http
+                .request(method.clone(), app.url(&format!("/confirm/{bad}")))
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_client_error(), "{method} {bad}: {}", res.status());
+        }
+    }
+    assert_eq!(status_of(&app, "target@example.org", "weekly").await, "pending");
+
+    let expired = {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let secret = letterhead::store::keys::load(&app.state.db, letterhead::store::keys::KeyPurpose::Token)
+            .await
+            .unwrap()
+            .remove(0);
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(secret.0);
+        let mut c = claims.clone();
+        c.exp = Some(c.iat - 10);
+        jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(secret.1.as_bytes())).unwrap()
+    };
+    let res = app
+        .http
+        .post(app.url(&format!("/confirm/{expired}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GONE);
+    assert!(
+        res.text().await.unwrap().contains("href=\"/subscribe\""),
+        "offers to sign up again"
+    );
+    assert_eq!(status_of(&app, "target@example.org", "weekly").await, "pending");
+}
+
+/// The form: unchecked consent box, age box, labels, honeypot, no third-party assets; one
+/// list chosen by `?list=`.
+#[tokio::test]
+async fn the_form_has_an_unchecked_consent_box_and_loads_nothing_from_elsewhere() {
+    let app = app_with_lists().await;
+    let html = app
+        .http
+        .get(app.url("/subscribe"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"consent\" value=\"yes\" required"));
+    assert!(!html.contains("name=\"consent\" value=\"yes\" checked"));
+    assert!(html.contains("name=\"age_confirmed\""));
+    assert!(html.contains("<label for=\"email\">"));
+    assert!(html.contains("name=\"website\""), "honeypot");
+    assert!(html.contains("href=\"/privacy\""));
+    assert!(
+        !html.contains("src=\"http") && !html.contains("<script"),
+        "no third-party assets, no JS"
+    );
+    assert!(html.contains("value=\"weekly\"") && html.contains("value=\"offers\""));
+    let one = app
+        .http
+        .get(app.url("/subscribe?list=offers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(one.contains("type=\"hidden\" name=\"list\" value=\"offers\""));
+    assert!(!one.contains("value=\"weekly\""));
+}
+
+/// GD-5: unconfirmed signups go after the retention period; IPs and user agents go after the
+/// abuse-retention period while the rest of the evidence stays. The clock is moved, not slept.
+#[tokio::test]
+async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
+    let app = app_with_lists().await;
+    post_form(&app, &good_form("never@example.org")).await;
+    post_form(&app, &good_form("keeper@example.org")).await;
+    let msgs = app.sink.wait_for(2, WAIT).await;
+    let keeper = msgs
+        .iter()
+        .find(|m| m.rcpt_to[0] == "keeper@example.org")
+        .unwrap();
+    app.http
+        .post(app.url(&confirm_path(keeper)))
+        .send()
+        .await
+        .unwrap();
+
+    let cfg = app.state.config.retention.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(6))
+        .await
+        .unwrap();
+    assert_eq!(report.subscribers_deleted, 0, "not yet");
+    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(8))
+        .await
+        .unwrap();
+    assert_eq!(report.unconfirmed_subscriptions_deleted, 1);
+    assert_eq!(report.subscribers_deleted, 1);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'never@example.org'")
+            .await,
+        0
+    );
+    assert_eq!(status_of(&app, "keeper@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE ip IS NOT NULL")
+            .await,
+        2
+    );
+
+    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(31))
+        .await
+        .unwrap();
+    assert_eq!(report.consent_events_anonymized, 2);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE ip IS NOT NULL OR user_agent IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE policy_version IS NULL AND source <> '' AND kind IN ('signup','confirm')").await,
+        2,
+        "the rest of the evidence stays"
+    );
+    let again = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(31))
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default(), "idempotent");
+}
