@@ -3,8 +3,8 @@
 //! build exactly what production runs (on port 0, with their own database and SMTP sink).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -24,12 +24,13 @@ use crate::config::Config;
 use crate::mail::{Stamp, Transport};
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::{self, Db};
-use crate::tokens::Keyring;
+use crate::tokens::{Claims, Keyring, Purpose, TokenError};
 use crate::web::rate_limit::{IpLimiter, KeyedLimiter};
 
 pub struct Limits {
     pub public: Arc<IpLimiter>,
     pub signup: Arc<IpLimiter>,
+    pub one_click: Arc<IpLimiter>,
     pub api: Arc<KeyedLimiter<i64>>,
 }
 
@@ -39,7 +40,9 @@ pub struct App {
     pub db: Db,
     pub stamp: Stamp,
     pub transport: Transport,
-    pub keyring: Keyring,
+    /// Swapped when another instance rotated the keys (see [`App::verify_token`]).
+    keyring: RwLock<Arc<Keyring>>,
+    last_key_reload: Mutex<Option<Instant>>,
     pub address_hasher: AddressHasher,
     /// Poked when this process queues mail, so the worker starts at once instead of polling.
     pub outbox_wakeup: Notify,
@@ -49,6 +52,43 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.read().expect("keyring lock").clone()
+    }
+
+    /// Verifies a link token. A key id we do not know may be a key another instance just
+    /// rotated in: the keys are reloaded from the database (at most every few seconds) and the
+    /// token tried once more.
+    pub async fn verify_token(&self, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
+        match self.keyring().verify(token, purpose) {
+            Err(TokenError::UnknownKey) if self.config.token_keys.is_none() && self.reload_keys().await => {
+                self.keyring().verify(token, purpose)
+            }
+            other => other,
+        }
+    }
+
+    async fn reload_keys(&self) -> bool {
+        {
+            let mut last = self.last_key_reload.lock().expect("reload lock");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match keys::load(&self.db, KeyPurpose::Token).await {
+            Ok(k) if !k.is_empty() => {
+                *self.keyring.write().expect("keyring lock") = Arc::new(Keyring::new(&k));
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading token keys failed");
+                false
+            }
+        }
+    }
+
     pub fn site(&self) -> templates::pages::SiteIdentity<'_> {
         templates::pages::SiteIdentity {
             org_name: self.config.identity.org_name.as_str(),
@@ -82,12 +122,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(Arc::new(App {
         stamp: Stamp::new(&config),
         transport,
-        keyring: Keyring::new(&token_keys),
+        keyring: RwLock::new(Arc::new(Keyring::new(&token_keys))),
+        last_key_reload: Mutex::new(None),
         address_hasher: AddressHasher::new(&address_key),
         outbox_wakeup: Notify::new(),
         limits: Limits {
             public: KeyedLimiter::per_minute(config.rate_limits.public_per_minute),
             signup: KeyedLimiter::per_minute(config.rate_limits.signup_per_minute),
+            one_click: KeyedLimiter::per_minute(config.rate_limits.unsubscribe_per_minute),
             api: KeyedLimiter::per_minute(config.rate_limits.api_per_minute),
         },
         db,
@@ -209,6 +251,7 @@ async fn prune_limiters(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {
                 state.limits.public.prune();
                 state.limits.signup.prune();
+                state.limits.one_click.prune();
                 state.limits.api.prune();
             }
             _ = stop.changed() => return,

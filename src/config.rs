@@ -130,6 +130,8 @@ pub struct RateLimits {
     pub public_per_minute: u32,
     /// Signups and confirmations per minute per client IP (OI-7).
     pub signup_per_minute: u32,
+    /// One-click unsubscribes per minute per client IP (mailbox providers POST from few IPs).
+    pub unsubscribe_per_minute: u32,
     /// Requests per minute per API key.
     pub api_per_minute: u32,
 }
@@ -374,6 +376,7 @@ impl Config {
         let rate_limits = RateLimits {
             public_per_minute: s.parsed("RATE_LIMIT_PUBLIC_PER_MINUTE", 60u32)?.max(1),
             signup_per_minute: s.parsed("RATE_LIMIT_SIGNUP_PER_MINUTE", 10u32)?.max(1),
+            unsubscribe_per_minute: s.parsed("RATE_LIMIT_UNSUBSCRIBE_PER_MINUTE", 1200u32)?.max(1),
             api_per_minute: s.parsed("RATE_LIMIT_API_PER_MINUTE", 600u32)?.max(1),
         };
 

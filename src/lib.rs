@@ -8,6 +8,8 @@ pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod leaving;
+pub mod links;
 pub mod mail;
 pub mod retention;
 pub mod signup;

@@ -172,10 +172,16 @@ pub async fn confirm(
         )
         .await?;
     }
-    // A fresh, confirmed opt-in lifts the suppression an erasure left behind (GD-4).
+    // A fresh, confirmed opt-in lifts the suppression an erasure or a full opt-out left
+    // behind (GD-4, CS-11). Bounces and complaints stay.
     if let Ok(email) = EmailAddress::parse(&subscriber.email) {
         let hash = state.address_hasher.hash(&email);
-        suppressions::lift(&tx, &hash, &[SuppressionReason::Erased]).await?;
+        suppressions::lift(
+            &tx,
+            &hash,
+            &[SuppressionReason::Erased, SuppressionReason::Unsubscribed],
+        )
+        .await?;
     }
     let names = crate::store::lists::by_ids(&tx, covered.iter().map(|s| s.list_id).collect())
         .await?

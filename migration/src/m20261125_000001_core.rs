@@ -245,6 +245,25 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // A change of address waits here until the new address confirms it (GD-2); the link
+        // names only this row's uuid, never the address (TK-6).
+        m.create_table(
+            Table::create()
+                .table("address_changes")
+                .col(big_pk_auto("id"))
+                .col(uuid_uniq("uuid"))
+                .col(big_integer("subscriber_id"))
+                .col(string_len("new_email", 320))
+                .col(timestamp_with_time_zone("created_at"))
+                .foreign_key(&mut fk(
+                    ("address_changes", "subscriber_id"),
+                    "subscribers",
+                    ForeignKeyAction::Cascade,
+                ))
+                .to_owned(),
+        )
+        .await?;
+
         // Single-use tokens (confirm, export, ...) are spent by inserting their id here (TK-7).
         m.create_table(
             Table::create()
@@ -274,6 +293,7 @@ impl MigrationTrait for Migration {
         for table in [
             "suppressions",
             "spent_tokens",
+            "address_changes",
             "policy_versions",
             "signing_keys",
             "api_keys",

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 mod lists;
+mod suppressions;
 
 use crate::app::AppState;
 use crate::store::{api_keys, outbox};
@@ -24,6 +25,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/status", get(status))
         .merge(lists::routes())
+        .merge(suppressions::routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

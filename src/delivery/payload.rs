@@ -19,6 +19,10 @@ pub enum Payload {
     TestMessage,
     /// The double opt-in email for the recipient's pending subscriptions (OI-4).
     Confirmation,
+    /// A link to download everything held about the recipient (GD-1).
+    ExportLink,
+    /// Sent to a new address: confirm it before it replaces the old one (GD-2).
+    AddressChange { change: uuid::Uuid },
 }
 
 impl Payload {
@@ -27,13 +31,22 @@ impl Payload {
         match self {
             Payload::TestMessage => "test_message",
             Payload::Confirmation => "confirmation",
+            Payload::ExportLink => "export_link",
+            Payload::AddressChange { .. } => "address_change",
         }
     }
 
-    /// Whether this message still goes to an address suppressed for `reason`. Only a
-    /// confirmation passes an erasure's suppression: a fresh opt-in is always allowed (GD-4).
+    /// Whether this message still goes to an address suppressed for `reason`. A confirmation
+    /// passes an erasure's or a full opt-out's suppression (a fresh opt-in is always allowed,
+    /// GD-4); so do the person's own data-rights emails.
     pub fn sends_despite(&self, reason: &str) -> bool {
-        matches!(self, Payload::Confirmation) && reason == SuppressionReason::Erased.as_str()
+        let opted_out = reason == SuppressionReason::Erased.as_str()
+            || reason == SuppressionReason::Unsubscribed.as_str();
+        match self {
+            Payload::Confirmation | Payload::AddressChange { .. } => opted_out,
+            Payload::ExportLink => reason == SuppressionReason::Unsubscribed.as_str(),
+            Payload::TestMessage => false,
+        }
     }
 
     /// The message to send, or `None` when it should no longer be sent.
@@ -63,8 +76,79 @@ impl Payload {
                 }))
             }
             Payload::Confirmation => confirmation(state, to, row).await,
+            Payload::ExportLink => export_link(state, to, row).await,
+            Payload::AddressChange { change } => address_change(state, to, *change).await,
         }
     }
+}
+
+async fn export_link(
+    state: &AppState,
+    to: EmailAddress,
+    row: &ClaimedMessage,
+) -> Result<Option<ComposedMessage>, String> {
+    let Some(subscriber_id) = row.subscriber_id else {
+        return Ok(None);
+    };
+    let Some(subscriber) = subscriptions::subscriber_by_id(&state.db, subscriber_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let link = state.export_url(subscriber.uuid);
+    let text = format!(
+        "You asked for a copy of the personal data {org} holds about you.\n\n\
+         Download it here (the link works once, for 24 hours):\n\n{link}\n\n\
+         If you did not ask for this, you can ignore this email: only someone with access to \
+         this mailbox can use the link.",
+        org = state.config.identity.org_name
+    );
+    Ok(Some(ComposedMessage {
+        to,
+        to_name: None,
+        subject: HeaderText::parse("Your data export").map_err(|e| e.to_string())?,
+        html: templates::email::paragraphs_with_link(&text, link.as_str()),
+        text,
+        reason: "You receive this because a data export was requested on your preference page.".into(),
+        class: MailClass::Transactional {
+            preferences_url: Some(state.preferences_url(subscriber.uuid)),
+        },
+    }))
+}
+
+async fn address_change(
+    state: &AppState,
+    to: EmailAddress,
+    change: uuid::Uuid,
+) -> Result<Option<ComposedMessage>, String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let pending = crate::store::entities::address_change::Entity::find()
+        .filter(crate::store::entities::address_change::Column::Uuid.eq(change))
+        .one(&state.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    if pending.is_none() {
+        return Ok(None);
+    }
+    let link = state.address_change_url(change);
+    let text = format!(
+        "Someone, probably you, asked {org} to send its emails to this address from now on.\n\n\
+         To confirm, open this link and press the button (it works for 48 hours):\n\n{link}\n\n\
+         If you did not ask for this, ignore this email: nothing will change.",
+        org = state.config.identity.org_name
+    );
+    Ok(Some(ComposedMessage {
+        to,
+        to_name: None,
+        subject: HeaderText::parse("Please confirm your new email address").map_err(|e| e.to_string())?,
+        html: templates::email::paragraphs_with_link(&text, link.as_str()),
+        text,
+        reason: "You receive this because this address was given as the new address of a subscriber.".into(),
+        class: MailClass::Transactional {
+            preferences_url: None,
+        },
+    }))
 }
 
 async fn confirmation(
@@ -100,7 +184,7 @@ async fn confirmation(
         .collect();
     let ttl = state.config.signup.confirm_ttl;
     // The token covers what is pending now (its issue time rides along, OI-10).
-    let token = state.keyring.issue(
+    let token = state.keyring().issue(
         Purpose::Confirm,
         &subscriber.uuid.to_string(),
         Some(&crate::store::now_ms().to_string()),

@@ -37,6 +37,8 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
+                    // Erased data is overwritten on disk, not left in free pages (GD-3).
+                    .pragma("secure_delete", "ON")
             });
     } else {
         opts.max_connections(16).min_connections(1);

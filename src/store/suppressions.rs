@@ -11,6 +11,8 @@ pub enum SuppressionReason {
     HardBounce,
     Complaint,
     Erased,
+    /// Left every list: remembered beyond retention so no import brings the address back.
+    Unsubscribed,
     Manual,
 }
 
@@ -20,6 +22,7 @@ impl SuppressionReason {
             SuppressionReason::HardBounce => "hard_bounce",
             SuppressionReason::Complaint => "complaint",
             SuppressionReason::Erased => "erased",
+            SuppressionReason::Unsubscribed => "unsubscribed",
             SuppressionReason::Manual => "manual",
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod error;
+mod leave;
 pub mod rate_limit;
 mod subscribe;
 
@@ -21,7 +22,19 @@ pub fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(subscribe::routes())
-        .route_layer(middleware::from_fn_with_state(state, limit_per_ip))
+        .merge(leave::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
+        .merge(leave::one_click_routes().route_layer(middleware::from_fn_with_state(state, limit_one_click)))
+}
+
+async fn limit_one_click(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
+    if let Some(ip) = ip
+        && let Err(e) = state.limits.one_click.check(&ip)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -307,7 +307,7 @@ async fn show_confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    match state.keyring.verify(&token, Purpose::Confirm) {
+    match state.verify_token(&token, Purpose::Confirm).await {
         Ok(_) => {
             Ok(Html(templates::signup::confirm_page(&state.site(), &token).into_string()).into_response())
         }
@@ -332,7 +332,7 @@ async fn confirm(
     if let Some(ip) = requester.ip {
         state.limits.signup.check(&ip)?;
     }
-    let claims = match state.keyring.verify(&token, Purpose::Confirm) {
+    let claims = match state.verify_token(&token, Purpose::Confirm).await {
         Ok(c) => c,
         Err(TokenError::Expired) => return Ok(expired(&state)),
         Err(e) => return Err(token_rejected(e)),

@@ -139,3 +139,16 @@ impl ConfirmationEmail<'_> {
         out
     }
 }
+
+/// Paragraphs of escaped text in which `link` (when it appears) becomes a hyperlink.
+pub fn paragraphs_with_link(text: &str, link: &str) -> Markup {
+    html! {
+        @for para in text.split("\n\n") {
+            @if para.trim() == link {
+                p { a href=(link) { (link) } }
+            } @else {
+                p { (para) }
+            }
+        }
+    }
+}

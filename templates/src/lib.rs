@@ -4,6 +4,7 @@
 //! layouts always take the footer as an argument, so a message cannot be laid out without it.
 
 pub mod email;
+pub mod leave;
 pub mod pages;
 pub mod signup;
 

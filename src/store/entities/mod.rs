@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table. Queries live beside them in `store/`, not in handlers.
 
+pub mod address_change;
 pub mod api_key;
 pub mod consent_event;
 pub mod list;

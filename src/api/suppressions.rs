@@ -1,0 +1,57 @@
+//! `POST /api/v1/suppressions`: a bounce or complaint feed. The address is stored only as its
+//! keyed hash (GD-4) and is never mailed again; imports and API adds skip it (CS-10, CS-11).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::post};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::domain::EmailAddress;
+use crate::store::suppressions::{self, SuppressionReason};
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/suppressions", post(create))
+}
+
+#[derive(Deserialize)]
+struct NewSuppression {
+    email: Option<String>,
+    reason: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<NewSuppression>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(body.email.as_deref().unwrap_or(""))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: "email".into(),
+                message: format!("the address {e}"),
+            })
+        })
+        .ok();
+    let reason = match body.reason.as_deref().unwrap_or("manual") {
+        "bounce" | "hard_bounce" => Some(SuppressionReason::HardBounce),
+        "complaint" => Some(SuppressionReason::Complaint),
+        "manual" => Some(SuppressionReason::Manual),
+        _ => {
+            errors.push(FieldError {
+                field: "reason".into(),
+                message: "must be one of bounce, complaint, manual".into(),
+            });
+            None
+        }
+    };
+    let (Some(email), Some(reason)) = (email, reason) else {
+        return Err(AppError::unprocessable(errors));
+    };
+    suppressions::add(&state.db, &state.address_hasher.hash(&email), reason).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "status": "suppressed", "reason": reason.as_str() })),
+    ))
+}

@@ -1,0 +1,376 @@
+//! Leaving and data rights: unsubscribe (one list, or all), the preference page's changes,
+//! export (access, portability), change of address (rectification) and erasure.
+//!
+//! Every change takes effect in the database at once; the delivery worker re-checks before
+//! each send, so nothing already queued reaches someone who left (CS-7). Erasure keeps only a
+//! keyed hash of the address as a suppression (GD-3, GD-4).
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::delivery::Payload;
+use crate::domain::{DisplayName, EmailAddress};
+use crate::signup::{CONSENT_TEXT, RequestOrigin};
+use crate::store::entities::{address_change, consent_event, list, outbox, subscriber, subscription};
+use crate::store::outbox::NewOutboxMessage;
+use crate::store::subscriptions::{self, NewConsentEvent};
+use crate::store::suppressions::{self, SuppressionReason};
+use crate::store::{self, begin_write, policies};
+
+fn event(subscriber_id: i64, list_id: i64, kind: &'static str, origin: &RequestOrigin) -> NewConsentEvent {
+    NewConsentEvent {
+        subscriber_id,
+        list_id: Some(list_id),
+        kind,
+        source: origin.source.clone(),
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        ..Default::default()
+    }
+}
+
+/// Leaves these subscriptions (those not left already); records one event per list.
+async fn leave(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+    list_ids: &[i64],
+    origin: &RequestOrigin,
+) -> Result<u64, DbErr> {
+    let mut changed = 0;
+    for &list_id in list_ids {
+        let res = subscription::Entity::update_many()
+            .col_expr(subscription::Column::Status, "unsubscribed".into())
+            .col_expr(subscription::Column::UnsubscribedAt, store::now().into())
+            .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
+            .filter(subscription::Column::SubscriberId.eq(subscriber_id))
+            .filter(subscription::Column::ListId.eq(list_id))
+            .filter(subscription::Column::Status.ne("unsubscribed"))
+            .exec(db)
+            .await?;
+        if res.rows_affected > 0 {
+            changed += 1;
+            subscriptions::record_consent(db, event(subscriber_id, list_id, "unsubscribe", origin)).await?;
+        }
+    }
+    Ok(changed)
+}
+
+/// One-click unsubscribe from one list (LU-3, LU-4). Idempotent (LU-7); a person already
+/// erased is simply not subscribed. Returns the list's name when it exists.
+pub async fn unsubscribe(
+    state: &AppState,
+    subscriber_uuid: uuid::Uuid,
+    list_id: i64,
+    origin: RequestOrigin,
+) -> Result<Option<String>, DbErr> {
+    let list_name = list::Entity::find_by_id(list_id)
+        .one(&state.db)
+        .await?
+        .map(|l| l.name);
+    let tx = begin_write(&state.db).await?;
+    if let Some(s) = subscriptions::subscriber_by_uuid(&tx, subscriber_uuid).await? {
+        leave(&tx, s.id, &[list_id], &origin).await?;
+    }
+    tx.commit().await?;
+    Ok(list_name)
+}
+
+/// Leaves every list, and remembers the address as opted out even beyond retention (CS-11).
+pub async fn unsubscribe_all(
+    state: &AppState,
+    subscriber: &subscriber::Model,
+    origin: RequestOrigin,
+) -> Result<(), DbErr> {
+    let tx = begin_write(&state.db).await?;
+    let ids: Vec<i64> = subscriptions::of_subscriber(&tx, subscriber.id)
+        .await?
+        .into_iter()
+        .map(|s| s.list_id)
+        .collect();
+    leave(&tx, subscriber.id, &ids, &origin).await?;
+    if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+        suppressions::add(
+            &tx,
+            &state.address_hasher.hash(&email),
+            SuppressionReason::Unsubscribed,
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// The preference form: keep the ticked lists, leave the others, and (re)join ticked lists.
+/// Joining here is a fresh opt-in by the mailbox's owner (the link came by email), recorded
+/// with the consent text (CS-11).
+pub async fn set_lists(
+    state: &AppState,
+    subscriber: &subscriber::Model,
+    wanted: &[i64],
+    name: Option<Option<DisplayName>>,
+    origin: RequestOrigin,
+) -> Result<(), DbErr> {
+    let policy = policies::in_force(&state.db, store::now())
+        .await?
+        .map(|p| p.version);
+    let tx = begin_write(&state.db).await?;
+    let current = subscriptions::of_subscriber(&tx, subscriber.id).await?;
+    let to_leave: Vec<i64> = current
+        .iter()
+        .filter(|s| s.status != "unsubscribed" && !wanted.contains(&s.list_id))
+        .map(|s| s.list_id)
+        .collect();
+    leave(&tx, subscriber.id, &to_leave, &origin).await?;
+    let mut joined = false;
+    for &list_id in wanted {
+        let existing = current.iter().find(|s| s.list_id == list_id);
+        if existing.is_some_and(|s| s.status == "confirmed") {
+            continue;
+        }
+        match existing {
+            Some(s) => {
+                subscription::Entity::update_many()
+                    .col_expr(subscription::Column::Status, "confirmed".into())
+                    .col_expr(subscription::Column::ConfirmedAt, store::now().into())
+                    .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
+                    .filter(subscription::Column::Id.eq(s.id))
+                    .exec(&tx)
+                    .await?;
+            }
+            None => {
+                subscription::ActiveModel {
+                    subscriber_id: Set(subscriber.id),
+                    list_id: Set(list_id),
+                    status: Set("confirmed".into()),
+                    created_at: Set(store::now()),
+                    confirmed_at: Set(Some(store::now())),
+                    ..Default::default()
+                }
+                .insert(&tx)
+                .await?;
+            }
+        }
+        let mut e = event(subscriber.id, list_id, "resubscribe", &origin);
+        e.policy_version = policy.clone();
+        e.consent_text = Some(CONSENT_TEXT.to_owned());
+        subscriptions::record_consent(&tx, e).await?;
+        joined = true;
+    }
+    if joined && let Ok(email) = EmailAddress::parse(&subscriber.email) {
+        suppressions::lift(
+            &tx,
+            &state.address_hasher.hash(&email),
+            &[SuppressionReason::Unsubscribed],
+        )
+        .await?;
+    }
+    if let Some(name) = name {
+        subscriber::Entity::update_many()
+            .col_expr(
+                subscriber::Column::Name,
+                name.map(|n| n.as_str().to_owned()).into(),
+            )
+            .col_expr(subscriber::Column::UpdatedAt, store::now().into())
+            .filter(subscriber::Column::Id.eq(subscriber.id))
+            .exec(&tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Erases the person at once (GD-3): subscriber, subscriptions, consent evidence, pending
+/// changes and every outbox row naming them go; only the keyed hash of the address stays, as a
+/// suppression (GD-4), so imports and API adds cannot bring it back.
+pub async fn erase(state: &AppState, subscriber: &subscriber::Model) -> Result<(), DbErr> {
+    let tx = begin_write(&state.db).await?;
+    if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+        suppressions::add(&tx, &state.address_hasher.hash(&email), SuppressionReason::Erased).await?;
+    }
+    // Foreign keys cascade to subscriptions, consent events, address changes and outbox rows;
+    // rows queued for the address without a subscriber link go explicitly.
+    outbox::Entity::delete_many()
+        .filter(outbox::Column::Recipient.eq(subscriber.email.clone()))
+        .exec(&tx)
+        .await?;
+    subscriber::Entity::delete_by_id(subscriber.id).exec(&tx).await?;
+    tx.commit().await?;
+    tracing::info!("a subscriber was erased on request");
+    Ok(())
+}
+
+/// Queues an email with a link to the export (GD-1: only through the person's own mailbox).
+pub async fn request_export(state: &AppState, subscriber: &subscriber::Model) -> Result<(), DbErr> {
+    let payload = Payload::ExportLink;
+    store::outbox::enqueue(
+        &state.db,
+        NewOutboxMessage {
+            kind: payload.kind(),
+            subscriber_id: Some(subscriber.id),
+            recipient: subscriber.email.clone(),
+            payload: serde_json::to_value(&payload).expect("payload serializes"),
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Everything held about the person, machine readable (GD-1, Art. 15 and 20).
+pub async fn export(state: &AppState, subscriber: &subscriber::Model) -> Result<serde_json::Value, DbErr> {
+    let db = &state.db;
+    let lists: std::collections::HashMap<i64, list::Model> = list::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let list_slug = |id: Option<i64>| id.and_then(|id| lists.get(&id)).map(|l| l.slug.clone());
+    let subs = subscriptions::of_subscriber(db, subscriber.id).await?;
+    let events = consent_event::Entity::find()
+        .filter(consent_event::Column::SubscriberId.eq(subscriber.id))
+        .order_by_asc(consent_event::Column::Id)
+        .all(db)
+        .await?;
+    let messages = outbox::Entity::find()
+        .filter(outbox::Column::SubscriberId.eq(subscriber.id))
+        .order_by_asc(outbox::Column::Id)
+        .all(db)
+        .await?;
+    Ok(json!({
+        "exported_at": rfc3339(store::now()),
+        "controller": {
+            "name": state.config.identity.org_name.as_str(),
+            "postal_address": state.config.identity.postal_address,
+            "contact": state.config.identity.contact_email.as_str(),
+        },
+        "subscriber": {
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "created_at": rfc3339(subscriber.created_at),
+            "updated_at": rfc3339(subscriber.updated_at),
+        },
+        "subscriptions": subs.iter().map(|s| json!({
+            "list": list_slug(Some(s.list_id)),
+            "list_name": lists.get(&s.list_id).map(|l| l.name.clone()),
+            "status": s.status,
+            "created_at": rfc3339(s.created_at),
+            "confirmed_at": s.confirmed_at.map(rfc3339),
+            "unsubscribed_at": s.unsubscribed_at.map(rfc3339),
+        })).collect::<Vec<_>>(),
+        "consent_events": events.iter().map(|e| json!({
+            "kind": e.kind,
+            "list": list_slug(e.list_id),
+            "occurred_at": rfc3339(e.occurred_at),
+            "source": e.source,
+            "ip": e.ip,
+            "user_agent": e.user_agent,
+            "policy_version": e.policy_version,
+            "consent_text": e.consent_text,
+            "detail": e.detail.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
+        })).collect::<Vec<_>>(),
+        "messages": messages.iter().map(|m| json!({
+            "kind": m.kind,
+            "status": m.status,
+            "queued_at": rfc3339(m.created_at),
+            "sent_at": m.sent_at.map(rfc3339),
+            "message_id": m.message_id,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Starts a change of address: nothing changes until the new address confirms (GD-2).
+pub async fn request_address_change(
+    state: &AppState,
+    subscriber: &subscriber::Model,
+    new_email: &EmailAddress,
+) -> Result<(), DbErr> {
+    let change = uuid::Uuid::new_v4();
+    let tx = begin_write(&state.db).await?;
+    address_change::ActiveModel {
+        uuid: Set(change),
+        subscriber_id: Set(subscriber.id),
+        new_email: Set(new_email.to_string()),
+        created_at: Set(store::now()),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await?;
+    let payload = Payload::AddressChange { change };
+    store::outbox::enqueue(
+        &tx,
+        NewOutboxMessage {
+            kind: payload.kind(),
+            subscriber_id: Some(subscriber.id),
+            recipient: new_email.to_string(),
+            payload: serde_json::to_value(&payload).expect("payload serializes"),
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChangeOutcome {
+    Changed,
+    /// The new address already belongs to another subscriber.
+    Taken,
+    /// Already applied, or the person is gone.
+    Gone,
+}
+
+pub async fn apply_address_change(
+    state: &AppState,
+    change: uuid::Uuid,
+    origin: RequestOrigin,
+) -> Result<AddressChangeOutcome, DbErr> {
+    let tx = begin_write(&state.db).await?;
+    let Some(row) = address_change::Entity::find()
+        .filter(address_change::Column::Uuid.eq(change))
+        .one(&tx)
+        .await?
+    else {
+        return Ok(AddressChangeOutcome::Gone);
+    };
+    let Ok(new_email) = EmailAddress::parse(&row.new_email) else {
+        return Ok(AddressChangeOutcome::Gone);
+    };
+    if subscriptions::subscriber_by_email(&tx, &new_email)
+        .await?
+        .is_some_and(|s| s.id != row.subscriber_id)
+    {
+        return Ok(AddressChangeOutcome::Taken);
+    }
+    subscriber::Entity::update_many()
+        .col_expr(subscriber::Column::Email, new_email.to_string().into())
+        .col_expr(subscriber::Column::EmailKey, new_email.normalized().into())
+        .col_expr(subscriber::Column::UpdatedAt, store::now().into())
+        .filter(subscriber::Column::Id.eq(row.subscriber_id))
+        .exec(&tx)
+        .await?;
+    address_change::Entity::delete_by_id(row.id).exec(&tx).await?;
+    subscriptions::record_consent(
+        &tx,
+        NewConsentEvent {
+            subscriber_id: row.subscriber_id,
+            kind: "address_change",
+            source: origin.source,
+            ip: origin.ip,
+            user_agent: origin.user_agent,
+            ..Default::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(AddressChangeOutcome::Changed)
+}

@@ -1,0 +1,356 @@
+//! Leaving and data rights over HTTP: the RFC 8058 one-click URI, the preference page, the
+//! export download and the change-of-address confirmation. Every page is reached through a
+//! signed, purpose-bound token; a bad token is a 4xx page and changes nothing (LU-5, TK-1..4).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::client_ip::Requester;
+use super::{AppError, token_rejected};
+use crate::app::AppState;
+use crate::domain::{DisplayName, EmailAddress};
+use crate::leaving::{self, AddressChangeOutcome};
+use crate::signup::RequestOrigin;
+use crate::store::entities::subscriber;
+use crate::store::{lists, spent_tokens, subscriptions};
+use crate::tokens::{Claims, Purpose};
+
+/// The one-click URI: behind its own, generous per-IP limit, since mailbox providers send
+/// one-click POSTs for many recipients from few addresses.
+pub fn one_click_routes() -> Router<AppState> {
+    Router::new().route("/unsubscribe/{token}", get(show_unsubscribe).post(unsubscribe))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/preferences/{token}",
+            get(show_preferences).post(save_preferences),
+        )
+        .route("/preferences/{token}/unsubscribe-all", post(unsubscribe_all))
+        .route("/preferences/{token}/export", post(request_export))
+        .route("/preferences/{token}/erase", post(erase))
+        .route("/preferences/{token}/address", post(change_address))
+        .route("/export/{token}", get(show_export).post(download_export))
+        .route(
+            "/change-address/{token}",
+            get(show_change_address).post(apply_change_address),
+        )
+}
+
+fn origin(requester: Requester, source: &str) -> RequestOrigin {
+    RequestOrigin {
+        ip: requester.ip.map(|ip| ip.to_string()),
+        user_agent: requester.user_agent,
+        source: source.to_owned(),
+    }
+}
+
+fn page(markup: maud::Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+async fn verified(state: &AppState, token: &str, purpose: Purpose) -> Result<Claims, AppError> {
+    state.verify_token(token, purpose).await.map_err(token_rejected)
+}
+
+fn gone() -> AppError {
+    AppError::new(
+        StatusCode::GONE,
+        "Nothing here any more",
+        "We hold no data for this link: the subscription may have been erased.",
+    )
+}
+
+/// The subscriber a manage token names.
+async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Model, AppError> {
+    let claims = verified(state, token, Purpose::Manage).await?;
+    let uuid =
+        uuid::Uuid::parse_str(&claims.sub).map_err(|_| token_rejected(crate::tokens::TokenError::Invalid))?;
+    subscriptions::subscriber_by_uuid(&state.db, uuid)
+        .await?
+        .ok_or_else(gone)
+}
+
+/// (subscriber, list) named by an unsubscribe token (LU-4).
+fn unsubscribe_target(claims: &Claims) -> Option<(uuid::Uuid, i64)> {
+    Some((
+        uuid::Uuid::parse_str(&claims.sub).ok()?,
+        claims.aux.as_deref()?.parse().ok()?,
+    ))
+}
+
+async fn show_unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
+    let (_, list_id) =
+        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
+    let name = crate::store::entities::list::Entity::find_by_id(list_id)
+        .one(&state.db)
+        .await?
+        .map(|l| l.name)
+        .unwrap_or_else(|| "this newsletter".into());
+    Ok(page(templates::leave::unsubscribe_page(
+        &state.site(),
+        &token,
+        &name,
+    )))
+}
+
+use sea_orm::EntityTrait;
+
+/// RFC 8058: a POST (one-click body as form or multipart, or the page's button) unsubscribes
+/// and answers 200, never a redirect, the same every time (LU-3, LU-7, CS-6).
+async fn unsubscribe(
+    State(state): State<AppState>,
+    requester: Requester,
+    Path(token): Path<String>,
+    _body: Bytes,
+) -> Result<Response, AppError> {
+    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
+    let (subscriber, list_id) =
+        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
+    let name = leaving::unsubscribe(&state, subscriber, list_id, origin(requester, "one-click"))
+        .await?
+        .unwrap_or_else(|| "this newsletter".into());
+    let prefs = state.preferences_url(subscriber);
+    Ok(page(templates::leave::unsubscribed(
+        &state.site(),
+        &name,
+        Some(prefs.as_str()),
+    )))
+}
+
+async fn render_preferences(
+    state: &AppState,
+    token: &str,
+    s: &subscriber::Model,
+    notice: Option<&str>,
+) -> Result<Response, AppError> {
+    let subs = subscriptions::of_subscriber(&state.db, s.id).await?;
+    let all = lists::all(&state.db).await?;
+    let toggles = all
+        .iter()
+        .filter(|l| l.public || subs.iter().any(|x| x.list_id == l.id))
+        .map(|l| templates::leave::ListToggle {
+            slug: &l.slug,
+            name: &l.name,
+            subscribed: subs.iter().any(|x| x.list_id == l.id && x.status == "confirmed"),
+        })
+        .collect();
+    let view = templates::leave::PreferencesView {
+        token,
+        email: &s.email,
+        name: s.name.as_deref().unwrap_or(""),
+        lists: toggles,
+        notice,
+    };
+    Ok(page(templates::leave::preferences(&state.site(), &view)))
+}
+
+async fn show_preferences(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    render_preferences(&state, &token, &s, None).await
+}
+
+async fn save_preferences(
+    State(state): State<AppState>,
+    requester: Requester,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    let mut slugs = Vec::new();
+    let mut name = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "list" => slugs.push(v.into_owned()),
+            "name" => name = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let name = match name.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(n) => match DisplayName::parse(n) {
+            Ok(n) => Some(Some(n)),
+            Err(e) => {
+                return Err(AppError::unprocessable(vec![super::FieldError {
+                    field: "name".into(),
+                    message: format!("The name {e}."),
+                }]));
+            }
+        },
+    };
+    let subs = subscriptions::of_subscriber(&state.db, s.id).await?;
+    let wanted: Vec<i64> = lists::all(&state.db)
+        .await?
+        .into_iter()
+        .filter(|l| (l.public || subs.iter().any(|x| x.list_id == l.id)) && slugs.contains(&l.slug))
+        .map(|l| l.id)
+        .collect();
+    leaving::set_lists(&state, &s, &wanted, name, origin(requester, "preferences")).await?;
+    let s = subscriptions::subscriber_by_id(&state.db, s.id)
+        .await?
+        .ok_or_else(gone)?;
+    render_preferences(&state, &token, &s, Some("Your preferences are saved.")).await
+}
+
+async fn unsubscribe_all(
+    State(state): State<AppState>,
+    requester: Requester,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    leaving::unsubscribe_all(&state, &s, origin(requester, "preferences:unsubscribe-all")).await?;
+    render_preferences(
+        &state,
+        &token,
+        &s,
+        Some("You are unsubscribed from all newsletters. This took effect at once."),
+    )
+    .await
+}
+
+async fn request_export(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    leaving::request_export(&state, &s).await?;
+    Ok(page(templates::leave::message(
+        &state.site(),
+        "Check your inbox",
+        "We are emailing a download link for your data to your address. It works once, for 24 hours.",
+    )))
+}
+
+async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    leaving::erase(&state, &s).await?;
+    Ok(page(templates::leave::message(
+        &state.site(),
+        "Your data is erased",
+        "We deleted everything we held about you. You will get no more email from us.",
+    )))
+}
+
+async fn change_address(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    let raw = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "email")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let new = EmailAddress::parse(&raw).map_err(|e| {
+        AppError::unprocessable(vec![super::FieldError {
+            field: "email".into(),
+            message: format!("The address {e}."),
+        }])
+    })?;
+    if new.normalized() == s.email_key {
+        return render_preferences(&state, &token, &s, Some("That is already your address.")).await;
+    }
+    leaving::request_address_change(&state, &s, &new).await?;
+    render_preferences(
+        &state,
+        &token,
+        &s,
+        Some(
+            "We sent a confirmation link to the new address. Your address changes when you confirm it there.",
+        ),
+    )
+    .await
+}
+
+async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
+    verified(&state, &token, Purpose::Export).await?;
+    Ok(page(templates::leave::button_page(
+        &state.site(),
+        "Download your data",
+        "The file holds everything we keep about you, as JSON. The link works once.",
+        &format!("/export/{token}"),
+        "Download",
+    )))
+}
+
+async fn download_export(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let claims = verified(&state, &token, Purpose::Export).await?;
+    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+        .await?
+        .ok_or_else(gone)?;
+    if !spent_tokens::spend(&state.db, &claims.jti).await? {
+        return Err(AppError::new(
+            StatusCode::GONE,
+            "This link was used already",
+            "Each download link works once. Ask for a new one on your preference page.",
+        ));
+    }
+    let data = leaving::export(&state, &s).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"my-data.json\"",
+            ),
+        ],
+        serde_json::to_vec_pretty(&data).unwrap_or_default(),
+    )
+        .into_response())
+}
+
+async fn show_change_address(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    verified(&state, &token, Purpose::ChangeAddress).await?;
+    Ok(page(templates::leave::button_page(
+        &state.site(),
+        "Confirm your new address",
+        "Press the button to receive our emails at this address from now on.",
+        &format!("/change-address/{token}"),
+        "Confirm this address",
+    )))
+}
+
+async fn apply_change_address(
+    State(state): State<AppState>,
+    requester: Requester,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let claims = verified(&state, &token, Purpose::ChangeAddress).await?;
+    let change = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
+    let site = state.site();
+    let (title, text) =
+        match leaving::apply_address_change(&state, change, origin(requester, "change-address")).await? {
+            AddressChangeOutcome::Changed => {
+                ("Address changed", "From now on our emails go to this address.")
+            }
+            AddressChangeOutcome::Taken => (
+                "Address already subscribed",
+                "This address already has its own subscription. Manage it from the links in its emails.",
+            ),
+            AddressChangeOutcome::Gone => (
+                "Nothing to change",
+                "This change was applied already or is no longer pending.",
+            ),
+        };
+    Ok(page(templates::leave::message(&site, title, text)))
+}

@@ -1,0 +1,691 @@
+//! Leaving and data rights through HTTP and the SMTP sink: one-click unsubscribe (RFC 8058),
+//! tokens, the preference page, export, change of address, erasure and suppression
+//! (LU-3..7, TK-1..8, CS-6, CS-8, CS-9, GD-1..4).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Spawn, TestApp, spawn};
+use letterhead::domain::{EmailAddress, ListSlug};
+use letterhead::tokens::Purpose;
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Statement};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn app() -> TestApp {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
+        ..Default::default()
+    })
+    .await;
+    for (slug, name) in [("weekly", "Weekly News"), ("offers", "Special Offers")] {
+        letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
+            .await
+            .unwrap();
+    }
+    app
+}
+
+fn text_of(m: &common::smtp_sink::Captured) -> String {
+    mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned()
+}
+
+fn link_in(text: &str, prefix: &str) -> String {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} link in\n{text}"));
+    text[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+/// Signs up and confirms through HTTP; returns the subscriber's uuid.
+async fn confirmed(app: &TestApp, email: &str) -> uuid::Uuid {
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url("/subscribe"))
+        .json(&serde_json::json!({"email": email, "list": ["weekly", "offers"], "consent": true, "age_confirmed": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let msgs = app.sink.wait_for(before + 1, WAIT).await;
+    let m = msgs.iter().rev().find(|m| m.rcpt_to[0] == email).unwrap();
+    let path = link_in(&text_of(m), "/confirm/");
+    assert_eq!(
+        app.http.post(app.url(&path)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let s = letterhead::store::subscriptions::subscriber_by_email(
+        &app.state.db,
+        &EmailAddress::parse(email).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    s.uuid
+}
+
+async fn list_id(app: &TestApp, slug: &str) -> i64 {
+    letterhead::store::lists::by_slug(&app.state.db, slug)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+async fn status(app: &TestApp, email: &str, list: &str) -> String {
+    let db = &app.state.db;
+    db.query_one_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT x.status FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+         JOIN lists l ON l.id = x.list_id WHERE s.email_key = $1 AND l.slug = $2",
+        [email.into(), list.into()],
+    ))
+    .await
+    .unwrap()
+    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+    .unwrap_or_else(|| "none".into())
+}
+
+fn path_of(url: &url::Url) -> String {
+    url.path().to_owned()
+}
+
+/// LU-3, LU-4, LU-7, CS-6: a one-click POST, url-encoded or multipart, without cookies,
+/// unsubscribes from exactly that list and answers 200 (never a redirect), the same each time.
+#[tokio::test]
+async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
+    let app = app().await;
+    let weekly = list_id(&app, "weekly").await;
+    let a = confirmed(&app, "form@example.org").await;
+    let b = confirmed(&app, "multi@example.org").await;
+
+    let url_a = path_of(&app.state.unsubscribe_url(a, weekly));
+    let res = app
+        .http
+        .post(app.url(&url_a))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let first_body = res.text().await.unwrap();
+    assert_eq!(status(&app, "form@example.org", "weekly").await, "unsubscribed");
+    assert_eq!(
+        status(&app, "form@example.org", "offers").await,
+        "confirmed",
+        "only that list (LU-4)"
+    );
+
+    let url_b = path_of(&app.state.unsubscribe_url(b, weekly));
+    let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
+    let res = app
+        .http
+        .post(app.url(&url_b))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(status(&app, "multi@example.org", "weekly").await, "unsubscribed");
+
+    // LU-7: a repeat answers the same.
+    let again = app
+        .http
+        .post(app.url(&url_a))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    // The same page; only the freshly signed preference link in it differs.
+    let mask = |body: &str| {
+        let start = body.find("/preferences/").unwrap();
+        let end = start + body[start..].find('"').unwrap();
+        format!("{}{}", &body[..start], &body[end..])
+    };
+    assert_eq!(mask(&again.text().await.unwrap()), mask(&first_body));
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE kind = 'unsubscribe' AND source = 'one-click'"
+        )
+        .await,
+        2,
+        "one event per real change"
+    );
+}
+
+/// LU-6: a GET (link scanners prefetch) never unsubscribes; it shows a page whose button POSTs.
+#[tokio::test]
+async fn lu6_get_on_the_unsubscribe_uri_changes_nothing() {
+    let app = app().await;
+    let a = confirmed(&app, "reader@example.org").await;
+    let url = path_of(&app.state.unsubscribe_url(a, list_id(&app, "weekly").await));
+    for _ in 0..3 {
+        let res = app.http.get(app.url(&url)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("method=\"post\"") && html.contains("List-Unsubscribe"));
+        assert!(html.contains("Weekly News"));
+    }
+    assert_eq!(status(&app, "reader@example.org", "weekly").await, "confirmed");
+}
+
+/// LU-5, TK-1..4: tampered, swapped, unsigned or unknown-key tokens are 4xx and change nothing.
+#[tokio::test]
+async fn lu5_forged_and_swapped_tokens_are_4xx_and_change_nothing() {
+    let app = app().await;
+    let a = confirmed(&app, "target@example.org").await;
+    let weekly = list_id(&app, "weekly").await;
+    let token = app
+        .state
+        .unsubscribe_url(a, weekly)
+        .path()
+        .trim_start_matches("/unsubscribe/")
+        .to_owned();
+    let manage = app
+        .state
+        .preferences_url(a)
+        .path()
+        .trim_start_matches("/preferences/")
+        .to_owned();
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let [_, body, sig]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let mut altered = token.clone().into_bytes();
+    let mid = altered.len() / 2;
+    altered[mid] = if altered[mid] == b'x' { b'y' } else { b'x' };
+    let cases = [
+        String::from_utf8(altered).unwrap(),
+        format!("{}.{body}.", b64(serde_json::json!({"alg": "none"}))),
+        format!(
+            "{}.{body}.{sig}",
+            b64(serde_json::json!({"alg": "HS512", "kid": "k1"}))
+        ),
+        format!(
+            "{}.{body}.{sig}",
+            b64(serde_json::json!({"alg": "HS256", "kid": "nope"}))
+        ),
+        format!(
+            "{}.{body}.{sig}",
+            b64(serde_json::json!({"alg": "HS256", "kid": "'; DROP TABLE subscribers; --"}))
+        ),
+        format!(
+            "{}.{body}.{sig}",
+            b64(serde_json::json!({"alg": "HS256", "kid": "x".repeat(5000)}))
+        ),
+        manage.clone(), // a manage token is not an unsubscribe token (TK-3)
+        "%00%0d%0a".into(),
+    ];
+    for bad in &cases {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let res = app
+                .http
+                .request(method.clone(), app.url(&format!("/unsubscribe/{bad}")))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+                .await
+                .unwrap();
+            assert!(res.status().is_client_error(), "{method} {bad}: {}", res.status());
+        }
+    }
+    // And the other way round: an unsubscribe token does not open the preference page.
+    let res = app
+        .http
+        .get(app.url(&format!("/preferences/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = app
+        .http
+        .post(app.url(&format!("/preferences/{token}/erase")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(status(&app, "target@example.org", "weekly").await, "confirmed");
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 1);
+}
+
+/// CS-8, TK-4: after `letterhead keys rotate`, links signed with the old key still work, new
+/// links use the new key, and a running instance learns the new key when it meets it.
+#[tokio::test]
+async fn cs8_old_links_survive_key_rotation() {
+    let app = app().await;
+    let a = confirmed(&app, "keeper@example.org").await;
+    let weekly = list_id(&app, "weekly").await;
+    let old_link = path_of(&app.state.unsubscribe_url(a, weekly));
+    let out = app.run_cli(&["keys", "rotate"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new signing key"));
+
+    // A second instance started after the rotation signs with the new key...
+    let second = spawn(Spawn {
+        db: Some(app.db.clone()),
+        sink: Some(app.sink.clone()),
+        ..Default::default()
+    })
+    .await;
+    let new_link = path_of(&second.state.preferences_url(a));
+    let kid = |link: &str| {
+        let token = link.rsplit('/').next().unwrap();
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    };
+    assert_ne!(kid(&old_link), kid(&new_link));
+    // ...the first instance accepts it (reloads the keys), and the old link works on both.
+    assert_eq!(
+        app.http.get(app.url(&new_link)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let res = second
+        .http
+        .post(second.url(&old_link))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(status(&app, "keeper@example.org", "weekly").await, "unsubscribed");
+}
+
+/// CS-9: the preference page offers "unsubscribe from all", which leaves every list at once
+/// and remembers the opt-out as a keyed-hash suppression; a new confirmed opt-in lifts it.
+#[tokio::test]
+async fn cs9_unsubscribe_from_all_on_the_preference_page() {
+    let app = app().await;
+    let a = confirmed(&app, "all@example.org").await;
+    let prefs = path_of(&app.state.preferences_url(a));
+    let page = app.http.get(app.url(&prefs)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Unsubscribe from all")
+            && html.contains(&format!("action=\"{prefs}/unsubscribe-all\""))
+    );
+    assert!(html.contains("all@example.org"));
+
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/unsubscribe-all")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(status(&app, "all@example.org", "weekly").await, "unsubscribed");
+    assert_eq!(status(&app, "all@example.org", "offers").await, "unsubscribed");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'unsubscribed'")
+            .await,
+        1
+    );
+
+    confirmed(&app, "all@example.org").await;
+    assert_eq!(status(&app, "all@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions").await,
+        0,
+        "a fresh confirmed opt-in lifts it"
+    );
+}
+
+/// The preference form: per-list toggles and the name.
+#[tokio::test]
+async fn preferences_change_lists_and_name() {
+    let app = app().await;
+    let a = confirmed(&app, "toggler@example.org").await;
+    let prefs = path_of(&app.state.preferences_url(a));
+    let res = app
+        .http
+        .post(app.url(&prefs))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("list=weekly&name=Zo%C3%AB+Renamed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("saved"));
+    assert_eq!(status(&app, "toggler@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        status(&app, "toggler@example.org", "offers").await,
+        "unsubscribed"
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE name = 'Zoë Renamed'")
+            .await,
+        1
+    );
+    // Ticking it again is a fresh opt-in by the mailbox's owner, recorded as such.
+    app.http
+        .post(app.url(&prefs))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("list=weekly&list=offers&name=Zo%C3%AB")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&app, "toggler@example.org", "offers").await, "confirmed");
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE kind = 'resubscribe' AND consent_text IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    let bad = app
+        .http
+        .post(app.url(&prefs))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("name=Bad%0D%0ABcc%3A+x%40y.z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// GD-2: a new address takes effect only after it confirms.
+#[tokio::test]
+async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
+    let app = app().await;
+    let a = confirmed(&app, "old@example.org").await;
+    let prefs = path_of(&app.state.preferences_url(a));
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/address")))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("email=new%40example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let msgs = app.sink.wait_for(before + 1, WAIT).await;
+    let m = &msgs[before];
+    assert_eq!(m.rcpt_to, vec!["new@example.org".to_string()]);
+    let link = link_in(&text_of(m), "/change-address/");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'old@example.org'")
+            .await,
+        1
+    );
+    // GET changes nothing.
+    assert_eq!(
+        app.http.get(app.url(&link)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'old@example.org'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.http.post(app.url(&link)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'new@example.org'")
+            .await,
+        1
+    );
+    assert_eq!(status(&app, "new@example.org", "weekly").await, "confirmed");
+}
+
+/// GD-1, TK-7: the export goes only through a link mailed to the address; it holds the
+/// subscriptions, the consent evidence and the messages sent; the link works once.
+#[tokio::test]
+async fn gd1_export_arrives_by_mail_and_holds_everything() {
+    let app = app().await;
+    let a = confirmed(&app, "curious@example.org").await;
+    let prefs = path_of(&app.state.preferences_url(a));
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/export")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let msgs = app.sink.wait_for(before + 1, WAIT).await;
+    assert_eq!(msgs[before].rcpt_to, vec!["curious@example.org".to_string()]);
+    let link = link_in(&text_of(&msgs[before]), "/export/");
+    let page = app
+        .http
+        .get(app.url(&link))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("method=\"post\""), "GET shows a button");
+
+    let res = app.http.post(app.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let data: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(data["subscriber"]["email"], "curious@example.org");
+    assert_eq!(data["subscriptions"].as_array().unwrap().len(), 2);
+    let events = data["consent_events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "signup" && e["ip"] == "127.0.0.1" && e["consent_text"].is_string())
+    );
+    assert!(events.iter().any(|e| e["kind"] == "confirm"));
+    let messages = data["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["kind"] == "confirmation" && m["status"] == "sent")
+    );
+
+    let again = app.http.post(app.url(&link)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::GONE, "single use");
+}
+
+/// Every text value stored anywhere in the database that contains `needle`.
+async fn occurrences(app: &TestApp, needle: &str) -> Vec<String> {
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let tables_sql = if app.db.is_postgres() {
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    } else {
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+    };
+    let tables: Vec<String> = db
+        .query_all_raw(Statement::from_string(backend, tables_sql.to_owned()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    let mut found = Vec::new();
+    for t in tables {
+        let cols_sql = if app.db.is_postgres() {
+            format!("SELECT column_name FROM information_schema.columns WHERE table_name = '{t}'")
+        } else {
+            format!("SELECT name FROM pragma_table_info('{t}')")
+        };
+        let cols: Vec<String> = db
+            .query_all_raw(Statement::from_string(backend, cols_sql))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        let cond = cols
+            .iter()
+            .map(|c| format!("LOWER(CAST(\"{c}\" AS TEXT)) LIKE $1"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let n = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT COUNT(*) FROM \"{t}\" WHERE {cond}"),
+                [format!("%{}%", needle.to_lowercase()).into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        if n > 0 {
+            found.push(t);
+        }
+    }
+    found
+}
+
+/// GD-3, GD-4: erasure at once; afterwards the address is nowhere in the database (nor, on
+/// SQLite, in its files), only a keyed hash stays; no mail follows; a fresh confirmed opt-in
+/// still works.
+#[tokio::test]
+async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
+    let app = app().await;
+    let a = confirmed(&app, "Forget.Me@example.org").await;
+    let prefs = path_of(&app.state.preferences_url(a));
+    app.http
+        .post(app.url(&format!("{prefs}/export")))
+        .send()
+        .await
+        .unwrap(); // leaves a send-log row
+    app.sink.wait_for(2, WAIT).await;
+    assert!(!occurrences(&app, "forget.me@example.org").await.is_empty());
+    let sent_before = app.sink.messages().len();
+
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/erase")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        occurrences(&app, "forget.me@example.org").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(occurrences(&app, "forget.me").await, Vec::<String>::new());
+    let hash = app
+        .state
+        .address_hasher
+        .hash(&EmailAddress::parse("forget.me@example.org").unwrap());
+    assert_eq!(
+        app.query_i64(&format!(
+            "SELECT COUNT(*) FROM suppressions WHERE address_hmac = '{}' AND reason = 'erased'",
+            hash.as_str()
+        ))
+        .await,
+        1
+    );
+    // No plain or unkeyed hash of the address anywhere.
+    use sha2::Digest;
+    let plain_sha = hex::encode(sha2::Sha256::digest(b"forget.me@example.org"));
+    assert!(occurrences(&app, &plain_sha).await.is_empty());
+    if !app.db.is_postgres() {
+        app.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        let dir = app
+            .db
+            .url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        for file in [dir.clone(), format!("{dir}-wal")] {
+            if let Ok(bytes) = std::fs::read(&file) {
+                let text = String::from_utf8_lossy(&bytes).to_lowercase();
+                assert!(
+                    !text.contains("forget.me@example.org"),
+                    "{file} still holds the address"
+                );
+            }
+        }
+    }
+    // The preference link is dead, and no mail follows.
+    assert_eq!(
+        app.http.get(app.url(&prefs)).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sink.messages().len(), sent_before);
+
+    // A fresh, confirmed opt-in is still possible (GD-4).
+    confirmed(&app, "forget.me@example.org").await;
+    assert_eq!(status(&app, "forget.me@example.org", "weekly").await, "confirmed");
+}
+
+/// Suppression feed: `POST /api/v1/suppressions`; mail to the address is not sent.
+#[tokio::test]
+async fn suppressions_from_the_api_stop_mail() {
+    let app = app().await;
+    let key = app.create_api_key().await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/suppressions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "Complainer@example.org", "reason": "complaint"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let bad = app
+        .http
+        .post(app.url("/api/v1/suppressions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "x", "reason": "whatever"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'complaint'")
+            .await,
+        1
+    );
+    assert!(
+        occurrences(&app, "complainer").await.is_empty(),
+        "only the keyed hash is stored"
+    );
+
+    app.run_cli(&["send-test", "--to", "complainer@example.org"]);
+    app.run_cli(&["send-test", "--to", "fine@example.org"]);
+    app.sink.wait_for(1, WAIT).await;
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'cancelled'", 1, WAIT)
+        .await;
+    assert_eq!(
+        app.sink
+            .messages()
+            .iter()
+            .filter(|m| m.rcpt_to[0] == "complainer@example.org")
+            .count(),
+        0
+    );
+    // A purpose the token module knows, for completeness of TK-3 coverage.
+    assert!(
+        app.state
+            .keyring()
+            .verify(
+                &app.state.keyring().issue(Purpose::Export, "x", None, None),
+                Purpose::Manage
+            )
+            .is_err()
+    );
+}
