@@ -354,6 +354,10 @@ pub async fn apply_address_change(
     subscriber::Entity::update_many()
         .col_expr(subscriber::Column::Email, new_email.to_string().into())
         .col_expr(subscriber::Column::EmailKey, new_email.normalized().into())
+        .col_expr(
+            subscriber::Column::AddressHmac,
+            state.address_hasher.hash(&new_email).as_str().into(),
+        )
         .col_expr(subscriber::Column::UpdatedAt, store::now().into())
         .filter(subscriber::Column::Id.eq(row.subscriber_id))
         .exec(&tx)

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod leaving;
 pub mod links;
 pub mod mail;
+pub mod notices;
 pub mod retention;
 pub mod signup;
 pub mod store;

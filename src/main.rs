@@ -37,6 +37,9 @@ enum Command {
     /// Manage the keys that sign links in emails.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Privacy policy versions.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Queue a stamped, signed test message to ADDRESS (checks the relay and DKIM set-up).
     SendTest {
         #[arg(long, value_name = "ADDRESS")]
@@ -55,6 +58,25 @@ enum ApiKeyCommand {
     List,
     /// Revoke a key by its id.
     Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Publish a version and queue a notice to every user (idempotent for the same content).
+    Publish {
+        #[arg(long)]
+        version: String,
+        /// RFC 3339, e.g. 2027-01-01T00:00:00Z
+        #[arg(long)]
+        effective_at: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long)]
+        url: String,
+        /// The change is material: marketing needs fresh consent.
+        #[arg(long)]
+        material: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +190,47 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!(
                 "new signing key {kid}; restart the service to sign with it (older keys keep verifying)"
             );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Publish {
+            version,
+            effective_at,
+            summary,
+            url,
+            material,
+        }) => {
+            let input = letterhead::api::policies::PolicyInput {
+                version: Some(version),
+                effective_at: Some(effective_at),
+                summary: Some(summary),
+                url: Some(url),
+                material,
+            };
+            let new = letterhead::api::policies::parse(input).map_err(|errors| {
+                let msgs: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("--{} {}", e.field.replace('_', "-"), e.message))
+                    .collect();
+                anyhow::anyhow!(msgs.join("; "))
+            })?;
+            let state = app::build_state(config).await?;
+            match letterhead::notices::publish_policy_idempotent(&state, new).await? {
+                letterhead::notices::PublishOutcome::Published { policy, queued } => {
+                    println!(
+                        "published version {}; {queued} notices queued (the service sends them)",
+                        policy.version
+                    )
+                }
+                letterhead::notices::PublishOutcome::AlreadyPublished { policy } => {
+                    println!(
+                        "version {} was already published with this content; nothing new queued",
+                        policy.version
+                    )
+                }
+                letterhead::notices::PublishOutcome::Conflict => {
+                    anyhow::bail!("this version was published before with other content")
+                }
+            }
             Ok(())
         }
         Command::SendTest { to } => {

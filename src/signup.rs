@@ -50,7 +50,9 @@ pub async fn sign_up(state: &AppState, mut signup: Signup) -> Result<(), DbErr> 
     let day_ago = now - time::Duration::days(1);
 
     let tx = begin_write(&state.db).await?;
-    let subscriber = subscriptions::upsert_subscriber(&tx, &signup.email, signup.name.as_ref()).await?;
+    let hash = state.address_hasher.hash(&signup.email);
+    let subscriber =
+        subscriptions::upsert_subscriber(&tx, &signup.email, &hash, signup.name.as_ref()).await?;
     // The newest moment a chosen list became pending: a confirmation created before it does
     // not cover it (its link is issued later, at send time, but may already be out).
     let mut newest_pending_ms: Option<i64> = None;

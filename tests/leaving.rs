@@ -6,13 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::flows::{self, WAIT, link_in, status, text_of};
 use common::{Spawn, TestApp, spawn};
-use letterhead::domain::{EmailAddress, ListSlug};
+use letterhead::domain::EmailAddress;
 use letterhead::tokens::Purpose;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
-
-const WAIT: Duration = Duration::from_secs(20);
 
 async fn app() -> TestApp {
     let app = spawn(Spawn {
@@ -20,56 +19,14 @@ async fn app() -> TestApp {
         ..Default::default()
     })
     .await;
-    for (slug, name) in [("weekly", "Weekly News"), ("offers", "Special Offers")] {
-        letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
-            .await
-            .unwrap();
-    }
+    flows::add_list(&app, "weekly", "Weekly News").await;
+    flows::add_list(&app, "offers", "Special Offers").await;
     app
 }
 
-fn text_of(m: &common::smtp_sink::Captured) -> String {
-    mail_parser::MessageParser::default()
-        .parse(&m.data)
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .into_owned()
-}
-
-fn link_in(text: &str, prefix: &str) -> String {
-    let start = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} link in\n{text}"));
-    text[start..].split_whitespace().next().unwrap().to_owned()
-}
-
-/// Signs up and confirms through HTTP; returns the subscriber's uuid.
+/// Signs up to both lists and confirms.
 async fn confirmed(app: &TestApp, email: &str) -> uuid::Uuid {
-    let before = app.sink.messages().len();
-    let res = app
-        .http
-        .post(app.url("/subscribe"))
-        .json(&serde_json::json!({"email": email, "list": ["weekly", "offers"], "consent": true, "age_confirmed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let msgs = app.sink.wait_for(before + 1, WAIT).await;
-    let m = msgs.iter().rev().find(|m| m.rcpt_to[0] == email).unwrap();
-    let path = link_in(&text_of(m), "/confirm/");
-    assert_eq!(
-        app.http.post(app.url(&path)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    let s = letterhead::store::subscriptions::subscriber_by_email(
-        &app.state.db,
-        &EmailAddress::parse(email).unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    s.uuid
+    flows::confirmed(app, email, &["weekly", "offers"]).await
 }
 
 async fn list_id(app: &TestApp, slug: &str) -> i64 {
@@ -78,20 +35,6 @@ async fn list_id(app: &TestApp, slug: &str) -> i64 {
         .unwrap()
         .unwrap()
         .id
-}
-
-async fn status(app: &TestApp, email: &str, list: &str) -> String {
-    let db = &app.state.db;
-    db.query_one_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT x.status FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-         JOIN lists l ON l.id = x.list_id WHERE s.email_key = $1 AND l.slug = $2",
-        [email.into(), list.into()],
-    ))
-    .await
-    .unwrap()
-    .map(|r| r.try_get_by_index::<String>(0).unwrap())
-    .unwrap_or_else(|| "none".into())
 }
 
 fn path_of(url: &url::Url) -> String {

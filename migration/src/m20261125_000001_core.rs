@@ -53,9 +53,21 @@ impl MigrationTrait for Migration {
                 // As given (domain in ASCII/punycode); `email_key` is the normalized unique key.
                 .col(string_len("email", 320))
                 .col(string_len_uniq("email_key", 320))
+                // The keyed hash of the address (as in suppressions), so set-based sends can
+                // leave out suppressed people in SQL.
+                .col(string_len("address_hmac", 64))
                 .col(string_len_null("name", 200))
                 .col(timestamp_with_time_zone("created_at"))
                 .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_index(
+            Index::create()
+                .name("subscribers_address_hmac")
+                .table("subscribers")
+                .col("address_hmac")
                 .to_owned(),
         )
         .await?;
@@ -245,6 +257,22 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // Breach notices: emailed to the people affected and shown on /notices until withdrawn.
+        m.create_table(
+            Table::create()
+                .table("breach_notices")
+                .col(big_pk_auto("id"))
+                .col(string_len("subject", 500))
+                .col(text("body"))
+                // What the operator said was affected ("all", addresses counted, a date range).
+                .col(text("affected"))
+                .col(integer("notified").default(0))
+                .col(timestamp_with_time_zone("published_at"))
+                .col(timestamp_with_time_zone_null("withdrawn_at"))
+                .to_owned(),
+        )
+        .await?;
+
         // A change of address waits here until the new address confirms it (GD-2); the link
         // names only this row's uuid, never the address (TK-6).
         m.create_table(
@@ -294,6 +322,7 @@ impl MigrationTrait for Migration {
             "suppressions",
             "spent_tokens",
             "address_changes",
+            "breach_notices",
             "policy_versions",
             "signing_keys",
             "api_keys",

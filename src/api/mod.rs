@@ -9,6 +9,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 mod lists;
+mod notices;
+pub mod policies;
 mod suppressions;
 
 use crate::app::AppState;
@@ -26,6 +28,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/v1/status", get(status))
         .merge(lists::routes())
         .merge(suppressions::routes())
+        .merge(policies::routes())
+        .merge(notices::routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

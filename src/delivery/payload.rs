@@ -23,6 +23,10 @@ pub enum Payload {
     ExportLink,
     /// Sent to a new address: confirm it before it replaces the old one (GD-2).
     AddressChange { change: uuid::Uuid },
+    /// A new privacy policy version (CS-12, CS-13).
+    PolicyNotice { policy_id: i64 },
+    /// A data breach notice.
+    BreachNotice { notice_id: i64 },
 }
 
 impl Payload {
@@ -33,6 +37,8 @@ impl Payload {
             Payload::Confirmation => "confirmation",
             Payload::ExportLink => "export_link",
             Payload::AddressChange { .. } => "address_change",
+            Payload::PolicyNotice { .. } => "policy_notice",
+            Payload::BreachNotice { .. } => "breach_notice",
         }
     }
 
@@ -44,7 +50,10 @@ impl Payload {
             || reason == SuppressionReason::Unsubscribed.as_str();
         match self {
             Payload::Confirmation | Payload::AddressChange { .. } => opted_out,
-            Payload::ExportLink => reason == SuppressionReason::Unsubscribed.as_str(),
+            // Transactional notices reach people who left, never bounced or complained ones.
+            Payload::ExportLink | Payload::PolicyNotice { .. } | Payload::BreachNotice { .. } => {
+                reason == SuppressionReason::Unsubscribed.as_str()
+            }
             Payload::TestMessage => false,
         }
     }
@@ -78,8 +87,102 @@ impl Payload {
             Payload::Confirmation => confirmation(state, to, row).await,
             Payload::ExportLink => export_link(state, to, row).await,
             Payload::AddressChange { change } => address_change(state, to, *change).await,
+            Payload::PolicyNotice { policy_id } => policy_notice(state, to, row, *policy_id).await,
+            Payload::BreachNotice { notice_id } => breach_notice(state, to, row, *notice_id).await,
         }
     }
+}
+
+fn long_date(t: time::OffsetDateTime) -> String {
+    t.format(&time::macros::format_description!(
+        "[day padding:none] [month repr:long] [year]"
+    ))
+    .unwrap_or_default()
+}
+
+/// The recipient of a notice and their preference link, if they still exist.
+async fn notice_recipient(
+    state: &AppState,
+    row: &ClaimedMessage,
+) -> Result<Option<(crate::store::entities::subscriber::Model, url::Url)>, String> {
+    let Some(id) = row.subscriber_id else {
+        return Ok(None);
+    };
+    let s = subscriptions::subscriber_by_id(&state.db, id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(s.map(|s| {
+        let url = state.preferences_url(s.uuid);
+        (s, url)
+    }))
+}
+
+async fn policy_notice(
+    state: &AppState,
+    to: EmailAddress,
+    row: &ClaimedMessage,
+    policy_id: i64,
+) -> Result<Option<ComposedMessage>, String> {
+    use sea_orm::EntityTrait;
+    let Some(policy) = crate::store::entities::policy_version::Entity::find_by_id(policy_id)
+        .one(&state.db)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let Some((subscriber, prefs)) = notice_recipient(state, row).await? else {
+        return Ok(None);
+    };
+    let effective = long_date(policy.effective_at);
+    let content = templates::email::PolicyNotice {
+        org_name: state.config.identity.org_name.as_str(),
+        effective: &effective,
+        summary: &policy.summary,
+        url: &policy.url,
+    };
+    Ok(Some(ComposedMessage {
+        to,
+        to_name: subscriber.name.as_deref().and_then(|n| crate::domain::DisplayName::parse(n).ok()),
+        subject: HeaderText::parse(&format!("Changes to our privacy policy, effective {effective}"))
+            .map_err(|e| e.to_string())?,
+        html: content.html(),
+        text: content.text(),
+        reason: "You receive this service notice because you subscribed to our emails; we must tell you when our privacy policy changes."
+            .into(),
+        class: MailClass::Transactional { preferences_url: Some(prefs) },
+    }))
+}
+
+async fn breach_notice(
+    state: &AppState,
+    to: EmailAddress,
+    row: &ClaimedMessage,
+    notice_id: i64,
+) -> Result<Option<ComposedMessage>, String> {
+    use sea_orm::EntityTrait;
+    let Some(notice) = crate::store::entities::breach_notice::Entity::find_by_id(notice_id)
+        .one(&state.db)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let Some((subscriber, prefs)) = notice_recipient(state, row).await? else {
+        return Ok(None);
+    };
+    let text = notice.body.clone();
+    Ok(Some(ComposedMessage {
+        to,
+        to_name: subscriber.name.as_deref().and_then(|n| crate::domain::DisplayName::parse(n).ok()),
+        // Exactly as the operator wrote it (CS-2).
+        subject: HeaderText::parse(&notice.subject).map_err(|e| e.to_string())?,
+        html: templates::email::paragraphs(&text),
+        text,
+        reason: "You receive this service notice because data about you is held by us; we must tell you about a breach that affects it."
+            .into(),
+        class: MailClass::Transactional { preferences_url: Some(prefs) },
+    }))
 }
 
 async fn export_link(

@@ -2,7 +2,7 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
-use super::entities::policy_version;
+use super::entities::{breach_notice, policy_version};
 
 /// The version in force at `at`: the latest whose effective date has come.
 pub async fn in_force(
@@ -26,4 +26,36 @@ pub async fn by_version(
         .filter(policy_version::Column::Version.eq(version))
         .one(db)
         .await
+}
+
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<policy_version::Model>, DbErr> {
+    policy_version::Entity::find()
+        .order_by_desc(policy_version::Column::EffectiveAt)
+        .all(db)
+        .await
+}
+
+/// Breach notices, newest first; only those in force when `in_force_only`.
+pub async fn breach_notices(
+    db: &impl ConnectionTrait,
+    in_force_only: bool,
+) -> Result<Vec<breach_notice::Model>, DbErr> {
+    let mut q = breach_notice::Entity::find().order_by_desc(breach_notice::Column::Id);
+    if in_force_only {
+        q = q.filter(breach_notice::Column::WithdrawnAt.is_null());
+    }
+    q.all(db).await
+}
+
+pub async fn withdraw_breach_notice(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Option<breach_notice::Model>, DbErr> {
+    breach_notice::Entity::update_many()
+        .col_expr(breach_notice::Column::WithdrawnAt, super::now().into())
+        .filter(breach_notice::Column::Id.eq(id))
+        .filter(breach_notice::Column::WithdrawnAt.is_null())
+        .exec(db)
+        .await?;
+    breach_notice::Entity::find_by_id(id).one(db).await
 }

@@ -6,6 +6,7 @@ use sea_orm::{
 };
 
 use super::entities::{consent_event, subscriber, subscription};
+use crate::address_hash::AddressHash;
 use crate::domain::{DisplayName, EmailAddress};
 
 #[derive(Debug, Clone, Copy, FromQueryResult)]
@@ -19,13 +20,14 @@ pub struct SubscriberRef {
 pub async fn upsert_subscriber(
     db: &impl ConnectionTrait,
     email: &EmailAddress,
+    hash: &AddressHash,
     name: Option<&DisplayName>,
 ) -> Result<SubscriberRef, DbErr> {
     let now = super::now();
     let stmt = Statement::from_sql_and_values(
         db.get_database_backend(),
-        "INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) \
+        "INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at, address_hmac) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6) \
          ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name) \
          RETURNING id, uuid",
         [
@@ -34,6 +36,7 @@ pub async fn upsert_subscriber(
             email.normalized().into(),
             name.map(|n| n.as_str().to_owned()).into(),
             now.into(),
+            hash.as_str().into(),
         ],
     );
     SubscriberRef::find_by_statement(stmt)

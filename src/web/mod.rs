@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod error;
 mod leave;
+mod privacy;
 pub mod rate_limit;
 mod subscribe;
 
@@ -23,6 +24,7 @@ pub fn public_routes(state: AppState) -> Router<AppState> {
         .route("/healthz", get(healthz))
         .merge(subscribe::routes())
         .merge(leave::routes())
+        .merge(privacy::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
         .merge(leave::one_click_routes().route_layer(middleware::from_fn_with_state(state, limit_one_click)))
 }

@@ -152,3 +152,34 @@ pub fn paragraphs_with_link(text: &str, link: &str) -> Markup {
         }
     }
 }
+
+/// A policy-change notice (CS-12, CS-13): the notice first, plain, no promotion.
+pub struct PolicyNotice<'a> {
+    pub org_name: &'a str,
+    pub effective: &'a str,
+    pub summary: &'a str,
+    pub url: &'a str,
+}
+
+impl PolicyNotice<'_> {
+    pub fn html(&self) -> Markup {
+        html! {
+            p { "We are changing our privacy policy. The new version takes effect on " strong { (self.effective) } "." }
+            p { "What changes:" }
+            (paragraphs(self.summary))
+            p { "Read the full policy: " a href=(self.url) { (self.url) } }
+            p { "If you have questions, reply to this email or write to the contact address below." }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "We are changing our privacy policy. The new version takes effect on {}.\n\nWhat changes:\n\n{}\n\n\
+             Read the full policy: {}\n\nIf you have questions, reply to this email or write to the contact address below.\n\n{}\n",
+            self.effective,
+            self.summary.trim(),
+            self.url,
+            self.org_name
+        )
+    }
+}

@@ -6,6 +6,7 @@
 pub mod email;
 pub mod leave;
 pub mod pages;
+pub mod policy;
 pub mod signup;
 
 pub use maud::{Markup, PreEscaped, html};

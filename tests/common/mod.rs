@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dkim_check;
+pub mod flows;
 pub mod smtp_sink;
 
 use std::io::Write;

@@ -2,6 +2,7 @@
 
 pub mod address_change;
 pub mod api_key;
+pub mod breach_notice;
 pub mod consent_event;
 pub mod list;
 pub mod outbox;

@@ -10,6 +10,7 @@ pub struct Model {
     pub uuid: Uuid,
     pub email: String,
     pub email_key: String,
+    pub address_hmac: String,
     pub name: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,

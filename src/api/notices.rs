@@ -1,0 +1,139 @@
+//! `/api/v1/notices/breach`: email the people a breach affected and post the notice on
+//! /notices until it is withdrawn.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{
+    Json, Router,
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::AppState;
+use crate::domain::{EmailAddress, HeaderText};
+use crate::notices::{self, Affected};
+use crate::store::entities::breach_notice;
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/notices/breach", get(index).post(publish))
+        .route("/api/v1/notices/breach/{id}/withdraw", post(withdraw))
+}
+
+#[derive(Deserialize)]
+struct BreachInput {
+    subject: Option<String>,
+    body: Option<String>,
+    affected: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct BreachView {
+    id: i64,
+    subject: String,
+    body: String,
+    affected: String,
+    notified: i32,
+    published_at: String,
+    withdrawn_at: Option<String>,
+}
+
+impl From<breach_notice::Model> for BreachView {
+    fn from(n: breach_notice::Model) -> Self {
+        BreachView {
+            id: n.id,
+            subject: n.subject,
+            body: n.body,
+            affected: n.affected,
+            notified: n.notified,
+            published_at: n.published_at.format(&Rfc3339).unwrap_or_default(),
+            withdrawn_at: n.withdrawn_at.and_then(|t| t.format(&Rfc3339).ok()),
+        }
+    }
+}
+
+fn parse_affected(v: Option<&Value>) -> Result<Affected, String> {
+    let time = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|s| time::OffsetDateTime::parse(s, &Rfc3339).ok())
+    };
+    match v {
+        Some(Value::String(s)) if s == "all" => Ok(Affected::All),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .and_then(|s| EmailAddress::parse(s).ok())
+                    .ok_or("every address must be valid")
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Affected::Addresses)
+            .map_err(str::to_owned),
+        Some(Value::Object(o)) => match (time(o.get("from")), time(o.get("until"))) {
+            (Some(from), Some(until)) if from < until => Ok(Affected::SignedUp { from, until }),
+            _ => Err("a time range needs RFC 3339 \"from\" before \"until\"".into()),
+        },
+        _ => Err("must be \"all\", a list of addresses, or {\"from\", \"until\"}".into()),
+    }
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Json(input): Json<BreachInput>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let mut errors = Vec::new();
+    let subject = HeaderText::parse(input.subject.as_deref().unwrap_or(""))
+        .map_err(|e| {
+            errors.push(FieldError {
+                field: "subject".into(),
+                message: format!("the subject {e}"),
+            })
+        })
+        .ok();
+    let body = input.body.unwrap_or_default();
+    if body.trim().is_empty() || body.len() > 100_000 {
+        errors.push(FieldError {
+            field: "body".into(),
+            message: "must be 1-100000 characters".into(),
+        });
+    }
+    let affected = parse_affected(input.affected.as_ref())
+        .map_err(|m| {
+            errors.push(FieldError {
+                field: "affected".into(),
+                message: m,
+            })
+        })
+        .ok();
+    let (Some(subject), Some(affected)) = (subject, affected) else {
+        return Err(AppError::unprocessable(errors));
+    };
+    if !errors.is_empty() {
+        return Err(AppError::unprocessable(errors));
+    }
+    let (notice, queued) = notices::publish_breach(&state, subject, body, affected).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": notice.id, "notified": queued, "notice": BreachView::from(notice) })),
+    ))
+}
+
+async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, AppError> {
+    Ok(Json(
+        crate::store::policies::breach_notices(&state.db, false)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+async fn withdraw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<BreachView>, AppError> {
+    crate::store::policies::withdraw_breach_notice(&state.db, id)
+        .await?
+        .map(|n| Json(n.into()))
+        .ok_or_else(AppError::not_found)
+}

@@ -1,0 +1,129 @@
+//! `/api/v1/policies`: publish a privacy policy version (and notify everyone), list versions.
+//! 201 the first time, 200 for the same version with the same content (nothing new is sent),
+//! 409 for the same version with other content.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::get};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::AppState;
+use crate::notices::{self, NewPolicy, PublishOutcome};
+use crate::store::entities::policy_version;
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/policies", get(index).post(publish))
+}
+
+#[derive(Deserialize)]
+pub struct PolicyInput {
+    pub version: Option<String>,
+    pub effective_at: Option<String>,
+    pub summary: Option<String>,
+    pub url: Option<String>,
+    #[serde(default)]
+    pub material: bool,
+}
+
+#[derive(Serialize)]
+struct PolicyView {
+    id: i64,
+    version: String,
+    effective_at: String,
+    summary: String,
+    url: String,
+    material: bool,
+    published_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notices_queued: Option<u64>,
+}
+
+fn view(p: policy_version::Model, queued: Option<u64>) -> PolicyView {
+    PolicyView {
+        id: p.id,
+        version: p.version,
+        effective_at: p.effective_at.format(&Rfc3339).unwrap_or_default(),
+        summary: p.summary,
+        url: p.url,
+        material: p.material,
+        published_at: p.published_at.format(&Rfc3339).unwrap_or_default(),
+        notices_queued: queued,
+    }
+}
+
+/// Checks the input; shared with the CLI.
+pub fn parse(input: PolicyInput) -> Result<NewPolicy, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, message: &str| {
+        errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        })
+    };
+    let version = input.version.unwrap_or_default().trim().to_owned();
+    if version.is_empty()
+        || version.len() > 64
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        err("version", "must be 1-64 letters, digits, '.', '_' or '-'");
+    }
+    let effective_at =
+        time::OffsetDateTime::parse(input.effective_at.as_deref().unwrap_or("").trim(), &Rfc3339)
+            .map_err(|_| {
+                err(
+                    "effective_at",
+                    "must be an RFC 3339 date-time, e.g. 2027-01-01T00:00:00Z",
+                )
+            })
+            .ok();
+    let summary = input.summary.unwrap_or_default().trim().to_owned();
+    if summary.is_empty() || summary.chars().count() > 10_000 {
+        err("summary", "must be 1-10000 characters");
+    }
+    let url = url::Url::parse(input.url.as_deref().unwrap_or("").trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    if url.is_none() {
+        err("url", "must be an http(s) URL");
+    }
+    match (effective_at, url) {
+        (Some(effective_at), Some(url)) if errors.is_empty() => Ok(NewPolicy {
+            version,
+            effective_at: effective_at.to_offset(time::UtcOffset::UTC),
+            summary,
+            url,
+            material: input.material,
+        }),
+        _ => Err(errors),
+    }
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Json(input): Json<PolicyInput>,
+) -> Result<(StatusCode, Json<PolicyView>), AppError> {
+    let new = parse(input).map_err(AppError::unprocessable)?;
+    match notices::publish_policy_idempotent(&state, new).await? {
+        PublishOutcome::Published { policy, queued } => {
+            Ok((StatusCode::CREATED, Json(view(policy, Some(queued)))))
+        }
+        PublishOutcome::AlreadyPublished { policy } => Ok((StatusCode::OK, Json(view(policy, Some(0))))),
+        PublishOutcome::Conflict => Err(AppError::conflict(
+            "This version was published before with other content; publish a new version.",
+        )),
+    }
+}
+
+async fn index(State(state): State<AppState>) -> Result<Json<Vec<PolicyView>>, AppError> {
+    Ok(Json(
+        crate::store::policies::all(&state.db)
+            .await?
+            .into_iter()
+            .map(|p| view(p, None))
+            .collect(),
+    ))
+}
