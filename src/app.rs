@@ -46,6 +46,8 @@ pub struct App {
     pub address_hasher: AddressHasher,
     /// Poked when this process queues mail, so the worker starts at once instead of polling.
     pub outbox_wakeup: Notify,
+    /// Poked when a campaign starts or resumes.
+    pub campaign_wakeup: Notify,
     pub limits: Limits,
 }
 
@@ -126,6 +128,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         last_key_reload: Mutex::new(None),
         address_hasher: AddressHasher::new(&address_key),
         outbox_wakeup: Notify::new(),
+        campaign_wakeup: Notify::new(),
         limits: Limits {
             public: KeyedLimiter::per_minute(config.rate_limits.public_per_minute),
             signup: KeyedLimiter::per_minute(config.rate_limits.signup_per_minute),

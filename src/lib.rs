@@ -5,6 +5,7 @@
 pub mod address_hash;
 pub mod api;
 pub mod app;
+pub mod campaigns;
 pub mod config;
 pub mod delivery;
 pub mod domain;

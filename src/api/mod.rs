@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+mod campaigns;
 mod lists;
 mod notices;
 pub mod policies;
@@ -30,6 +31,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(suppressions::routes())
         .merge(policies::routes())
         .merge(notices::routes())
+        .merge(campaigns::routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

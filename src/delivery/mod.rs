@@ -1,38 +1,103 @@
-//! The outbox worker: claim due rows with a lease, let go of the database, check the recipient
-//! may still be mailed, render, stamp, sign, send, then record the outcome.
+//! Delivery: workers that drain the outbox and campaign audiences. Each claims due rows with a
+//! lease, lets go of the database, checks the recipient may still be mailed, renders, stamps,
+//! signs, sends, then records the outcome.
 //!
-//! A temporary failure (4xx, relay down) is retried with exponential backoff and jitter; a
-//! permanent one is recorded as failed, and a refused mailbox (550/551/553) is suppressed
-//! (GY-6). A worker that dies leaves its lease to expire, after which the rows are due again:
-//! delivery is at-least-once, duplicates bounded by what was in flight.
+//! A 4xx is retried with exponential backoff and jitter; a permanent failure is recorded, and a
+//! refused mailbox (550/551/553) is suppressed (GY-6). A relay that cannot be reached pauses all
+//! delivery for a while without spending anyone's attempts, and delivery resumes by itself. A
+//! worker that dies leaves its lease to expire, after which its rows are due again: delivery is
+//! at-least-once, duplicates bounded by what was in flight.
 
+mod campaign;
 mod payload;
 
 pub use payload::Payload;
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use crate::address_hash::AddressHash;
 use crate::app::AppState;
+use crate::config::DeliveryConfig;
 use crate::domain::EmailAddress;
-use crate::mail::SendError;
-use crate::store::outbox::{self, ClaimedMessage, Outcome};
+use crate::mail::{ComposedMessage, SendError};
+use crate::store::outbox::{self, ClaimedMessage};
+use crate::store::queue::Outcome;
 use crate::store::suppressions::{self, SuppressionReason};
 
-/// Runs until `shutdown` turns true, then finishes the batch in hand and returns.
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let owner = format!("{}-{}", hostname_hint(), uuid::Uuid::new_v4().simple());
+/// What all workers of a process share about the relay: its send rate, and whether it is
+/// reachable.
+pub struct Relay {
+    rate: Option<DefaultDirectRateLimiter>,
+    paused_until: Mutex<Option<Instant>>,
+    pause: Mutex<Duration>,
+}
+
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+
+impl Relay {
+    pub fn new(cfg: &DeliveryConfig) -> Self {
+        Relay {
+            rate: cfg
+                .rate_per_second
+                .and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            paused_until: Mutex::new(None),
+            pause: Mutex::new(FIRST_PAUSE),
+        }
+    }
+
+    /// How long to wait before claiming more work, if the relay is paused.
+    fn wait(&self) -> Option<Duration> {
+        let until = (*self.paused_until.lock().expect("relay lock"))?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// The relay could not be reached: pause, doubling up to a minute. Returns when to retry.
+    fn unreachable(&self) -> Duration {
+        let mut pause = self.pause.lock().expect("relay lock");
+        let this = *pause;
+        *self.paused_until.lock().expect("relay lock") = Some(Instant::now() + this);
+        *pause = (this * 2).min(LONGEST_PAUSE);
+        this
+    }
+
+    fn reachable(&self) {
+        *self.pause.lock().expect("relay lock") = FIRST_PAUSE;
+    }
+}
+
+/// A queue a worker drains.
+trait Job: Send + Sync {
+    type Row: Send;
+    fn name(&self) -> &'static str;
+    async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
+    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: Self::Row);
+    /// After each batch (campaigns: mark finished ones).
+    async fn after_batch(&self, _state: &AppState) {}
+    /// Before each claim (campaigns: start scheduled ones whose time has come).
+    async fn before_claim(&self, _state: &AppState) {}
+}
+
+/// Runs a worker until `shutdown` turns true, then finishes the batch in hand and returns.
+async fn run_job<J: Job>(
+    job: J,
+    state: AppState,
+    relay: &Relay,
+    wakeup: &Notify,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
     let cfg = state.config.delivery.clone();
-    let rate = cfg
-        .rate_per_second
-        .and_then(NonZeroU32::new)
-        .map(|n| RateLimiter::direct(Quota::per_second(n)));
     tracing::info!(
+        worker = job.name(),
         concurrency = cfg.concurrency,
         batch = cfg.batch_size,
         "delivery worker started"
@@ -41,37 +106,52 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
+        if let Some(wait) = relay.wait() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        job.before_claim(&state).await;
         let now = crate::store::now_ms();
         let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
-        let batch = match outbox::claim(&state.db, &owner, now, lease_until, cfg.batch_size).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming outbox rows failed; retrying shortly");
-                Vec::new()
-            }
-        };
+        let batch = job.claim(&state, &owner, now, lease_until).await;
         if batch.is_empty() {
             tokio::select! {
-                _ = state.outbox_wakeup.notified() => {}
+                _ = wakeup.notified() => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
             continue;
         }
-        let claimed = batch.len();
         futures::stream::iter(batch)
-            .for_each_concurrent(cfg.concurrency, |row| deliver(&state, &owner, rate.as_ref(), row))
+            .for_each_concurrent(cfg.concurrency, |row| job.deliver(&state, relay, &owner, row))
             .await;
-        tracing::debug!(claimed, "outbox batch done");
+        job.after_batch(&state).await;
     }
-    tracing::info!("delivery worker stopped");
+    tracing::info!(worker = job.name(), "delivery worker stopped");
 }
 
-fn hostname_hint() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into())
+/// Runs the outbox and campaign workers until `shutdown`.
+pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
+    let relay = Relay::new(&state.config.delivery);
+    tokio::join!(
+        run_job(
+            OutboxJob,
+            state.clone(),
+            &relay,
+            &state.outbox_wakeup,
+            shutdown.clone()
+        ),
+        run_job(
+            campaign::CampaignJob::default(),
+            state.clone(),
+            &relay,
+            &state.campaign_wakeup,
+            shutdown
+        ),
+    );
 }
 
 /// Delay before attempt `attempts + 1`: base × 2^(attempts-1), at most an hour, ±25% jitter
@@ -85,33 +165,113 @@ fn backoff(base: Duration, attempts: i32) -> Duration {
     delay.mul_f64(jitter)
 }
 
-async fn deliver(
-    state: &AppState,
-    owner: &str,
-    rate: Option<&DefaultDirectRateLimiter>,
-    row: ClaimedMessage,
-) {
-    let outcome = attempt(state, rate, &row).await;
-    match &outcome {
-        Outcome::Sent { .. } => tracing::info!(id = row.id, kind = %row.kind, "sent"),
-        Outcome::Retry { error, .. } => {
-            tracing::warn!(id = row.id, kind = %row.kind, attempt = row.attempts, error = %error, "will retry")
-        }
-        Outcome::Failed { error } => tracing::warn!(id = row.id, kind = %row.kind, error = %error, "failed"),
-        Outcome::Skipped { reason } => {
-            tracing::info!(id = row.id, kind = %row.kind, reason = %reason, "skipped")
-        }
+fn retry_later(cfg: &DeliveryConfig, attempts: i32, error: String) -> Outcome {
+    if u32::try_from(attempts).unwrap_or(u32::MAX) >= cfg.max_attempts {
+        return Outcome::Failed {
+            error: format!("gave up after {attempts} attempts: {error}"),
+        };
     }
-    match outbox::record(&state.db, row.id, owner, outcome).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(id = row.id, "lease was lost before the outcome was recorded"),
-        Err(e) => {
-            tracing::error!(id = row.id, error = %e, "recording the outcome failed; the lease will expire")
+    let at_ms =
+        crate::store::now_ms() + i64::try_from(backoff(cfg.retry_base, attempts).as_millis()).unwrap_or(0);
+    Outcome::Retry { at_ms, error }
+}
+
+/// Stamps, signs and sends one composed message; turns the result into an outcome (and
+/// suppresses a refused mailbox).
+async fn stamp_and_send(
+    state: &AppState,
+    relay: &Relay,
+    composed: ComposedMessage,
+    hash: &AddressHash,
+    attempts: i32,
+) -> Outcome {
+    let stamped = match state.stamp.stamp(composed) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed { error: e.to_string() },
+    };
+    if let Some(rate) = &relay.rate {
+        rate.until_ready().await;
+    }
+    match state.transport.send(&stamped).await {
+        Ok(()) => {
+            relay.reachable();
+            Outcome::Sent {
+                message_id: stamped.message_id().to_owned(),
+            }
+        }
+        Err(SendError::Temporary(e)) => retry_later(&state.config.delivery, attempts, e),
+        Err(SendError::Unavailable(error)) => {
+            let wait = relay.unreachable();
+            tracing::warn!(pause_ms = wait.as_millis() as u64, error = %error, "relay unavailable: delivery paused");
+            Outcome::Deferred {
+                at_ms: crate::store::now_ms() + i64::try_from(wait.as_millis()).unwrap_or(0),
+                error,
+            }
+        }
+        Err(SendError::Permanent {
+            message,
+            mailbox_unavailable,
+        }) => {
+            relay.reachable();
+            if mailbox_unavailable
+                && let Err(e) = suppressions::add(&state.db, hash, SuppressionReason::HardBounce).await
+            {
+                tracing::error!(error = %e, "recording the suppression failed");
+            }
+            Outcome::Failed { error: message }
         }
     }
 }
 
-async fn attempt(state: &AppState, rate: Option<&DefaultDirectRateLimiter>, row: &ClaimedMessage) -> Outcome {
+fn log_outcome(kind: &str, id: i64, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
+        Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
+        Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
+        Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
+        Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
+    }
+}
+
+/// The outbox: confirmations, notices, data-rights emails, tests.
+struct OutboxJob;
+
+impl Job for OutboxJob {
+    type Row = ClaimedMessage;
+
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedMessage> {
+        outbox::claim(
+            &state.db,
+            owner,
+            now,
+            lease_until,
+            state.config.delivery.batch_size,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claiming outbox rows failed; retrying shortly");
+            Vec::new()
+        })
+    }
+
+    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedMessage) {
+        let outcome = attempt(state, relay, &row).await;
+        log_outcome(&row.kind, row.id, &outcome);
+        match outbox::record(&state.db, row.id, owner, outcome).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(id = row.id, "lease was lost before the outcome was recorded"),
+            Err(e) => {
+                tracing::error!(id = row.id, error = %e, "recording the outcome failed; the lease will expire")
+            }
+        }
+    }
+}
+
+async fn attempt(state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
     let cfg = &state.config.delivery;
     let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
         return Outcome::Failed {
@@ -134,52 +294,15 @@ async fn attempt(state: &AppState, rate: Option<&DefaultDirectRateLimiter>, row:
             };
         }
         Ok(_) => {}
-        Err(e) => return retry_later(cfg, row, format!("database: {e}")),
+        Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
     }
-    let composed = match payload.render(state, recipient, row).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return Outcome::Skipped {
-                reason: "no longer wanted".into(),
-            };
-        }
-        Err(e) => return retry_later(cfg, row, format!("rendering: {e}")),
-    };
-    let stamped = match state.stamp.stamp(composed) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Failed { error: e.to_string() },
-    };
-    if let Some(rate) = rate {
-        rate.until_ready().await;
-    }
-    match state.transport.send(&stamped).await {
-        Ok(()) => Outcome::Sent {
-            message_id: stamped.message_id().to_owned(),
+    match payload.render(state, recipient, row).await {
+        Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
+        Ok(None) => Outcome::Skipped {
+            reason: "no longer wanted".into(),
         },
-        Err(SendError::Temporary(e)) => retry_later(cfg, row, e),
-        Err(SendError::Permanent {
-            message,
-            mailbox_unavailable,
-        }) => {
-            if mailbox_unavailable
-                && let Err(e) = suppressions::add(&state.db, &hash, SuppressionReason::HardBounce).await
-            {
-                tracing::error!(id = row.id, error = %e, "recording the suppression failed");
-            }
-            Outcome::Failed { error: message }
-        }
+        Err(e) => retry_later(cfg, row.attempts, format!("rendering: {e}")),
     }
-}
-
-fn retry_later(cfg: &crate::config::DeliveryConfig, row: &ClaimedMessage, error: String) -> Outcome {
-    if u32::try_from(row.attempts).unwrap_or(u32::MAX) >= cfg.max_attempts {
-        return Outcome::Failed {
-            error: format!("gave up after {} attempts: {error}", row.attempts),
-        };
-    }
-    let at_ms = crate::store::now_ms()
-        + i64::try_from(backoff(cfg.retry_base, row.attempts).as_millis()).unwrap_or(0);
-    Outcome::Retry { at_ms, error }
 }
 
 #[cfg(test)]

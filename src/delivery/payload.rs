@@ -27,6 +27,8 @@ pub enum Payload {
     PolicyNotice { policy_id: i64 },
     /// A data breach notice.
     BreachNotice { notice_id: i64 },
+    /// A campaign sent to a team test recipient, rendered with sample fields.
+    CampaignTest { campaign_id: i64 },
 }
 
 impl Payload {
@@ -39,6 +41,7 @@ impl Payload {
             Payload::AddressChange { .. } => "address_change",
             Payload::PolicyNotice { .. } => "policy_notice",
             Payload::BreachNotice { .. } => "breach_notice",
+            Payload::CampaignTest { .. } => "campaign_test",
         }
     }
 
@@ -54,7 +57,7 @@ impl Payload {
             Payload::ExportLink | Payload::PolicyNotice { .. } | Payload::BreachNotice { .. } => {
                 reason == SuppressionReason::Unsubscribed.as_str()
             }
-            Payload::TestMessage => false,
+            Payload::TestMessage | Payload::CampaignTest { .. } => false,
         }
     }
 
@@ -89,8 +92,52 @@ impl Payload {
             Payload::AddressChange { change } => address_change(state, to, *change).await,
             Payload::PolicyNotice { policy_id } => policy_notice(state, to, row, *policy_id).await,
             Payload::BreachNotice { notice_id } => breach_notice(state, to, row, *notice_id).await,
+            Payload::CampaignTest { campaign_id } => campaign_test(state, to, *campaign_id).await,
         }
     }
+}
+
+/// A test send: the campaign as a subscriber would get it, with sample fields. Its unsubscribe
+/// and preference links lead to a page that says the link is a test (no one is subscribed).
+async fn campaign_test(
+    state: &AppState,
+    to: EmailAddress,
+    campaign_id: i64,
+) -> Result<Option<ComposedMessage>, String> {
+    let prepared = crate::campaigns::prepare(state, campaign_id).await?;
+    let Some(list) = prepared.lists.first() else {
+        return Ok(None);
+    };
+    let unsubscribe_url = state
+        .config
+        .public_url
+        .join("unsubscribe/test-send")
+        .map_err(|e| e.to_string())?;
+    let preferences_url = state
+        .config
+        .public_url
+        .join("preferences/test-send")
+        .map_err(|e| e.to_string())?;
+    let mut fields = crate::campaigns::RecipientFields::sample(&list.name);
+    fields.unsubscribe_url = unsubscribe_url.to_string();
+    fields.preferences_url = preferences_url.to_string();
+    let (html, text) = prepared.content.render(&fields)?;
+    Ok(Some(ComposedMessage {
+        to,
+        to_name: None,
+        subject: prepared.subject.clone(),
+        html: templates::email::trusted_html(html),
+        text,
+        reason: "You receive this test send because you are one of the team's test recipients.".into(),
+        class: MailClass::Marketing {
+            list: crate::mail::ListHeaders {
+                slug: list.slug.clone(),
+                unsubscribe_url,
+                preferences_url,
+            },
+            from: prepared.from.clone(),
+        },
+    }))
 }
 
 fn long_date(t: time::OffsetDateTime) -> String {

@@ -14,9 +14,13 @@ use crate::config::{Config, MailTransportConfig, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Worth trying again later: a 4xx, a timeout, a relay that is down.
+    /// The relay answered with a 4xx: this message is worth trying again later.
     #[error("temporary failure: {0}")]
     Temporary(String),
+    /// The relay could not be reached or did not answer (down, timeout, TLS trouble): nothing
+    /// is wrong with the message; delivery as a whole should wait.
+    #[error("relay unavailable: {0}")]
+    Unavailable(String),
     /// Will not succeed by retrying: a 5xx. `mailbox_unavailable` when the relay refused the
     /// recipient itself (550/551/553), which is what suppresses an address (GY-6).
     #[error("permanent failure: {message}")]
@@ -81,7 +85,7 @@ impl Transport {
                 .send_raw(message.envelope(), message.bytes())
                 .await
                 .map(|_| ())
-                .map_err(|e| SendError::Temporary(format!("writing the .eml file failed: {e}"))),
+                .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
             Transport::Smtp(t) => t
                 .send_raw(message.envelope(), message.bytes())
                 .await

@@ -2,11 +2,13 @@
 //! rest of the code needs. Nothing outside `store/` writes SQL.
 
 pub mod api_keys;
+pub mod campaigns;
 pub mod entities;
 pub mod keys;
 pub mod lists;
 pub mod outbox;
 pub mod policies;
+pub mod queue;
 pub mod spent_tokens;
 pub mod subscriptions;
 pub mod suppressions;

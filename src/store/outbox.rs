@@ -2,9 +2,10 @@
 //! Workers claim due rows with a lease, let go of the database, send, then record the outcome
 //! fenced by their lease (a worker whose lease was taken over records nothing).
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
 
-use super::is_postgres;
+use super::queue::OUTBOX;
+pub use super::queue::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatus {
@@ -71,10 +72,7 @@ pub struct ClaimedMessage {
     pub attempts: i32,
 }
 
-/// Claims up to `limit` due rows for `owner` until `lease_until_ms`. Rows whose lease expired
-/// (their worker died) are due again. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets several
-/// instances claim at once without waiting on or taking each other's rows; SQLite serializes
-/// writers, so the single UPDATE is atomic there.
+/// Claims up to `limit` due rows for `owner` until `lease_until_ms` (see [`super::queue`]).
 pub async fn claim(
     db: &impl ConnectionTrait,
     owner: &str,
@@ -82,50 +80,16 @@ pub async fn claim(
     lease_until_ms: i64,
     limit: u32,
 ) -> Result<Vec<ClaimedMessage>, DbErr> {
-    let lock = if is_postgres(db) {
-        "FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "UPDATE outbox SET status = 'sending', lease_owner = $1, next_attempt_at_ms = $2, \
-         attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM outbox WHERE status IN ('queued', 'sending') \
-         AND next_attempt_at_ms <= $3 ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
-         RETURNING id, kind, subscriber_id, recipient, payload, attempts"
-    );
-    let rows = ClaimedMessage::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        sql,
-        [
-            owner.into(),
-            lease_until_ms.into(),
-            now_ms.into(),
-            i64::from(limit).into(),
-        ],
-    ))
-    .all(db)
-    .await?;
-    Ok(rows)
-}
-
-/// The outcome of one send, recorded only if `owner` still holds the lease.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    Sent {
-        message_id: String,
-    },
-    Retry {
-        at_ms: i64,
-        error: String,
-    },
-    Failed {
-        error: String,
-    },
-    /// Not sent on purpose (suppressed, unsubscribed, erased): no error.
-    Skipped {
-        reason: String,
-    },
+    OUTBOX
+        .claim(
+            db,
+            owner,
+            now_ms,
+            lease_until_ms,
+            limit,
+            "id, kind, subscriber_id, recipient, payload, attempts",
+        )
+        .await
 }
 
 pub async fn record(
@@ -134,49 +98,7 @@ pub async fn record(
     owner: &str,
     outcome: Outcome,
 ) -> Result<bool, DbErr> {
-    let (sql, values): (&str, Vec<Value>) = match outcome {
-        Outcome::Sent { message_id } => (
-            "UPDATE outbox SET status = 'sent', sent_at = $3, message_id = $4, lease_owner = NULL, \
-             last_error = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            vec![super::now().into(), message_id.into()],
-        ),
-        Outcome::Retry { at_ms, error } => (
-            "UPDATE outbox SET status = 'queued', next_attempt_at_ms = $3, last_error = $4, \
-             lease_owner = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            vec![at_ms.into(), truncate(error).into()],
-        ),
-        Outcome::Failed { error } => (
-            "UPDATE outbox SET status = 'failed', last_error = $3, lease_owner = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            vec![truncate(error).into()],
-        ),
-        Outcome::Skipped { reason } => (
-            "UPDATE outbox SET status = 'cancelled', last_error = $3, lease_owner = NULL \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-            vec![truncate(reason).into()],
-        ),
-    };
-    let mut all: Vec<Value> = vec![id.into(), owner.into()];
-    all.extend(values);
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            all,
-        ))
-        .await?;
-    Ok(res.rows_affected() > 0)
-}
-
-fn truncate(mut s: String) -> String {
-    if s.len() > 1000 {
-        let mut cut = 1000;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
+    OUTBOX.record(db, id, owner, outcome).await
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]

@@ -3,6 +3,7 @@
 pub mod address_change;
 pub mod api_key;
 pub mod breach_notice;
+pub mod campaign;
 pub mod consent_event;
 pub mod list;
 pub mod outbox;
@@ -11,3 +12,4 @@ pub mod signing_key;
 pub mod subscriber;
 pub mod subscription;
 pub mod suppression;
+pub mod test_recipient;

@@ -1,0 +1,304 @@
+//! `/api/v1/campaigns` and `/api/v1/test-recipients`: drafts, preview, test sends, send,
+//! schedule, pause, resume, cancel, and progress. Statistics are counts only: no open pixels,
+//! no per-recipient click tracking (GD-7).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::AppState;
+use crate::campaigns::{self, CampaignInput, RecipientFields};
+use crate::domain::EmailAddress;
+use crate::store::campaigns as db;
+use crate::store::entities::campaign;
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/campaigns", get(index).post(create))
+        .route("/api/v1/campaigns/{id}", get(show).patch(update).delete(remove))
+        .route("/api/v1/campaigns/{id}/preview", post(preview))
+        .route("/api/v1/campaigns/{id}/test", post(test_send))
+        .route("/api/v1/campaigns/{id}/send", post(send))
+        .route("/api/v1/campaigns/{id}/schedule", post(schedule))
+        .route("/api/v1/campaigns/{id}/pause", post(pause))
+        .route("/api/v1/campaigns/{id}/resume", post(resume))
+        .route("/api/v1/campaigns/{id}/cancel", post(cancel))
+        .route("/api/v1/test-recipients", post(add_test_recipient))
+}
+
+#[derive(Serialize)]
+pub struct CampaignView {
+    id: i64,
+    status: String,
+    subject: String,
+    lists: Vec<String>,
+    from: Option<String>,
+    send_at: Option<String>,
+    recipients: i64,
+    queued: i64,
+    sent: i64,
+    failed: i64,
+    skipped: i64,
+    cancelled: i64,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+fn ts(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+async fn view(state: &AppState, c: campaign::Model) -> Result<CampaignView, AppError> {
+    let p = db::progress(&state.db, c.id).await?;
+    let lists = db::lists_of(&state.db, c.id)
+        .await?
+        .into_iter()
+        .map(|l| l.slug)
+        .collect();
+    Ok(CampaignView {
+        id: c.id,
+        status: c.status,
+        subject: c.subject,
+        lists,
+        from: c.from_address,
+        send_at: c.send_at.map(ts),
+        recipients: c.recipients,
+        queued: p.queued,
+        sent: p.sent,
+        failed: p.failed,
+        skipped: p.skipped,
+        cancelled: p.cancelled,
+        created_at: ts(c.created_at),
+        started_at: c.started_at.map(ts),
+        finished_at: c.finished_at.map(ts),
+    })
+}
+
+async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
+    db::get(&state.db, id).await?.ok_or_else(AppError::not_found)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(input): Json<CampaignInput>,
+) -> Result<(StatusCode, Json<CampaignView>), AppError> {
+    let valid = campaigns::validate(&state, input)
+        .await?
+        .map_err(AppError::unprocessable)?;
+    let c = campaigns::create(&state, valid).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, c).await?)))
+}
+
+async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, AppError> {
+    let mut out = Vec::new();
+    for c in db::all(&state.db).await? {
+        out.push(view(&state, c).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
+    let c = load(&state, id).await?;
+    Ok(Json(view(&state, c).await?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(input): Json<CampaignInput>,
+) -> Result<Json<CampaignView>, AppError> {
+    load(&state, id).await?;
+    let valid = campaigns::validate(&state, input)
+        .await?
+        .map_err(AppError::unprocessable)?;
+    if !campaigns::update(&state, id, valid).await? {
+        return Err(AppError::conflict("Only a draft can be changed."));
+    }
+    Ok(Json(view(&state, load(&state, id).await?).await?))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
+    load(&state, id).await?;
+    if !campaigns::delete_draft(&state, id).await? {
+        return Err(AppError::conflict(
+            "Only a draft can be deleted; cancel a campaign that has started.",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct Preview {
+    subject: String,
+    html: String,
+    text: String,
+}
+
+async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
+    load(&state, id).await?;
+    let prepared = campaigns::prepare(&state, id)
+        .await
+        .map_err(AppError::bad_request)?;
+    let sample = RecipientFields::sample(prepared.lists.first().map(|l| l.name.as_str()).unwrap_or(""));
+    let (html, text) = prepared.content.render(&sample).map_err(AppError::bad_request)?;
+    Ok(Json(Preview {
+        subject: prepared.subject.to_string(),
+        html,
+        text,
+    }))
+}
+
+#[derive(Deserialize)]
+struct TestSend {
+    to: Option<Vec<String>>,
+}
+
+async fn test_send(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(body): Json<TestSend>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    load(&state, id).await?;
+    let mut to = Vec::new();
+    let mut errors = Vec::new();
+    for raw in body.to.unwrap_or_default() {
+        match EmailAddress::parse(&raw) {
+            Ok(a) if campaigns::is_test_recipient(&state, &a).await? => to.push(a),
+            _ => errors.push(FieldError {
+                field: "to".into(),
+                message: format!("{raw} is not a team test recipient"),
+            }),
+        }
+    }
+    if to.is_empty() && errors.is_empty() {
+        errors.push(FieldError {
+            field: "to".into(),
+            message: "name at least one test recipient".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(AppError::unprocessable(errors));
+    }
+    campaigns::queue_test_send(&state, id, &to).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "status": "queued", "recipients": to.len() })),
+    ))
+}
+
+async fn send(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<CampaignView>), AppError> {
+    let c = load(&state, id).await?;
+    let future = c.send_at.is_some_and(|t| t > crate::store::now());
+    let ok = if future {
+        campaigns::schedule(&state, id, c.send_at.expect("checked")).await?
+    } else {
+        campaigns::start(&state, id).await?.is_some()
+    };
+    if !ok {
+        return Err(AppError::conflict(format!(
+            "A campaign that is {} cannot be sent.",
+            c.status
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view(&state, load(&state, id).await?).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ScheduleInput {
+    send_at: Option<String>,
+}
+
+async fn schedule(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(body): Json<ScheduleInput>,
+) -> Result<(StatusCode, Json<CampaignView>), AppError> {
+    let c = load(&state, id).await?;
+    let at = body
+        .send_at
+        .as_deref()
+        .and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+        .ok_or_else(|| {
+            AppError::unprocessable(vec![FieldError {
+                field: "send_at".into(),
+                message: "must be an RFC 3339 date-time".into(),
+            }])
+        })?;
+    if !campaigns::schedule(&state, id, at).await? {
+        return Err(AppError::conflict(format!(
+            "A campaign that is {} cannot be scheduled.",
+            c.status
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(view(&state, load(&state, id).await?).await?),
+    ))
+}
+
+async fn transition(
+    state: &AppState,
+    id: i64,
+    verb: &str,
+    ok: Result<bool, sea_orm::DbErr>,
+) -> Result<Json<CampaignView>, AppError> {
+    let c = load(state, id).await?;
+    if !ok? {
+        return Err(AppError::conflict(format!(
+            "A campaign that is {} cannot be {verb}.",
+            c.status
+        )));
+    }
+    Ok(Json(view(state, c).await?))
+}
+
+async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
+    load(&state, id).await?;
+    let ok = campaigns::pause(&state, id).await;
+    transition(&state, id, "paused", ok).await
+}
+
+async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
+    load(&state, id).await?;
+    let ok = campaigns::resume(&state, id).await;
+    transition(&state, id, "resumed", ok).await
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
+    load(&state, id).await?;
+    let ok = campaigns::cancel(&state, id).await;
+    transition(&state, id, "cancelled", ok).await
+}
+
+#[derive(Deserialize)]
+struct NewTestRecipient {
+    email: Option<String>,
+}
+
+async fn add_test_recipient(
+    State(state): State<AppState>,
+    Json(body): Json<NewTestRecipient>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let email = EmailAddress::parse(body.email.as_deref().unwrap_or("")).map_err(|e| {
+        AppError::unprocessable(vec![FieldError {
+            field: "email".into(),
+            message: format!("the address {e}"),
+        }])
+    })?;
+    campaigns::add_test_recipient(&state, &email).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "email": email.normalized() })),
+    ))
+}

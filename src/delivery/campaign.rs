@@ -1,0 +1,162 @@
+//! The campaign worker: sends each claimed recipient their own rendering of the campaign,
+//! checking right before the send that they are still subscribed to the list and not
+//! suppressed (CS-7). Compiled content is cached per campaign for the life of the worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Job, Relay, log_outcome, retry_later, stamp_and_send};
+use crate::app::AppState;
+use crate::campaigns::{self, Prepared};
+use crate::domain::{DisplayName, EmailAddress};
+use crate::mail::{ComposedMessage, ListHeaders, MailClass};
+use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome};
+
+#[derive(Default)]
+pub struct CampaignJob {
+    prepared: Mutex<HashMap<i64, Arc<Prepared>>>,
+}
+
+impl CampaignJob {
+    async fn prepared(&self, state: &AppState, campaign_id: i64) -> Result<Arc<Prepared>, String> {
+        if let Some(p) = self.prepared.lock().expect("cache lock").get(&campaign_id) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(campaigns::prepare(state, campaign_id).await?);
+        self.prepared
+            .lock()
+            .expect("cache lock")
+            .insert(campaign_id, p.clone());
+        Ok(p)
+    }
+
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
+        let cfg = &state.config.delivery;
+        let prepared = match self.prepared(state, row.campaign_id).await {
+            Ok(p) => p,
+            Err(e) => return retry_later(cfg, row.attempts, e),
+        };
+        // CS-7: the state of things now, not when the campaign was queued.
+        let check = match store::send_check(&state.db, row.subscriber_id, row.list_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Outcome::Skipped {
+                    reason: "erased".into(),
+                };
+            }
+            Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
+        };
+        if check.subscription_status.as_deref() != Some("confirmed") {
+            return Outcome::Skipped {
+                reason: "unsubscribed".into(),
+            };
+        }
+        if let Some(reason) = check.suppression {
+            return Outcome::Skipped {
+                reason: format!("suppressed ({reason})"),
+            };
+        }
+        let Ok(to) = EmailAddress::parse(&check.email) else {
+            return Outcome::Failed {
+                error: "the recipient address is not valid".into(),
+            };
+        };
+        let Some(list) = prepared.lists.iter().find(|l| l.id == row.list_id) else {
+            return Outcome::Skipped {
+                reason: "the list is gone".into(),
+            };
+        };
+        let unsubscribe_url = state.unsubscribe_url(check.uuid, list.id);
+        let preferences_url = state.preferences_url(check.uuid);
+        let fields = campaigns::RecipientFields {
+            name: check.name.clone().unwrap_or_default(),
+            list_name: list.name.clone(),
+            unsubscribe_url: unsubscribe_url.to_string(),
+            preferences_url: preferences_url.to_string(),
+        };
+        let (html, text) = match prepared.content.render(&fields) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("rendering: {e}"),
+                };
+            }
+        };
+        let composed = ComposedMessage {
+            to: to.clone(),
+            to_name: check.name.as_deref().and_then(|n| DisplayName::parse(n).ok()),
+            subject: prepared.subject.clone(),
+            html: templates::email::trusted_html(html),
+            text,
+            reason: format!(
+                "You receive this because you subscribed to {} and confirmed your address.",
+                list.name
+            ),
+            class: MailClass::Marketing {
+                list: ListHeaders {
+                    slug: list.slug.clone(),
+                    unsubscribe_url,
+                    preferences_url,
+                },
+                from: prepared.from.clone(),
+            },
+        };
+        let hash = state.address_hasher.hash(&to);
+        stamp_and_send(state, relay, composed, &hash, row.attempts).await
+    }
+}
+
+impl Job for CampaignJob {
+    type Row = ClaimedRecipient;
+
+    fn name(&self) -> &'static str {
+        "campaigns"
+    }
+
+    async fn before_claim(&self, state: &AppState) {
+        if let Err(e) = campaigns::start_due(state).await {
+            tracing::warn!(error = %e, "starting scheduled campaigns failed");
+        }
+    }
+
+    async fn claim(
+        &self,
+        state: &AppState,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Vec<ClaimedRecipient> {
+        store::claim(
+            &state.db,
+            owner,
+            now,
+            lease_until,
+            state.config.delivery.batch_size,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claiming campaign recipients failed; retrying shortly");
+            Vec::new()
+        })
+    }
+
+    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedRecipient) {
+        let outcome = self.attempt(state, relay, &row).await;
+        log_outcome("campaign", row.id, &outcome);
+        match store::record(&state.db, row.id, owner, outcome).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(id = row.id, "lease was lost before the outcome was recorded"),
+            Err(e) => {
+                tracing::error!(id = row.id, error = %e, "recording the outcome failed; the lease will expire")
+            }
+        }
+    }
+
+    async fn after_batch(&self, state: &AppState) {
+        match store::finish_done(&state.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(campaigns = n, "campaigns finished"),
+            Err(e) => tracing::warn!(error = %e, "marking finished campaigns failed"),
+        }
+    }
+}

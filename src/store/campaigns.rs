@@ -1,0 +1,318 @@
+//! Campaigns and their recipients.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, Set, Statement,
+};
+
+use super::entities::{campaign, list};
+use super::queue::CAMPAIGN_RECIPIENTS;
+pub use super::queue::Outcome;
+
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    model: campaign::ActiveModel,
+    list_ids: &[i64],
+) -> Result<campaign::Model, DbErr> {
+    let c = model.insert(db).await?;
+    set_lists(db, c.id, list_ids).await?;
+    Ok(c)
+}
+
+pub async fn set_lists(db: &impl ConnectionTrait, campaign_id: i64, list_ids: &[i64]) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "DELETE FROM campaign_lists WHERE campaign_id = $1",
+        [campaign_id.into()],
+    ))
+    .await?;
+    for list_id in list_ids {
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO campaign_lists (campaign_id, list_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [campaign_id.into(), (*list_id).into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<campaign::Model>, DbErr> {
+    campaign::Entity::find_by_id(id).one(db).await
+}
+
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<campaign::Model>, DbErr> {
+    campaign::Entity::find()
+        .order_by_desc(campaign::Column::Id)
+        .all(db)
+        .await
+}
+
+pub async fn lists_of(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Vec<list::Model>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Id {
+        list_id: i64,
+    }
+    let ids: Vec<i64> = Id::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT list_id FROM campaign_lists WHERE campaign_id = $1",
+        [campaign_id.into()],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(|i| i.list_id)
+    .collect();
+    list::Entity::find()
+        .filter(list::Column::Id.is_in(ids))
+        .order_by_asc(list::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Moves a campaign from one of `from` to `to`; false when it was in none of them.
+pub async fn transition(db: &impl ConnectionTrait, id: i64, from: &[&str], to: &str) -> Result<bool, DbErr> {
+    let mut q = campaign::Entity::update_many()
+        .col_expr(campaign::Column::Status, to.into())
+        .col_expr(campaign::Column::UpdatedAt, super::now().into());
+    if to == "sending" {
+        q = q.col_expr(campaign::Column::StartedAt, super::now().into());
+    }
+    if matches!(to, "sent" | "cancelled") {
+        q = q.col_expr(campaign::Column::FinishedAt, super::now().into());
+    }
+    let res = q
+        .filter(campaign::Column::Id.eq(id))
+        .filter(campaign::Column::Status.is_in(from.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+#[derive(FromQueryResult)]
+struct Bounds {
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+/// Snapshots the audience: every confirmed subscriber of the campaign's lists, once, minus
+/// suppressed addresses. Set-based, in chunks of subscriber ids so no statement grows with the
+/// audience. Returns the number of recipients.
+pub async fn snapshot_audience(
+    db: &impl ConnectionTrait,
+    campaign_id: i64,
+    now_ms: i64,
+) -> Result<i64, DbErr> {
+    const CHUNK: i64 = 50_000;
+    let backend = db.get_database_backend();
+    let b = Bounds::find_by_statement(Statement::from_string(
+        backend,
+        "SELECT MIN(id) AS lo, MAX(id) AS hi FROM subscribers",
+    ))
+    .one(db)
+    .await?;
+    let (Some(lo), Some(hi)) = b.map(|b| (b.lo, b.hi)).unwrap_or((None, None)) else {
+        return Ok(0);
+    };
+    let mut start = lo;
+    while start <= hi {
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO campaign_recipients (campaign_id, subscriber_id, list_id, status, attempts, next_attempt_at_ms) \
+             SELECT $1, x.subscriber_id, MIN(x.list_id), 'queued', 0, $2 \
+             FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+             WHERE x.subscriber_id >= $3 AND x.subscriber_id < $4 AND x.status = 'confirmed' \
+             AND x.list_id IN (SELECT list_id FROM campaign_lists WHERE campaign_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+             GROUP BY x.subscriber_id \
+             ON CONFLICT (campaign_id, subscriber_id) DO NOTHING",
+            [campaign_id.into(), now_ms.into(), start.into(), (start + CHUNK).into()],
+        ))
+        .await?;
+        start += CHUNK;
+    }
+    let n = count_where(db, campaign_id, "1 = 1").await?;
+    campaign::Entity::update_many()
+        .col_expr(campaign::Column::Recipients, n.into())
+        .filter(campaign::Column::Id.eq(campaign_id))
+        .exec(db)
+        .await?;
+    Ok(n)
+}
+
+async fn count_where(db: &impl ConnectionTrait, campaign_id: i64, cond: &str) -> Result<i64, DbErr> {
+    #[derive(FromQueryResult)]
+    struct N {
+        n: i64,
+    }
+    Ok(N::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("SELECT COUNT(*) AS n FROM campaign_recipients WHERE campaign_id = $1 AND {cond}"),
+        [campaign_id.into()],
+    ))
+    .one(db)
+    .await?
+    .map_or(0, |r| r.n))
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Progress {
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub cancelled: i64,
+}
+
+pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Progress, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        status: String,
+        n: i64,
+    }
+    let rows = Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT status, COUNT(*) AS n FROM campaign_recipients WHERE campaign_id = $1 GROUP BY status",
+        [campaign_id.into()],
+    ))
+    .all(db)
+    .await?;
+    let mut p = Progress::default();
+    for r in rows {
+        match r.status.as_str() {
+            "queued" | "sending" => p.queued += r.n,
+            "sent" => p.sent = r.n,
+            "failed" => p.failed = r.n,
+            "skipped" => p.skipped = r.n,
+            "cancelled" => p.cancelled = r.n,
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Cancels what is left of a campaign's audience.
+pub async fn cancel_remaining(db: &impl ConnectionTrait, campaign_id: i64) -> Result<u64, DbErr> {
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE campaign_recipients SET status = 'cancelled', lease_owner = NULL \
+             WHERE campaign_id = $1 AND status = 'queued'",
+            [campaign_id.into()],
+        ))
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Marks campaigns whose every recipient is done as sent.
+pub async fn finish_done(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE campaigns SET status = 'sent', finished_at = $1, updated_at = $1 WHERE status = 'sending' \
+             AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = campaigns.id \
+             AND r.status IN ('queued', 'sending'))",
+            [super::now().into()],
+        ))
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Scheduled campaigns whose time has come.
+pub async fn due_scheduled(db: &impl ConnectionTrait, now: time::OffsetDateTime) -> Result<Vec<i64>, DbErr> {
+    Ok(campaign::Entity::find()
+        .filter(campaign::Column::Status.eq("scheduled"))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter(|c| c.send_at.is_some_and(|t| t <= now))
+        .map(|c| c.id)
+        .collect())
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct ClaimedRecipient {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub subscriber_id: i64,
+    pub list_id: i64,
+    pub attempts: i32,
+}
+
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<ClaimedRecipient>, DbErr> {
+    CAMPAIGN_RECIPIENTS
+        .claim(
+            db,
+            owner,
+            now_ms,
+            lease_until_ms,
+            limit,
+            "id, campaign_id, subscriber_id, list_id, attempts",
+        )
+        .await
+}
+
+pub async fn record(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    outcome: Outcome,
+) -> Result<bool, DbErr> {
+    CAMPAIGN_RECIPIENTS.record(db, id, owner, outcome).await
+}
+
+/// Everything the last check before a send needs, read in one query (CS-7): the person, their
+/// subscription to the list now, and any suppression of their address.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct SendCheck {
+    pub email: String,
+    pub name: Option<String>,
+    pub uuid: uuid::Uuid,
+    pub subscription_status: Option<String>,
+    pub suppression: Option<String>,
+}
+
+pub async fn send_check(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+    list_id: i64,
+) -> Result<Option<SendCheck>, DbErr> {
+    SendCheck::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT s.email, s.name, s.uuid, \
+           (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = $2) AS subscription_status, \
+           (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression \
+         FROM subscribers s WHERE s.id = $1",
+        [subscriber_id.into(), list_id.into()],
+    ))
+    .one(db)
+    .await
+}
+
+pub fn new_campaign(
+    subject: String,
+    from: Option<String>,
+    markdown: Option<String>,
+    html: Option<String>,
+    text: Option<String>,
+) -> campaign::ActiveModel {
+    campaign::ActiveModel {
+        subject: Set(subject),
+        from_address: Set(from),
+        markdown: Set(markdown),
+        html: Set(html),
+        text: Set(text),
+        status: Set("draft".into()),
+        recipients: Set(0),
+        created_at: Set(super::now()),
+        updated_at: Set(super::now()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,151 @@
+//! The claim-and-record protocol shared by the outbox and campaign recipients.
+//!
+//! A row is due when `status` is `queued` (or `sending` with an expired lease) and
+//! `next_attempt_at_ms <= now`. Claiming sets `sending`, the owner, the lease expiry (into
+//! `next_attempt_at_ms`) and counts the attempt. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets
+//! several instances claim at once without waiting on each other; SQLite serializes writers.
+//! Outcomes are recorded only while the owner still holds the lease.
+
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
+
+use super::is_postgres;
+
+pub struct Queue {
+    table: &'static str,
+    /// The status of rows deliberately not sent.
+    skipped_status: &'static str,
+    /// Extra condition on claimable rows.
+    claim_filter: &'static str,
+}
+
+pub const OUTBOX: Queue = Queue {
+    table: "outbox",
+    skipped_status: "cancelled",
+    claim_filter: "",
+};
+
+pub const CAMPAIGN_RECIPIENTS: Queue = Queue {
+    table: "campaign_recipients",
+    skipped_status: "skipped",
+    claim_filter: "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+};
+
+/// The outcome of one send.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent {
+        message_id: String,
+    },
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    /// The relay could not be reached: try again later without counting the attempt.
+    Deferred {
+        at_ms: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not sent on purpose (suppressed, unsubscribed, erased): no error.
+    Skipped {
+        reason: String,
+    },
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > 1000 {
+        let mut cut = 1000;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+impl Queue {
+    pub async fn claim<T: FromQueryResult>(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+        returning: &str,
+    ) -> Result<Vec<T>, DbErr> {
+        let lock = if is_postgres(db) {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE {t} SET status = 'sending', lease_owner = $1, next_attempt_at_ms = $2, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM {t} WHERE status IN ('queued', 'sending') \
+             AND next_attempt_at_ms <= $3 {f} ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
+             RETURNING {returning}",
+            t = self.table,
+            f = self.claim_filter,
+        );
+        T::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            [
+                owner.into(),
+                lease_until_ms.into(),
+                now_ms.into(),
+                i64::from(limit).into(),
+            ],
+        ))
+        .all(db)
+        .await
+    }
+
+    /// Records the outcome; false when the lease was lost (another worker took the row over).
+    pub async fn record(
+        &self,
+        db: &impl ConnectionTrait,
+        id: i64,
+        owner: &str,
+        outcome: Outcome,
+    ) -> Result<bool, DbErr> {
+        let (set, values): (String, Vec<Value>) = match outcome {
+            Outcome::Sent { message_id } => (
+                "status = 'sent', sent_at = $3, message_id = $4, last_error = NULL".into(),
+                vec![super::now().into(), message_id.into()],
+            ),
+            Outcome::Retry { at_ms, error } => (
+                "status = 'queued', next_attempt_at_ms = $3, last_error = $4".into(),
+                vec![at_ms.into(), truncate(error).into()],
+            ),
+            Outcome::Deferred { at_ms, error } => (
+                "status = 'queued', next_attempt_at_ms = $3, last_error = $4, attempts = attempts - 1".into(),
+                vec![at_ms.into(), truncate(error).into()],
+            ),
+            Outcome::Failed { error } => (
+                "status = 'failed', last_error = $3".into(),
+                vec![truncate(error).into()],
+            ),
+            Outcome::Skipped { reason } => (
+                format!("status = '{}', last_error = $3", self.skipped_status),
+                vec![truncate(reason).into()],
+            ),
+        };
+        let sql = format!(
+            "UPDATE {} SET {set}, lease_owner = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+            self.table
+        );
+        let mut all: Vec<Value> = vec![id.into(), owner.into()];
+        all.extend(values);
+        let res = db
+            .execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                all,
+            ))
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+}

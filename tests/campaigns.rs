@@ -1,0 +1,648 @@
+//! Campaigns through the API and the SMTP sink: the right audience, personalized and stamped,
+//! exact subjects and encodings, retries and suppressions, pause/resume/cancel, schedule, test
+//! sends, and an unsubscribe in the middle of a running campaign (CS-1..3, CS-5, CS-7, CS-10,
+//! CS-11, GY-6, LU-1..4, MF-3, MF-4, MF-8, GD-7).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::flows::{WAIT, add_list, html_of, text_of};
+use common::{Spawn, Stage, TestApp, dkim_check, header_values, spawn};
+use letterhead::domain::{DisplayName, EmailAddress};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Statement};
+
+async fn app_with(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
+    let app = spawn(Spawn {
+        overrides,
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "news", "Weekly News").await;
+    add_list(&app, "offers", "Special Offers").await;
+    let key = app.create_api_key().await;
+    (app, key)
+}
+
+/// A subscriber with confirmed consent on these lists (evidence recorded), straight into the
+/// database.
+async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], status: &str) -> uuid::Uuid {
+    let db = &app.state.db;
+    let address = EmailAddress::parse(email).unwrap();
+    let name = name.map(|n| DisplayName::parse(n).unwrap());
+    let s = letterhead::store::subscriptions::upsert_subscriber(
+        db,
+        &address,
+        &app.state.address_hasher.hash(&address),
+        name.as_ref(),
+    )
+    .await
+    .unwrap();
+    for slug in lists {
+        let list = letterhead::store::lists::by_slug(db, slug)
+            .await
+            .unwrap()
+            .unwrap();
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $4)",
+            [s.id.into(), list.id.into(), status.into(), letterhead::store::now().into()],
+        ))
+        .await
+        .unwrap();
+    }
+    s.uuid
+}
+
+async fn create(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/campaigns"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn campaign(app: &TestApp, key: &str, id: i64) -> serde_json::Value {
+    app.http
+        .get(app.url(&format!("/api/v1/campaigns/{id}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_status(app: &TestApp, key: &str, id: i64, status: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = campaign(app, key, id).await;
+        if c["status"] == status {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "campaign never became {status}: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const SUBJECT: &str = "Ünïcödé — 日本語 ✓";
+
+/// The right audience (list A only; no pending, unsubscribed, suppressed or erased addresses),
+/// once each, personalized, exact subject, unique Message-IDs, only the recipient named, list
+/// headers and footer opt-out, DKIM-signed, progress counts.
+#[tokio::test]
+async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
+    let (app, key) = app_with(vec![]).await;
+    seed(&app, "ann@example.org", Some("Ann"), &["news"], "confirmed").await;
+    seed(
+        &app,
+        "zoe@example.org",
+        Some("Zoë"),
+        &["news", "offers"],
+        "confirmed",
+    )
+    .await;
+    seed(&app, "bob@example.org", Some("Bob"), &["offers"], "confirmed").await;
+    seed(&app, "pending@example.org", None, &["news"], "pending").await;
+    seed(&app, "left@example.org", None, &["news"], "unsubscribed").await;
+    seed(&app, "bounced@example.org", None, &["news"], "confirmed").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/suppressions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "bounced@example.org", "reason": "bounce"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    let res = create(
+        &app,
+        &key,
+        serde_json::json!({
+            "subject": SUBJECT,
+            "lists": ["news"],
+            "markdown": "# Hello {{ name }}\n\nThis week in **{{ list_name }}**.\n\n[Leave]({{ unsubscribe_url }})"
+        }),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(created["status"], "draft");
+    assert_eq!(created["subject"], SUBJECT, "CS-2");
+    let id = created["id"].as_i64().unwrap();
+
+    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let done = wait_status(&app, &key, id, "sent").await;
+    assert_eq!(
+        (
+            done["recipients"].as_i64(),
+            done["sent"].as_i64(),
+            done["failed"].as_i64()
+        ),
+        (Some(2), Some(2), Some(0))
+    );
+
+    let msgs = app.sink.messages();
+    let got: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
+    assert_eq!(
+        got,
+        HashSet::from(["ann@example.org".to_string(), "zoe@example.org".to_string()])
+    );
+    assert_eq!(msgs.len(), 2, "once each");
+    let ids: HashSet<String> = msgs
+        .iter()
+        .map(|m| header_values(&m.text(), "Message-ID")[0].clone())
+        .collect();
+    assert_eq!(ids.len(), 2, "MF-3");
+    for m in &msgs {
+        let raw = m.text();
+        let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
+        assert_eq!(parsed.subject(), Some(SUBJECT), "MF-8");
+        assert_eq!(m.mail_from, "news@example.com", "marketing From (GY-7)");
+        let me = &m.rcpt_to[0];
+        for other in [
+            "ann@example.org",
+            "zoe@example.org",
+            "bob@example.org",
+            "pending@example.org",
+        ] {
+            if other != me {
+                assert!(!raw.contains(other), "MF-4: {other} appears in {me}'s message");
+            }
+        }
+        assert_eq!(header_values(&raw, "List-Unsubscribe").len(), 1, "LU-1");
+        assert_eq!(
+            header_values(&raw, "List-Unsubscribe-Post"),
+            vec!["List-Unsubscribe=One-Click"]
+        );
+        assert_eq!(
+            header_values(&raw, "List-Id"),
+            vec!["<news.list-id.example.com>"],
+            "LU-10"
+        );
+        assert!(dkim_check::passes(&m.data).await);
+        let (text, html) = (text_of(m), html_of(m));
+        let name = if me == "ann@example.org" { "Ann" } else { "Zoë" };
+        assert!(html.contains(&format!("<h1>Hello {name}</h1>")), "{html}");
+        assert!(text.contains(&format!("# Hello {name}")));
+        assert!(html.contains("This week in <strong>Weekly News</strong>"));
+        for part in [&text, &html] {
+            assert!(
+                part.contains("/unsubscribe/") && part.contains("/preferences/"),
+                "CS-5"
+            );
+            assert!(part.contains("1 Example Street"), "CS-4");
+        }
+        // GD-7: no tracking pixels or per-recipient redirects were added.
+        assert!(!html.contains("<img"));
+        let parsed_to = parsed.to().unwrap().first().unwrap();
+        assert_eq!(parsed_to.name(), Some(name));
+    }
+    // LU-1, LU-3: the header's URI works as a one-click endpoint.
+    let m = msgs.iter().find(|m| m.rcpt_to[0] == "zoe@example.org").unwrap();
+    let uri = header_values(&m.text(), "List-Unsubscribe")[0]
+        .trim_matches(['<', '>'])
+        .to_owned();
+    let uri = uri.replace("http://127.0.0.1:3000", &app.base);
+    let res = app
+        .http
+        .post(&uri)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        common::flows::status(&app, "zoe@example.org", "news").await,
+        "unsubscribed"
+    );
+    assert_eq!(
+        common::flows::status(&app, "zoe@example.org", "offers").await,
+        "confirmed"
+    );
+}
+
+/// CS-7: someone who unsubscribes while the campaign runs gets nothing more.
+#[tokio::test]
+async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
+    let (app, key) = app_with(vec![
+        ("DELIVERY_BATCH_SIZE", "1".into()),
+        ("DELIVERY_CONCURRENCY", "1".into()),
+    ])
+    .await;
+    let mut people = Vec::new();
+    for i in 0..10 {
+        people.push(seed(&app, &format!("r{i}@example.org"), None, &["news"], "confirmed").await);
+    }
+    let news = letterhead::store::lists::by_slug(&app.state.db, "news")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    app.sink.delay_data(150);
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    app.sink.wait_for(2, WAIT).await;
+    // The last person leaves while the campaign is under way.
+    let url = app.state.unsubscribe_url(people[9], news).path().to_owned();
+    let res = app
+        .http
+        .post(app.url(&url))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let done = wait_status(&app, &key, id, "sent").await;
+    assert!(
+        !app.sink
+            .messages()
+            .iter()
+            .any(|m| m.rcpt_to[0] == "r9@example.org"),
+        "nothing after the opt-out"
+    );
+    assert_eq!(
+        (done["sent"].as_i64(), done["skipped"].as_i64()),
+        (Some(9), Some(1))
+    );
+}
+
+/// GY-6: a 451 is retried; a 550 at RCPT suppresses the address; the campaign goes on.
+#[tokio::test]
+async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
+    let (app, key) = app_with(vec![]).await;
+    for who in ["ok1", "greylisted", "gone", "ok2"] {
+        seed(&app, &format!("{who}@example.org"), None, &["news"], "confirmed").await;
+    }
+    app.sink.reply(Stage::Rcpt, "greylisted@", 451, Some(1));
+    app.sink.reply(Stage::Rcpt, "gone@", 550, None);
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    let done = wait_status(&app, &key, id, "sent").await;
+    assert_eq!(
+        (done["sent"].as_i64(), done["failed"].as_i64()),
+        (Some(3), Some(1))
+    );
+    let got: HashSet<String> = app.sink.messages().iter().map(|m| m.rcpt_to[0].clone()).collect();
+    assert_eq!(got.len(), 3);
+    assert!(got.contains("greylisted@example.org"));
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'hard_bounce'")
+            .await,
+        1
+    );
+    // CS-11: the suppressed address is left out of the next campaign.
+    let id2 = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Again", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
+    let done = wait_status(&app, &key, id2, "sent").await;
+    assert_eq!(done["recipients"].as_i64(), Some(3));
+}
+
+/// Pause holds delivery, resume finishes it; cancel stops what is left.
+#[tokio::test]
+async fn pause_resume_and_cancel() {
+    let (app, key) = app_with(vec![
+        ("DELIVERY_BATCH_SIZE", "1".into()),
+        ("DELIVERY_CONCURRENCY", "1".into()),
+    ])
+    .await;
+    for i in 0..8 {
+        seed(&app, &format!("p{i}@example.org"), None, &["news"], "confirmed").await;
+    }
+    app.sink.delay_data(100);
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    app.sink.wait_for(2, WAIT).await;
+    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/pause")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let during = app.sink.messages().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.sink.messages().len(), during, "nothing is sent while paused");
+    assert_eq!(campaign(&app, &key, id).await["status"], "paused");
+    assert_eq!(
+        post(&app, &key, &format!("/api/v1/campaigns/{id}/pause"))
+            .await
+            .status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        post(&app, &key, &format!("/api/v1/campaigns/{id}/resume"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let done = wait_status(&app, &key, id, "sent").await;
+    assert_eq!(done["sent"].as_i64(), Some(8));
+
+    let id2 = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Second", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let before = app.sink.messages().len();
+    post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
+    app.sink.wait_for(before + 1, WAIT).await;
+    assert_eq!(
+        post(&app, &key, &format!("/api/v1/campaigns/{id2}/cancel"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = campaign(&app, &key, id2).await;
+    assert_eq!(c["status"], "cancelled");
+    assert!(c["cancelled"].as_i64().unwrap() >= 5, "{c}");
+    let sent_after = app.sink.messages().len() - before;
+    assert!(sent_after <= 3, "at most what was in flight: {sent_after}");
+    assert_eq!(
+        post(&app, &key, &format!("/api/v1/campaigns/{id2}/resume"))
+            .await
+            .status(),
+        StatusCode::CONFLICT
+    );
+}
+
+/// A scheduled campaign starts by itself when its time comes.
+#[tokio::test]
+async fn a_scheduled_campaign_starts_on_time() {
+    let (app, key) = app_with(vec![]).await;
+    seed(&app, "early@example.org", None, &["news"], "confirmed").await;
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Later", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/campaigns/{id}/schedule")))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"send_at": at}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(campaign(&app, &key, id).await["status"], "scheduled");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.sink.messages().is_empty(), "not before its time");
+    wait_status(&app, &key, id, "sent").await;
+    assert_eq!(app.sink.messages().len(), 1);
+}
+
+/// CS-1, CS-2 and input checks: other domains, unknown lists, broken templates are 422; the
+/// subject is kept exactly; drafts can be changed and deleted, started campaigns cannot.
+#[tokio::test]
+async fn drafts_are_checked_when_written() {
+    let (app, key) = app_with(vec![]).await;
+    for (body, field) in [
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "x", "from": "me@gmail.com"}),
+            "from",
+        ),
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "x", "from": "editor@evil.example"}),
+            "from",
+        ),
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["nope"], "markdown": "x"}),
+            "lists",
+        ),
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "{{ email }}"}),
+            "markdown",
+        ),
+        (
+            serde_json::json!({"subject": "Hi\r\nBcc: all@example.org", "lists": ["news"], "markdown": "x"}),
+            "subject",
+        ),
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"]}),
+            "markdown",
+        ),
+    ] {
+        let res = create(&app, &key, body.clone()).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let p: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            p["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["field"] == field),
+            "{field}: {p}"
+        );
+    }
+    let subject = "  [Spaces kept]  Exactly — as written ";
+    let res = create(&app, &key, serde_json::json!({"subject": subject, "lists": ["news"], "html": "<p>Hi {{ name }}</p>", "text": "Hi {{ name }}", "from": "editor@example.com"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let c: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(c["subject"], subject);
+    let id = c["id"].as_i64().unwrap();
+    let preview: serde_json::Value = post(&app, &key, &format!("/api/v1/campaigns/{id}/preview"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["html"], "<p>Hi Sample Reader</p>");
+    let res = app
+        .http
+        .patch(app.url(&format!("/api/v1/campaigns/{id}")))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"subject": "Changed", "lists": ["offers"], "markdown": "New"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["lists"],
+        serde_json::json!(["offers"])
+    );
+    assert_eq!(
+        post(&app, &key, &format!("/api/v1/campaigns/{id}/send"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/campaigns/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let res = app
+        .http
+        .get(app.url("/api/v1/campaigns/999999"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// Test sends go only to team test recipients, with the exact subject and the list headers.
+#[tokio::test]
+async fn test_sends_go_only_to_team_test_recipients() {
+    let (app, key) = app_with(vec![]).await;
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": SUBJECT, "lists": ["news"], "markdown": "Hello {{ name }}"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let test = |to: &'static str| {
+        app.http
+            .post(app.url(&format!("/api/v1/campaigns/{id}/test")))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"to": [to]}))
+            .send()
+    };
+    assert_eq!(
+        test("stranger@example.org").await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let res = app
+        .http
+        .post(app.url("/api/v1/test-recipients"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "Team@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(
+        test("team@example.org").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&msgs[0].data)
+        .unwrap();
+    assert_eq!(parsed.subject(), Some(SUBJECT));
+    assert!(text_of(&msgs[0]).contains("Hello Sample Reader"));
+    assert_eq!(header_values(&msgs[0].text(), "List-Unsubscribe-Post").len(), 1);
+    assert_eq!(
+        campaign(&app, &key, id).await["status"],
+        "draft",
+        "a test send starts nothing"
+    );
+}
+
+/// Two instances on one database share a campaign and never send a recipient twice.
+#[tokio::test]
+async fn two_instances_share_a_campaign_without_duplicates() {
+    let (first, key) = app_with(vec![("DELIVERY_BATCH_SIZE", "10".into())]).await;
+    let second = spawn(Spawn {
+        db: Some(first.db.clone()),
+        sink: Some(first.sink.clone()),
+        overrides: vec![("DELIVERY_BATCH_SIZE", "10".into())],
+    })
+    .await;
+    const N: usize = 120;
+    for i in 0..N {
+        seed(&first, &format!("m{i}@example.org"), None, &["news"], "confirmed").await;
+    }
+    first.sink.delay_data(5);
+    let id = create(
+        &first,
+        &key,
+        serde_json::json!({"subject": "Shared", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    post(&first, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    second.state.campaign_wakeup.notify_waiters();
+    let done = wait_status(&first, &key, id, "sent").await;
+    assert_eq!(done["sent"].as_i64(), Some(N as i64));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let msgs = first.sink.messages();
+    let unique: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
+    assert_eq!((msgs.len(), unique.len()), (N, N));
+    second.stop().await;
+}
