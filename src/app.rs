@@ -144,10 +144,18 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
+    // Every route has a request timeout and a body limit, except the streamed import, which has
+    // its own.
     let routes = Router::new()
         .merge(crate::web::public_routes(state.clone()))
         .merge(crate::api::routes(state.clone()))
-        .fallback(|| async { crate::web::AppError::not_found() });
+        .fallback(|| async { crate::web::AppError::not_found() })
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .merge(crate::api::long_running_routes(state.clone()));
 
     let security_headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -173,9 +181,7 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
                 }))
                 .layer(security_headers)
-                .layer(middleware::from_fn_with_state(state.clone(), crate::web::error::render_errors))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-                .layer(DefaultBodyLimit::max(1024 * 1024)),
+                .layer(middleware::from_fn_with_state(state.clone(), crate::web::error::render_errors)),
         )
         .with_state(state)
 }

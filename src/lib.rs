@@ -16,5 +16,6 @@ pub mod notices;
 pub mod retention;
 pub mod signup;
 pub mod store;
+pub mod subscribers;
 pub mod tokens;
 pub mod web;

@@ -47,7 +47,6 @@ pub async fn sign_up(state: &AppState, mut signup: Signup) -> Result<(), DbErr> 
     let now = store::now();
     let now_ms = store::now_ms();
     let policy = policies::in_force(&state.db, now).await?.map(|p| p.version);
-    let day_ago = now - time::Duration::days(1);
 
     let tx = begin_write(&state.db).await?;
     let hash = state.address_hasher.hash(&signup.email);
@@ -74,40 +73,57 @@ pub async fn sign_up(state: &AppState, mut signup: Signup) -> Result<(), DbErr> 
                 policy_version: policy.clone(),
                 consent_text: Some(CONSENT_TEXT.to_owned()),
                 detail: Some(serde_json::json!({ "age_confirmed": true, "list": list.slug })),
+                occurred_at: None,
             },
         )
         .await?;
     }
-    let history = subscriptions::confirmation_history(&tx, subscriber.id, day_ago).await?;
-    let cfg = &state.config.signup;
-    let wanted = match (newest_pending_ms, history.last_created_ms) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        // Something pending that the last confirmation does not cover, or the last one is old
-        // enough to send again (the person may have lost it).
-        (Some(pending), Some(last)) => {
-            pending > last || now_ms - last >= i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX)
-        }
-    };
-    // A queued confirmation renders at send time and covers every list pending by then; at most
-    // N a day go to one address (OI-6). The dedupe key chains on the newest confirmation, so
-    // concurrent signups that saw the same history insert only one.
-    if wanted && history.queued == 0 && history.recent < cfg.confirmations_per_day {
-        let payload = Payload::Confirmation;
-        outbox::enqueue(
-            &tx,
-            NewOutboxMessage {
-                kind: payload.kind(),
-                subscriber_id: Some(subscriber.id),
-                recipient: signup.email.to_string(),
-                payload: serde_json::to_value(&payload).expect("payload serializes"),
-                dedupe_key: Some(format!("confirm:{}:{}", subscriber.id, history.last_id)),
-            },
-        )
-        .await?;
+    if let Some(pending_ms) = newest_pending_ms {
+        queue_confirmation(state, &tx, subscriber.id, &signup.email, pending_ms).await?;
     }
     tx.commit().await?;
     state.outbox_wakeup.notify_one();
+    Ok(())
+}
+
+/// Queues a confirmation for a person with something pending since `newest_pending_ms`, if
+/// one is due: nothing is queued already (a queued one renders at send time and covers every
+/// list pending by then), and either the last confirmation does not cover this or it is old
+/// enough to send again; at most N a day go to one address (OI-6). The dedupe key chains on the
+/// newest confirmation, so concurrent requests that saw the same history insert only one.
+pub async fn queue_confirmation(
+    state: &AppState,
+    tx: &impl sea_orm::ConnectionTrait,
+    subscriber_id: i64,
+    email: &EmailAddress,
+    newest_pending_ms: i64,
+) -> Result<(), DbErr> {
+    let cfg = &state.config.signup;
+    let now_ms = store::now_ms();
+    let history =
+        subscriptions::confirmation_history(tx, subscriber_id, store::now() - time::Duration::days(1))
+            .await?;
+    let wanted = match history.last_created_ms {
+        None => true,
+        Some(last) => {
+            newest_pending_ms > last
+                || now_ms - last >= i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX)
+        }
+    };
+    if wanted && history.queued == 0 && history.recent < cfg.confirmations_per_day {
+        let payload = Payload::Confirmation;
+        outbox::enqueue(
+            tx,
+            NewOutboxMessage {
+                kind: payload.kind(),
+                subscriber_id: Some(subscriber_id),
+                recipient: email.to_string(),
+                payload: serde_json::to_value(&payload).expect("payload serializes"),
+                dedupe_key: Some(format!("confirm:{subscriber_id}:{}", history.last_id)),
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -170,6 +186,7 @@ pub async fn confirm(
                 policy_version: policy.clone(),
                 consent_text: None,
                 detail: Some(serde_json::json!({ "link_issued_at_ms": issued_ms })),
+                occurred_at: None,
             },
         )
         .await?;

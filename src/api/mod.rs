@@ -12,6 +12,7 @@ mod campaigns;
 mod lists;
 mod notices;
 pub mod policies;
+mod subscribers;
 mod suppressions;
 
 use crate::app::AppState;
@@ -32,6 +33,18 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(policies::routes())
         .merge(notices::routes())
         .merge(campaigns::routes())
+        .merge(subscribers::routes())
+        .route_layer(middleware::from_fn_with_state(state, require_api_key))
+}
+
+/// Routes that stream large uploads: no body limit, and a long timeout of their own.
+pub fn long_running_routes(state: AppState) -> Router<AppState> {
+    subscribers::import_routes()
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(3600),
+        ))
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

@@ -149,6 +149,8 @@ pub struct NewConsentEvent {
     pub policy_version: Option<String>,
     pub consent_text: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// When consent was given, if not now (imported evidence).
+    pub occurred_at: Option<time::OffsetDateTime>,
 }
 
 pub async fn record_consent(db: &impl ConnectionTrait, e: NewConsentEvent) -> Result<(), DbErr> {
@@ -156,7 +158,7 @@ pub async fn record_consent(db: &impl ConnectionTrait, e: NewConsentEvent) -> Re
         subscriber_id: Set(e.subscriber_id),
         list_id: Set(e.list_id),
         kind: Set(e.kind.to_owned()),
-        occurred_at: Set(super::now()),
+        occurred_at: Set(e.occurred_at.unwrap_or_else(super::now)),
         source: Set(e.source),
         ip: Set(e.ip),
         user_agent: Set(e.user_agent),

@@ -1,0 +1,543 @@
+//! `/api/v1/subscribers` and a list's CSV import and export.
+//!
+//! Nothing meant for mailing ever lists an opted-out or suppressed address (CS-10), and no add
+//! or import brings one back (CS-11). The import is streamed: rows are parsed as they arrive and
+//! written in batches, so a million rows need no more memory than a thousand.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use sea_orm::{FromQueryResult, Statement};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::AppState;
+use crate::domain::{DisplayName, EmailAddress};
+use crate::store::entities::list;
+use crate::store::{self, begin_write, lists, subscriptions};
+use crate::subscribers::{self, AddOutcome, Consent};
+use crate::web::{AppError, FieldError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/subscribers", get(index).post(create))
+        .route("/api/v1/subscribers/{id}", get(show).patch(update).delete(erase))
+        .route("/api/v1/lists/{slug}/subscribers/export", get(export))
+}
+
+/// The import runs as long as the upload does, without the usual body limit and timeout.
+pub fn import_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/lists/{slug}/subscribers/import", post(import))
+}
+
+fn field(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Consent evidence as given: both parts or neither.
+fn consent_from(consented_at: Option<&str>, source: Option<&str>) -> Result<Option<Consent>, String> {
+    let at = consented_at.map(str::trim).filter(|s| !s.is_empty());
+    let source = source.map(str::trim).filter(|s| !s.is_empty());
+    match (at, source) {
+        (None, None) => Ok(None),
+        (Some(at), Some(source)) => {
+            let consented_at = time::OffsetDateTime::parse(at, &Rfc3339)
+                .or_else(|_| {
+                    time::Date::parse(at, &time::macros::format_description!("[year]-[month]-[day]"))
+                        .map(|d| d.midnight().assume_utc())
+                })
+                .map_err(|_| "consented_at must be an RFC 3339 date-time or a YYYY-MM-DD date".to_string())?;
+            if consented_at > store::now() {
+                return Err("consented_at lies in the future".into());
+            }
+            if source.chars().count() > 200 || source.chars().any(char::is_control) {
+                return Err("consent_source must be one line of at most 200 characters".into());
+            }
+            Ok(Some(Consent::Evidence {
+                consented_at,
+                source: source.to_owned(),
+            }))
+        }
+        _ => Err("consent evidence needs both consented_at and consent_source".into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewSubscriber {
+    email: Option<String>,
+    name: Option<String>,
+    lists: Option<Vec<String>>,
+    status: Option<String>,
+    consented_at: Option<String>,
+    consent_source: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SubscriptionView {
+    list: String,
+    status: String,
+}
+
+#[derive(Serialize)]
+struct SubscriberView {
+    id: uuid::Uuid,
+    email: String,
+    name: Option<String>,
+    created_at: String,
+    subscriptions: Vec<SubscriptionView>,
+}
+
+async fn view(
+    state: &AppState,
+    s: crate::store::entities::subscriber::Model,
+) -> Result<SubscriberView, AppError> {
+    let all = lists::all(&state.db).await?;
+    let subs = subscriptions::of_subscriber(&state.db, s.id)
+        .await?
+        .into_iter()
+        .filter_map(|x| {
+            all.iter().find(|l| l.id == x.list_id).map(|l| SubscriptionView {
+                list: l.slug.clone(),
+                status: x.status,
+            })
+        })
+        .collect();
+    Ok(SubscriberView {
+        id: s.uuid,
+        email: s.email,
+        name: s.name,
+        created_at: s.created_at.format(&Rfc3339).unwrap_or_default(),
+        subscriptions: subs,
+    })
+}
+
+async fn resolve_lists(
+    state: &AppState,
+    slugs: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Result<Vec<list::Model>, AppError> {
+    let mut out = Vec::new();
+    if slugs.is_empty() {
+        errors.push(field("lists", "name at least one list"));
+    }
+    for slug in slugs {
+        match lists::by_slug(&state.db, slug).await? {
+            Some(l) => out.push(l),
+            None => errors.push(field("lists", format!("there is no list {slug:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<NewSubscriber>,
+) -> Result<Response, AppError> {
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(body.email.as_deref().unwrap_or(""))
+        .map_err(|e| errors.push(field("email", format!("the address {e}"))))
+        .ok();
+    let name = match body.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        None => None,
+        Some(n) => DisplayName::parse(n)
+            .map_err(|e| errors.push(field("name", format!("the name {e}"))))
+            .ok(),
+    };
+    let lists = resolve_lists(&state, body.lists.as_deref().unwrap_or(&[]), &mut errors).await?;
+    let evidence = consent_from(body.consented_at.as_deref(), body.consent_source.as_deref())
+        .map_err(|e| errors.push(field("consented_at", e)))
+        .ok()
+        .flatten();
+    let consent = match body.status.as_deref().unwrap_or("pending") {
+        "pending" => Some(Consent::AskByEmail),
+        // CS-3: confirmed means recorded consent.
+        "confirmed" => match evidence {
+            Some(e) => Some(e),
+            None => {
+                errors.push(field(
+                    "consented_at",
+                    "a confirmed subscriber needs consented_at and consent_source",
+                ));
+                None
+            }
+        },
+        _ => {
+            errors.push(field("status", "must be pending or confirmed"));
+            None
+        }
+    };
+    let (Some(email), Some(consent), true) = (email, consent, errors.is_empty()) else {
+        return Err(AppError::unprocessable(errors));
+    };
+    let tx = begin_write(&state.db).await?;
+    let outcome = subscribers::add(&state, &tx, &email, name.as_ref(), &lists, &consent, "api_add").await?;
+    tx.commit().await?;
+    state.outbox_wakeup.notify_one();
+    match outcome {
+        AddOutcome::Suppressed | AddOutcome::OptedOut => Err(AppError::conflict(
+            "This address opted out or is suppressed; only a fresh opt-in through the signup form can add it again.",
+        )),
+        AddOutcome::Added | AddOutcome::AlreadyThere => {
+            let s = subscriptions::subscriber_by_email(&state.db, &email)
+                .await?
+                .ok_or_else(AppError::not_found)?;
+            let code = if outcome == AddOutcome::Added {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((code, Json(view(&state, s).await?)).into_response())
+        }
+    }
+}
+
+async fn find(state: &AppState, id: &str) -> Result<crate::store::entities::subscriber::Model, AppError> {
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| AppError::not_found())?;
+    subscriptions::subscriber_by_uuid(&state.db, uuid)
+        .await?
+        .ok_or_else(AppError::not_found)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriberView>, AppError> {
+    let s = find(&state, &id).await?;
+    Ok(Json(view(&state, s).await?))
+}
+
+#[derive(Deserialize)]
+struct Patch {
+    name: Option<String>,
+    email: Option<String>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(p): Json<Patch>,
+) -> Result<Json<SubscriberView>, AppError> {
+    let s = find(&state, &id).await?;
+    if p.email.is_some() {
+        return Err(AppError::unprocessable(vec![field(
+            "email",
+            "an address changes only when the new address confirms it (the preference page)",
+        )]));
+    }
+    let name = match p.name.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(n) => Some(
+            DisplayName::parse(n)
+                .map_err(|e| AppError::unprocessable(vec![field("name", format!("the name {e}"))]))?,
+        ),
+    };
+    use crate::store::entities::subscriber;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    subscriber::Entity::update_many()
+        .col_expr(
+            subscriber::Column::Name,
+            name.map(|n| n.as_str().to_owned()).into(),
+        )
+        .col_expr(subscriber::Column::UpdatedAt, store::now().into())
+        .filter(subscriber::Column::Id.eq(s.id))
+        .exec(&state.db)
+        .await?;
+    let s = find(&state, &id).await?;
+    Ok(Json(view(&state, s).await?))
+}
+
+/// Deleting a subscriber is an erasure: only the keyed hash stays (GD-3, GD-4).
+async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+    let s = find(&state, &id).await?;
+    crate::leaving::erase(&state, &s).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    list: Option<String>,
+    status: Option<String>,
+    page: Option<u64>,
+    per_page: Option<u64>,
+}
+
+#[derive(FromQueryResult, Serialize)]
+struct Row {
+    uuid: uuid::Uuid,
+    email: String,
+    name: Option<String>,
+    list: String,
+    status: String,
+}
+
+/// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
+/// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
+async fn index(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let status = q.status.as_deref().unwrap_or("confirmed");
+    if !matches!(status, "pending" | "confirmed") {
+        return Err(AppError::unprocessable(vec![field(
+            "status",
+            "must be pending or confirmed",
+        )]));
+    }
+    let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
+    let page = q.page.unwrap_or(1).max(1);
+    let (list_cond, mut values): (&str, Vec<sea_orm::Value>) = match &q.list {
+        Some(slug) => ("AND l.slug = $2", vec![status.into(), slug.clone().into()]),
+        None => ("", vec![status.into()]),
+    };
+    let n = values.len();
+    let sql = format!(
+        "SELECT s.uuid, s.email, s.name, l.slug AS list, x.status FROM subscriptions x \
+         JOIN subscribers s ON s.id = x.subscriber_id JOIN lists l ON l.id = x.list_id \
+         WHERE x.status = $1 {list_cond} \
+         AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+         ORDER BY x.id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    values.push(i64::try_from(per_page).unwrap_or(100).into());
+    values.push(i64::try_from((page - 1) * per_page).unwrap_or(0).into());
+    let rows = Row::find_by_statement(Statement::from_sql_and_values(
+        state.db.get_database_backend(),
+        sql,
+        values,
+    ))
+    .all(&state.db)
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "page": page, "per_page": per_page, "items": rows }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    confirm: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+struct ImportReport {
+    imported: u64,
+    skipped: u64,
+    errors: Vec<ImportError>,
+    /// All errors, also those beyond the first thousand listed.
+    error_count: u64,
+}
+
+#[derive(Serialize)]
+struct ImportError {
+    line: u64,
+    reason: String,
+}
+
+const IMPORT_BATCH: usize = 500;
+const LISTED_ERRORS: usize = 1000;
+
+struct ImportRow {
+    line: u64,
+    email: EmailAddress,
+    name: Option<DisplayName>,
+    consent: Consent,
+}
+
+async fn import(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Result<Json<ImportReport>, AppError> {
+    let list = lists::by_slug(&state.db, &slug)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let ask_by_email = q.confirm.as_deref() == Some("send");
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let mut csv = csv_async::AsyncReaderBuilder::new()
+        .flexible(true)
+        .trim(csv_async::Trim::All)
+        .create_reader(reader);
+    let headers = csv
+        .headers()
+        .await
+        .map_err(|e| AppError::bad_request(format!("The CSV header row is unreadable: {e}")))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let Some(email_col) = col("email") else {
+        return Err(AppError::bad_request(
+            "The CSV needs a header row with an email column (email,name,consented_at,consent_source).",
+        ));
+    };
+    let (name_col, at_col, source_col) = (col("name"), col("consented_at"), col("consent_source"));
+    let mut report = ImportReport::default();
+    let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+    let mut records = csv.records();
+    let mut line = 1u64;
+    let error = |report: &mut ImportReport, line: u64, reason: String| {
+        report.error_count += 1;
+        if report.errors.len() < LISTED_ERRORS {
+            report.errors.push(ImportError { line, reason });
+        }
+    };
+    loop {
+        let next = records.try_next().await;
+        line += 1;
+        let record = match next {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                error(&mut report, line, format!("unreadable row: {e}"));
+                continue;
+            }
+        };
+        let get = |i: Option<usize>| i.and_then(|i| record.get(i));
+        let email = match EmailAddress::parse(get(Some(email_col)).unwrap_or("")) {
+            Ok(e) => e,
+            Err(e) => {
+                error(&mut report, line, format!("the address {e}"));
+                continue;
+            }
+        };
+        let name = match get(name_col)
+            .filter(|n| !n.is_empty())
+            .map(DisplayName::parse)
+            .transpose()
+        {
+            Ok(n) => n,
+            Err(e) => {
+                error(&mut report, line, format!("the name {e}"));
+                continue;
+            }
+        };
+        let consent = match consent_from(get(at_col), get(source_col)) {
+            Ok(Some(c)) => c,
+            Ok(None) if ask_by_email => Consent::AskByEmail,
+            Ok(None) => {
+                error(
+                    &mut report,
+                    line,
+                    "no consent evidence (consented_at and consent_source); refused (CS-3)".into(),
+                );
+                continue;
+            }
+            Err(e) => {
+                error(&mut report, line, e);
+                continue;
+            }
+        };
+        batch.push(ImportRow {
+            line,
+            email,
+            name,
+            consent,
+        });
+        if batch.len() >= IMPORT_BATCH {
+            write_batch(&state, &list, &mut batch, &mut report).await?;
+        }
+    }
+    write_batch(&state, &list, &mut batch, &mut report).await?;
+    state.outbox_wakeup.notify_one();
+    tracing::info!(list = %list.slug, imported = report.imported, skipped = report.skipped, errors = report.error_count, "import done");
+    Ok(Json(report))
+}
+
+async fn write_batch(
+    state: &AppState,
+    list: &list::Model,
+    batch: &mut Vec<ImportRow>,
+    report: &mut ImportReport,
+) -> Result<(), AppError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let tx = begin_write(&state.db).await?;
+    for row in batch.drain(..) {
+        let _ = row.line;
+        match subscribers::add(
+            state,
+            &tx,
+            &row.email,
+            row.name.as_ref(),
+            std::slice::from_ref(list),
+            &row.consent,
+            "import",
+        )
+        .await?
+        {
+            AddOutcome::Added => report.imported += 1,
+            AddOutcome::AlreadyThere | AddOutcome::OptedOut | AddOutcome::Suppressed => report.skipped += 1,
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The list's confirmed, unsuppressed subscribers as CSV, streamed page by page (CS-10).
+async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
+    let list = lists::by_slug(&state.db, &slug)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    #[derive(FromQueryResult)]
+    struct ExportRow {
+        id: i64,
+        email: String,
+        name: Option<String>,
+    }
+    let header = futures::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"email,name\r\n"))
+    });
+    let pages = futures::stream::try_unfold(
+        (state, list.id, 0i64, false),
+        |(state, list_id, after, done)| async move {
+            if done {
+                return Ok(None);
+            }
+            let rows = ExportRow::find_by_statement(Statement::from_sql_and_values(
+            state.db.get_database_backend(),
+            "SELECT x.id, s.email, s.name FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+             WHERE x.list_id = $1 AND x.status = 'confirmed' AND x.id > $2 \
+             AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+             ORDER BY x.id LIMIT 1000",
+            [list_id.into(), after.into()],
+        ))
+        .all(&state.db)
+        .await
+        .map_err(std::io::Error::other)?;
+            let last = rows.last().map(|r| r.id);
+            let mut out = csv_async::AsyncWriterBuilder::new()
+                .has_headers(false)
+                .create_writer(Vec::new());
+            for r in &rows {
+                out.write_record([r.email.as_str(), r.name.as_deref().unwrap_or("")])
+                    .await
+                    .map_err(std::io::Error::other)?;
+            }
+            let bytes = out.into_inner().await.map_err(std::io::Error::other)?;
+            Ok(Some((
+                axum::body::Bytes::from(bytes),
+                (state, list_id, last.unwrap_or(after), last.is_none()),
+            )))
+        },
+    );
+    let body = Body::from_stream(futures::StreamExt::chain(header, pages));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"subscribers.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}

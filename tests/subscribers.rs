@@ -1,0 +1,328 @@
+//! Subscribers by API and CSV: consent evidence required for confirmed adds (CS-3), opted-out,
+//! erased and suppressed addresses never brought back (CS-10, CS-11), a streamed import with
+//! per-line errors, an export of mailable subscribers only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::flows::{WAIT, add_list, confirmed, status};
+use common::{Spawn, TestApp, spawn};
+use reqwest::StatusCode;
+
+async fn app() -> (TestApp, String) {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "news", "Weekly News").await;
+    let key = app.create_api_key().await;
+    (app, key)
+}
+
+async fn add(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/subscribers"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn import(app: &TestApp, key: &str, query: &str, csv: String) -> (StatusCode, serde_json::Value) {
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/lists/news/subscribers/import{query}")))
+        .bearer_auth(key)
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or_default())
+}
+
+/// CS-3: confirmed needs consent evidence; pending sends a confirmation.
+#[tokio::test]
+async fn cs3_a_confirmed_add_needs_consent_evidence() {
+    let (app, key) = app().await;
+    let res = add(
+        &app,
+        &key,
+        serde_json::json!({"email": "a@example.org", "lists": ["news"], "status": "confirmed"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "consented_at")
+    );
+    let res = add(
+        &app,
+        &key,
+        serde_json::json!({"email": "a@example.org", "name": "Ann", "lists": ["news"], "status": "confirmed",
+                           "consented_at": "2025-05-01T10:00:00Z", "consent_source": "paper form at the fair"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let s: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(s["subscriptions"][0]["status"], "confirmed");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'api_add' AND source = 'paper form at the fair' AND occurred_at < '2025-05-02'").await,
+        1
+    );
+    let res = add(
+        &app,
+        &key,
+        serde_json::json!({"email": "b@example.org", "lists": ["news"], "status": "pending"}),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, vec!["b@example.org".to_string()]);
+    assert_eq!(status(&app, "b@example.org", "news").await, "pending");
+    let id = s["id"].as_str().unwrap();
+    let got: serde_json::Value = app
+        .http
+        .get(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["name"], "Ann");
+    let res = app
+        .http
+        .patch(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "Anne"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["name"], "Anne");
+    let res = app
+        .http
+        .patch(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "x@example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "GD-2: no address change without confirmation"
+    );
+}
+
+/// CS-10, CS-11: opted-out, erased and suppressed addresses are neither added back nor listed.
+#[tokio::test]
+async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
+    let (app, key) = app().await;
+    let news = letterhead::store::lists::by_slug(&app.state.db, "news")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let left = confirmed(&app, "left@example.org", &["news"]).await;
+    let url = app.state.unsubscribe_url(left, news).path().to_owned();
+    app.http
+        .post(app.url(&url))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    let erased = confirmed(&app, "erased@example.org", &["news"]).await;
+    let prefs = app.state.preferences_url(erased).path().to_owned();
+    app.http
+        .post(app.url(&format!("{prefs}/erase")))
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .post(app.url("/api/v1/suppressions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "complainer@example.org", "reason": "complaint"}))
+        .send()
+        .await
+        .unwrap();
+    confirmed(&app, "stays@example.org", &["news"]).await;
+
+    for email in ["left@example.org", "Erased@example.org", "complainer@example.org"] {
+        let res = add(
+            &app,
+            &key,
+            serde_json::json!({"email": email, "lists": ["news"], "status": "confirmed", "consented_at": "2025-01-01", "consent_source": "crm"}),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CONFLICT, "{email}");
+    }
+    let csv = "email,name,consented_at,consent_source\n\
+               left@example.org,,2025-01-01,crm\n\
+               erased@example.org,,2025-01-01,crm\n\
+               complainer@example.org,,2025-01-01,crm\n\
+               stays@example.org,,2025-01-01,crm\n"
+        .to_string();
+    let (code, report) = import(&app, &key, "", csv).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (report["imported"].as_i64(), report["skipped"].as_i64()),
+        (Some(0), Some(4)),
+        "{report}"
+    );
+    assert_eq!(status(&app, "left@example.org", "news").await, "unsubscribed");
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key IN ('erased@example.org', 'complainer@example.org')").await, 0);
+
+    // Listings and exports meant for mailing show only mailable people.
+    let list: serde_json::Value = app
+        .http
+        .get(app.url("/api/v1/subscribers?list=news"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let emails: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, vec!["stays@example.org"]);
+    let export = app
+        .http
+        .get(app.url("/api/v1/lists/news/subscribers/export"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(export.text().await.unwrap(), "email,name\r\nstays@example.org,\n");
+}
+
+/// The import: counts, per-line errors, refusal without evidence (CS-3), `?confirm=send`.
+#[tokio::test]
+async fn an_import_reports_counts_and_line_errors() {
+    let (app, key) = app().await;
+    let csv = "email,name,consented_at,consent_source\n\
+               one@example.org,One,2025-02-03T04:05:06Z,newsletter form\n\
+               not-an-address,,2025-01-01,crm\n\
+               noevidence@example.org,,,\n\
+               half@example.org,,2025-01-01,\n\
+               one@example.org,One again,2025-02-03,newsletter form\n\
+               zoe@example.org,Zoë,2025-03-01,event\n"
+        .to_string();
+    let (code, report) = import(&app, &key, "", csv.clone()).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["skipped"], 1);
+    let lines: Vec<i64> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![3, 4, 5]);
+    assert!(
+        report["errors"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no consent evidence")
+    );
+    assert_eq!(status(&app, "zoe@example.org", "news").await, "confirmed");
+    assert!(
+        app.sink.messages().is_empty(),
+        "imports with evidence send nothing"
+    );
+
+    let (_, report) = import(&app, &key, "?confirm=send", "email\nask@example.org\n".into()).await;
+    assert_eq!(report["imported"], 1);
+    assert_eq!(status(&app, "ask@example.org", "news").await, "pending");
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, vec!["ask@example.org".to_string()]);
+
+    let (code, _) = import(&app, &key, "", "name\nx\n".into()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "no email column");
+    let res = app
+        .http
+        .post(app.url("/api/v1/lists/nope/subscribers/import"))
+        .bearer_auth(&key)
+        .body("email\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = app
+        .http
+        .post(app.url("/api/v1/lists/news/subscribers/import"))
+        .body("email\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A large import streams (bigger than the 1 MiB limit of other routes) and lands completely.
+#[tokio::test]
+async fn a_large_import_streams_past_the_body_limit() {
+    let (app, key) = app().await;
+    const N: usize = 9_000;
+    let mut csv = String::from("email,name,consented_at,consent_source\n");
+    for i in 0..N {
+        csv.push_str(&format!(
+            "reader{i}@example.org,Reader Number {i} With A Rather Long Name,2025-01-01T00:00:00Z,legacy CRM export of the spring fair 2024\n"
+        ));
+    }
+    assert!(csv.len() > 1024 * 1024);
+    let started = std::time::Instant::now();
+    let (code, report) = import(&app, &key, "", csv).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(report["imported"], N as i64, "{report}");
+    eprintln!("imported {N} rows in {:?}", started.elapsed());
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscriptions WHERE status = 'confirmed'")
+            .await,
+        N as i64
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Deleting a subscriber through the API is an erasure.
+#[tokio::test]
+async fn deleting_a_subscriber_erases_them() {
+    let (app, key) = app().await;
+    let id = confirmed(&app, "gone@example.org", &["news"]).await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'erased'")
+            .await,
+        1
+    );
+    let res = app
+        .http
+        .get(app.url(&format!("/api/v1/subscribers/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
