@@ -632,3 +632,96 @@ async fn suppressions_from_the_api_stop_mail() {
             .is_err()
     );
 }
+
+/// TK-1..5 for every kind of link: each route refuses tokens of every other purpose, forged
+/// and altered ones, with a 4xx and never a 5xx; unsubscribe tokens do not expire, the others do.
+#[tokio::test]
+async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
+    let app = app().await;
+    let a = confirmed(&app, "owner@example.org").await;
+    let weekly = list_id(&app, "weekly").await;
+    let ring = app.state.keyring();
+    let sub = a.to_string();
+    let tokens = [
+        (
+            "/confirm/",
+            ring.issue(Purpose::Confirm, &sub, Some("0"), Some(Duration::from_secs(600))),
+        ),
+        (
+            "/unsubscribe/",
+            app.state
+                .unsubscribe_url(a, weekly)
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ),
+        (
+            "/preferences/",
+            app.state
+                .preferences_url(a)
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ),
+        (
+            "/export/",
+            app.state
+                .export_url(a)
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ),
+        (
+            "/change-address/",
+            app.state
+                .address_change_url(uuid::Uuid::new_v4())
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ),
+    ];
+    for (route, _) in &tokens {
+        for (other_route, token) in &tokens {
+            if route == other_route {
+                continue;
+            }
+            for method in [reqwest::Method::GET, reqwest::Method::POST] {
+                let res = app
+                    .http
+                    .request(method.clone(), app.url(&format!("{route}{token}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    res.status().is_client_error(),
+                    "{method} {route} with a {other_route} token: {}",
+                    res.status()
+                );
+            }
+        }
+        let forged = format!("{route}eyJhbGciOiJub25lIn0.eyJwdXIiOiJtYW5hZ2UifQ.");
+        let res = app.http.post(app.url(&forged)).send().await.unwrap();
+        assert!(res.status().is_client_error(), "{forged}: {}", res.status());
+    }
+    // TK-5: unsubscribe links carry no expiry; preference links last at least 60 days; the
+    // single-use kinds expire within days.
+    let claims = |t: &str, p| ring.verify(t, p).unwrap();
+    assert_eq!(claims(&tokens[1].1, Purpose::Unsubscribe).exp, None);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(claims(&tokens[2].1, Purpose::Manage).exp.unwrap() - now >= 60 * 86_400);
+    assert!(claims(&tokens[3].1, Purpose::Export).exp.unwrap() - now <= 2 * 86_400);
+    assert!(claims(&tokens[4].1, Purpose::ChangeAddress).exp.unwrap() - now <= 7 * 86_400);
+    assert_eq!(
+        status(&app, "owner@example.org", "weekly").await,
+        "confirmed",
+        "nothing changed"
+    );
+}
