@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{Job, Relay, log_outcome, retry_later, stamp_and_send};
+use super::{Job, Relay, finish, retry_later, stamp_and_send};
 use crate::app::AppState;
 use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
 use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome};
+use crate::store::queue::CAMPAIGN_RECIPIENTS;
 
 #[derive(Default)]
 pub struct CampaignJob {
@@ -142,14 +143,7 @@ impl Job for CampaignJob {
 
     async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedRecipient) {
         let outcome = self.attempt(state, relay, &row).await;
-        log_outcome("campaign", row.id, &outcome);
-        match store::record(&state.db, row.id, owner, outcome).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(id = row.id, "lease was lost before the outcome was recorded"),
-            Err(e) => {
-                tracing::error!(id = row.id, error = %e, "recording the outcome failed; the lease will expire")
-            }
-        }
+        finish(state, &CAMPAIGN_RECIPIENTS, "campaign", row.id, owner, outcome).await;
     }
 
     async fn after_batch(&self, state: &AppState) {

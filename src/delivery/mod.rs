@@ -28,7 +28,7 @@ use crate::config::DeliveryConfig;
 use crate::domain::EmailAddress;
 use crate::mail::{ComposedMessage, SendError};
 use crate::store::outbox::{self, ClaimedMessage};
-use crate::store::queue::Outcome;
+use crate::store::queue::{OUTBOX, Outcome, Queue};
 use crate::store::suppressions::{self, SuppressionReason};
 
 /// What all workers of a process share about the relay: its send rate, and whether it is
@@ -223,13 +223,21 @@ async fn stamp_and_send(
     }
 }
 
-fn log_outcome(kind: &str, id: i64, outcome: &Outcome) {
-    match outcome {
+/// Logs an outcome and records it, fenced by the lease.
+async fn finish(state: &AppState, queue: &Queue, kind: &str, id: i64, owner: &str, outcome: Outcome) {
+    match &outcome {
         Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
         Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
         Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
         Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
         Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
+    }
+    match queue.record(&state.db, id, owner, outcome).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
+        Err(e) => {
+            tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
+        }
     }
 }
 
@@ -260,14 +268,7 @@ impl Job for OutboxJob {
 
     async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedMessage) {
         let outcome = attempt(state, relay, &row).await;
-        log_outcome(&row.kind, row.id, &outcome);
-        match outbox::record(&state.db, row.id, owner, outcome).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(id = row.id, "lease was lost before the outcome was recorded"),
-            Err(e) => {
-                tracing::error!(id = row.id, error = %e, "recording the outcome failed; the lease will expire")
-            }
-        }
+        finish(state, &OUTBOX, &row.kind, row.id, owner, outcome).await;
     }
 }
 

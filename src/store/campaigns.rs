@@ -259,15 +259,6 @@ pub async fn claim(
         .await
 }
 
-pub async fn record(
-    db: &impl ConnectionTrait,
-    id: i64,
-    owner: &str,
-    outcome: Outcome,
-) -> Result<bool, DbErr> {
-    CAMPAIGN_RECIPIENTS.record(db, id, owner, outcome).await
-}
-
 /// Everything the last check before a send needs, read in one query (CS-7): the person, their
 /// subscription to the list now, and any suppression of their address.
 #[derive(Debug, Clone, FromQueryResult)]

@@ -92,15 +92,6 @@ pub async fn claim(
         .await
 }
 
-pub async fn record(
-    db: &impl ConnectionTrait,
-    id: i64,
-    owner: &str,
-    outcome: Outcome,
-) -> Result<bool, DbErr> {
-    OUTBOX.record(db, id, owner, outcome).await
-}
-
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct StatusCounts {
     pub queued: i64,

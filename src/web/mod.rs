@@ -17,6 +17,7 @@ use axum::routing::get;
 
 use crate::app::AppState;
 pub use error::{AppError, FieldError};
+use rate_limit::IpLimiter;
 
 /// Routes for the public: every one behind the per-IP limit.
 pub fn public_routes(state: AppState) -> Router<AppState> {
@@ -29,24 +30,23 @@ pub fn public_routes(state: AppState) -> Router<AppState> {
         .merge(leave::one_click_routes().route_layer(middleware::from_fn_with_state(state, limit_one_click)))
 }
 
-async fn limit_one_click(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Applies `limiter` to the client's IP.
+async fn limit_ip(state: &AppState, limiter: &IpLimiter, req: Request, next: Next) -> Response {
     let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
     if let Some(ip) = ip
-        && let Err(e) = state.limits.one_click.check(&ip)
+        && let Err(e) = limiter.check(&ip)
     {
         return e.into_response();
     }
     next.run(req).await
 }
 
+async fn limit_one_click(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit_ip(&state, &state.limits.one_click, req, next).await
+}
+
 async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
-    if let Some(ip) = ip
-        && let Err(e) = state.limits.public.check(&ip)
-    {
-        return e.into_response();
-    }
-    next.run(req).await
+    limit_ip(&state, &state.limits.public, req, next).await
 }
 
 /// 200 when the service is up and its database answers; 503 otherwise.
