@@ -241,6 +241,7 @@ async fn run_retention(state: AppState, mut stop: watch::Receiver<bool>) {
             &state.db,
             &state.config.retention,
             time::OffsetDateTime::now_utc(),
+            crate::retention::Mode::Apply,
         )
         .await
         {

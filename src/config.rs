@@ -120,6 +120,9 @@ pub struct RetentionConfig {
     pub unconfirmed: Duration,
     /// IP addresses and user agents in consent evidence are blanked after this long.
     pub abuse_data: Duration,
+    /// People who left (unsubscribed from everything, or hard-bounced) are deleted after this
+    /// long; only the keyed-hash suppression of their address stays.
+    pub after_leaving: Duration,
     /// How often the retention job runs.
     pub interval: Duration,
 }
@@ -396,6 +399,7 @@ impl Config {
         let retention = RetentionConfig {
             unconfirmed: days(s.parsed("UNCONFIRMED_RETENTION_DAYS", 7u64)?.max(1)),
             abuse_data: days(s.parsed("ABUSE_DATA_RETENTION_DAYS", 30u64)?.max(1)),
+            after_leaving: days(s.parsed("RETENTION_DAYS_AFTER_LEAVING", 365u64)?.max(1)),
             interval: Duration::from_secs(s.parsed("RETENTION_INTERVAL_SECONDS", 3600u64)?.max(1)),
         };
 

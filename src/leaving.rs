@@ -378,3 +378,69 @@ pub async fn apply_address_change(
     tx.commit().await?;
     Ok(AddressChangeOutcome::Changed)
 }
+
+/// An opt-out received by other means (mail, phone: "or by contacting us"), recorded by an
+/// operator. Without lists it leaves everything and suppresses the address, known or not, so
+/// nothing can bring it back; the caller learns nothing about whether the address was known.
+pub async fn unsubscribe_by_address(
+    state: &AppState,
+    email: &EmailAddress,
+    list_ids: Option<&[i64]>,
+    source: &str,
+) -> Result<(), DbErr> {
+    let origin = RequestOrigin {
+        ip: None,
+        user_agent: None,
+        source: source.to_owned(),
+    };
+    let tx = begin_write(&state.db).await?;
+    let subscriber = subscriptions::subscriber_by_email(&tx, email).await?;
+    match list_ids {
+        Some(ids) => {
+            if let Some(s) = &subscriber {
+                leave(&tx, s.id, ids, &origin).await?;
+            }
+        }
+        None => {
+            if let Some(s) = &subscriber {
+                let ids: Vec<i64> = subscriptions::of_subscriber(&tx, s.id)
+                    .await?
+                    .into_iter()
+                    .map(|x| x.list_id)
+                    .collect();
+                leave(&tx, s.id, &ids, &origin).await?;
+            }
+            suppressions::add(
+                &tx,
+                &state.address_hasher.hash(email),
+                SuppressionReason::Unsubscribed,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(source, "an opt-out was recorded by an operator");
+    Ok(())
+}
+
+/// Records agreement to a material policy version (from the notice's link).
+pub async fn agree(
+    state: &AppState,
+    subscriber: &subscriber::Model,
+    version: &str,
+    origin: RequestOrigin,
+) -> Result<(), DbErr> {
+    subscriptions::record_consent(
+        &state.db,
+        NewConsentEvent {
+            subscriber_id: subscriber.id,
+            kind: "agree",
+            source: origin.source,
+            ip: origin.ip,
+            user_agent: origin.user_agent,
+            policy_version: Some(version.to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+}

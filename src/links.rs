@@ -13,6 +13,8 @@ use crate::tokens::Purpose;
 pub const MANAGE_TTL: Duration = Duration::from_secs(180 * 86_400);
 /// How long an export download link works.
 pub const EXPORT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long the agreement link of a material policy change works.
+pub const AGREE_TTL: Duration = Duration::from_secs(365 * 86_400);
 /// How long an address-change confirmation works.
 pub const ADDRESS_CHANGE_TTL: Duration = Duration::from_secs(48 * 3600);
 
@@ -47,6 +49,17 @@ impl App {
             .keyring()
             .issue(Purpose::Export, &subscriber.to_string(), None, Some(EXPORT_TTL));
         self.link(&format!("export/{token}"))
+    }
+
+    /// Agreement to a material policy version (`aux` names the version's id).
+    pub fn agree_url(&self, subscriber: uuid::Uuid, policy_id: i64) -> Url {
+        let token = self.keyring().issue(
+            Purpose::Agree,
+            &subscriber.to_string(),
+            Some(&policy_id.to_string()),
+            Some(AGREE_TTL),
+        );
+        self.link(&format!("agree/{token}"))
     }
 
     pub fn address_change_url(&self, change: uuid::Uuid) -> Url {

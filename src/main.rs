@@ -40,6 +40,15 @@ enum Command {
     /// Privacy policy versions.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Record an opt-out received by mail or phone (all lists unless --list is given).
+    Unsubscribe {
+        email: String,
+        #[arg(long = "list", value_name = "SLUG")]
+        lists: Vec<String>,
+    },
+    /// Data retention.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Queue a stamped, signed test message to ADDRESS (checks the relay and DKIM set-up).
     SendTest {
         #[arg(long, value_name = "ADDRESS")]
@@ -76,6 +85,16 @@ enum PolicyCommand {
         /// The change is material: marketing needs fresh consent.
         #[arg(long)]
         material: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete what has passed its retention period now (the service also does it periodically).
+    Run {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -231,6 +250,49 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     anyhow::bail!("this version was published before with other content")
                 }
             }
+            Ok(())
+        }
+        Command::Unsubscribe { email, lists } => {
+            let email = EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("EMAIL {e}"))?;
+            let state = app::build_state(config).await?;
+            let ids = if lists.is_empty() {
+                None
+            } else {
+                let mut ids = Vec::new();
+                for slug in &lists {
+                    let list = store::lists::by_slug(&state.db, slug)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("there is no list {slug:?}"))?;
+                    ids.push(list.id);
+                }
+                Some(ids)
+            };
+            letterhead::leaving::unsubscribe_by_address(&state, &email, ids.as_deref(), "operator:cli")
+                .await?;
+            println!("opt-out recorded; it takes effect at once");
+            Ok(())
+        }
+        Command::Retention(RetentionCommand::Run { dry_run }) => {
+            let db = store::connect(config.database_url.expose()).await?;
+            store::migrate(&db).await?;
+            let mode = if dry_run {
+                letterhead::retention::Mode::DryRun
+            } else {
+                letterhead::retention::Mode::Apply
+            };
+            let report =
+                letterhead::retention::run(&db, &config.retention, time::OffsetDateTime::now_utc(), mode)
+                    .await?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            println!(
+                "{verb}: {} unconfirmed subscriptions, {} never-confirmed people, {} people who left, {} bounced people; \
+                 {} consent records had their IP and user agent removed",
+                report.unconfirmed_subscriptions_deleted,
+                report.subscribers_deleted,
+                report.leavers_deleted,
+                report.bounced_deleted,
+                report.consent_events_anonymized
+            );
             Ok(())
         }
         Command::SendTest { to } => {

@@ -695,13 +695,23 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
 
     let cfg = app.state.config.retention.clone();
     let now = time::OffsetDateTime::now_utc();
-    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(6))
-        .await
-        .unwrap();
+    let report = letterhead::retention::run(
+        &app.state.db,
+        &cfg,
+        now + time::Duration::days(6),
+        letterhead::retention::Mode::Apply,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.subscribers_deleted, 0, "not yet");
-    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(8))
-        .await
-        .unwrap();
+    let report = letterhead::retention::run(
+        &app.state.db,
+        &cfg,
+        now + time::Duration::days(8),
+        letterhead::retention::Mode::Apply,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.unconfirmed_subscriptions_deleted, 1);
     assert_eq!(report.subscribers_deleted, 1);
     assert_eq!(
@@ -716,9 +726,14 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
         2
     );
 
-    let report = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(31))
-        .await
-        .unwrap();
+    let report = letterhead::retention::run(
+        &app.state.db,
+        &cfg,
+        now + time::Duration::days(31),
+        letterhead::retention::Mode::Apply,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.consent_events_anonymized, 2);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM consent_events WHERE ip IS NOT NULL OR user_agent IS NOT NULL")
@@ -730,8 +745,13 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
         2,
         "the rest of the evidence stays"
     );
-    let again = letterhead::retention::run(&app.state.db, &cfg, now + time::Duration::days(31))
-        .await
-        .unwrap();
+    let again = letterhead::retention::run(
+        &app.state.db,
+        &cfg,
+        now + time::Duration::days(31),
+        letterhead::retention::Mode::Apply,
+    )
+    .await
+    .unwrap();
     assert_eq!(again, Default::default(), "idempotent");
 }

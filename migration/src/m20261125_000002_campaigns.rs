@@ -61,7 +61,9 @@ impl MigrationTrait for Migration {
                 .table("campaign_recipients")
                 .col(big_pk_auto("id"))
                 .col(big_integer("campaign_id"))
-                .col(big_integer("subscriber_id"))
+                // Set to NULL when the person is erased or retention deletes them: the row then
+                // names no one and only counts towards the campaign's totals.
+                .col(big_integer_null("subscriber_id"))
                 // The list through which this person gets the campaign (List-Id, unsubscribe).
                 .col(big_integer("list_id"))
                 // queued | sending | sent | failed | skipped | cancelled
@@ -79,12 +81,12 @@ impl MigrationTrait for Migration {
                         .to("campaigns", "id")
                         .on_delete(ForeignKeyAction::Cascade),
                 )
-                // Erasure removes a person from every audience at once (GD-3).
+                // Erasure unlinks a person from every audience at once (GD-3); counts stay.
                 .foreign_key(
                     ForeignKey::create()
                         .from("campaign_recipients", "subscriber_id")
                         .to("subscribers", "id")
-                        .on_delete(ForeignKeyAction::Cascade),
+                        .on_delete(ForeignKeyAction::SetNull),
                 )
                 .to_owned(),
         )

@@ -14,6 +14,7 @@ mod notices;
 pub mod policies;
 mod subscribers;
 mod suppressions;
+mod unsubscribes;
 
 use crate::app::AppState;
 use crate::store::{api_keys, outbox};
@@ -34,6 +35,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(notices::routes())
         .merge(campaigns::routes())
         .merge(subscribers::routes())
+        .merge(unsubscribes::routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

@@ -38,7 +38,18 @@ impl CampaignJob {
             Err(e) => return retry_later(cfg, row.attempts, e),
         };
         // CS-7: the state of things now, not when the campaign was queued.
-        let check = match store::send_check(&state.db, row.subscriber_id, row.list_id).await {
+        let Some(subscriber_id) = row.subscriber_id else {
+            return Outcome::Skipped {
+                reason: "erased".into(),
+            };
+        };
+        // A material policy change in force holds back people whose consent predates it.
+        let material = match crate::store::policies::material_in_force(&state.db, crate::store::now()).await {
+            Ok(m) => m,
+            Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
+        };
+        let material_key = material.as_ref().map(|m| (m.version.as_str(), m.effective_at));
+        let check = match store::send_check(&state.db, subscriber_id, row.list_id, material_key).await {
             Ok(Some(c)) => c,
             Ok(None) => {
                 return Outcome::Skipped {
@@ -55,6 +66,13 @@ impl CampaignJob {
         if let Some(reason) = check.suppression {
             return Outcome::Skipped {
                 reason: format!("suppressed ({reason})"),
+            };
+        }
+        if let Some(m) = &material
+            && check.fresh_consents == 0
+        {
+            return Outcome::Skipped {
+                reason: format!("held: consent predates material policy version {}", m.version),
             };
         }
         let Ok(to) = EmailAddress::parse(&check.email) else {

@@ -182,11 +182,15 @@ async fn policy_notice(
         return Ok(None);
     };
     let effective = long_date(policy.effective_at);
+    let agree = policy
+        .material
+        .then(|| state.agree_url(subscriber.uuid, policy.id));
     let content = templates::email::PolicyNotice {
         org_name: state.config.identity.org_name.as_str(),
         effective: &effective,
         summary: &policy.summary,
         url: &policy.url,
+        agree_url: agree.as_ref().map(|u| u.as_str()),
     };
     Ok(Some(ComposedMessage {
         to,

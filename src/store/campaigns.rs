@@ -163,6 +163,8 @@ pub struct Progress {
     pub failed: i64,
     pub skipped: i64,
     pub cancelled: i64,
+    /// Why recipients were skipped, with counts (unsubscribed, suppressed, held ...).
+    pub skipped_reasons: std::collections::BTreeMap<String, i64>,
 }
 
 pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Progress, DbErr> {
@@ -189,6 +191,23 @@ pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Pro
             _ => {}
         }
     }
+    #[derive(FromQueryResult)]
+    struct Reason {
+        reason: Option<String>,
+        n: i64,
+    }
+    let reasons = Reason::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT last_error AS reason, COUNT(*) AS n FROM campaign_recipients \
+         WHERE campaign_id = $1 AND status = 'skipped' GROUP BY last_error",
+        [campaign_id.into()],
+    ))
+    .all(db)
+    .await?;
+    p.skipped_reasons = reasons
+        .into_iter()
+        .map(|r| (r.reason.unwrap_or_default(), r.n))
+        .collect();
     Ok(p)
 }
 
@@ -235,7 +254,7 @@ pub async fn due_scheduled(db: &impl ConnectionTrait, now: time::OffsetDateTime)
 pub struct ClaimedRecipient {
     pub id: i64,
     pub campaign_id: i64,
-    pub subscriber_id: i64,
+    pub subscriber_id: Option<i64>,
     pub list_id: i64,
     pub attempts: i32,
 }
@@ -268,20 +287,30 @@ pub struct SendCheck {
     pub uuid: uuid::Uuid,
     pub subscription_status: Option<String>,
     pub suppression: Option<String>,
+    /// Consent events given under the material policy version asked about (0 if none).
+    pub fresh_consents: i64,
 }
 
+/// `material`: the material policy version in force (version, effective date), whose consent
+/// is counted in `fresh_consents`.
 pub async fn send_check(
     db: &impl ConnectionTrait,
     subscriber_id: i64,
     list_id: i64,
+    material: Option<(&str, time::OffsetDateTime)>,
 ) -> Result<Option<SendCheck>, DbErr> {
+    let (version, since) =
+        material.unwrap_or(("", time::OffsetDateTime::now_utc() + time::Duration::days(36_500)));
     SendCheck::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         "SELECT s.email, s.name, s.uuid, \
            (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = $2) AS subscription_status, \
-           (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression \
+           (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
+           (SELECT COUNT(*) FROM consent_events c WHERE c.subscriber_id = s.id AND \
+             ((c.kind = 'agree' AND c.policy_version = $3) \
+              OR (c.kind IN ('confirm', 'api_add', 'import', 'resubscribe') AND c.occurred_at >= $4))) AS fresh_consents \
          FROM subscribers s WHERE s.id = $1",
-        [subscriber_id.into(), list_id.into()],
+        [subscriber_id.into(), list_id.into(), version.into(), since.into()],
     ))
     .one(db)
     .await

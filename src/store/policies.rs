@@ -59,3 +59,18 @@ pub async fn withdraw_breach_notice(
         .await?;
     breach_notice::Entity::find_by_id(id).one(db).await
 }
+
+/// The newest material version already in force, if any: marketing then needs consent given
+/// under it (an agreement, or a signup, confirmation or import since it took effect).
+pub async fn material_in_force(
+    db: &impl ConnectionTrait,
+    at: time::OffsetDateTime,
+) -> Result<Option<policy_version::Model>, DbErr> {
+    Ok(policy_version::Entity::find()
+        .filter(policy_version::Column::Material.eq(true))
+        .order_by_desc(policy_version::Column::EffectiveAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .find(|p| p.effective_at <= at))
+}

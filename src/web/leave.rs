@@ -40,6 +40,58 @@ pub fn routes() -> Router<AppState> {
             "/change-address/{token}",
             get(show_change_address).post(apply_change_address),
         )
+        .route("/agree/{token}", get(show_agree).post(agree))
+}
+
+/// The subscriber and policy version an agreement link names.
+async fn agree_target(
+    state: &AppState,
+    token: &str,
+) -> Result<(subscriber::Model, crate::store::entities::policy_version::Model), AppError> {
+    let claims = verified(state, token, Purpose::Agree).await?;
+    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
+    let policy_id: i64 = claims
+        .aux
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(gone)?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+        .await?
+        .ok_or_else(gone)?;
+    let p = crate::store::entities::policy_version::Entity::find_by_id(policy_id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(gone)?;
+    Ok((s, p))
+}
+
+/// GET on the agreement link: a button (prefetching scanners agree to nothing).
+async fn show_agree(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
+    let (_, policy) = agree_target(&state, &token).await?;
+    Ok(page(templates::leave::button_page(
+        &state.site(),
+        "Agree to the new privacy policy",
+        &format!(
+            "Version {} of our privacy policy changes how we use your data. {}",
+            policy.version, policy.summary
+        ),
+        &format!("/agree/{token}"),
+        "I agree",
+    )))
+}
+
+async fn agree(
+    State(state): State<AppState>,
+    requester: Requester,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let (s, policy) = agree_target(&state, &token).await?;
+    leaving::agree(&state, &s, &policy.version, origin(requester, "agree-link")).await?;
+    Ok(page(templates::leave::message(
+        &state.site(),
+        "Thank you",
+        "Your agreement is recorded. Newsletters you subscribed to will reach you again.",
+    )))
 }
 
 fn origin(requester: Requester, source: &str) -> RequestOrigin {

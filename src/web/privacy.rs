@@ -47,6 +47,7 @@ async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError
             .unwrap_or_default(),
         unconfirmed_days: state.config.retention.unconfirmed.as_secs() / 86_400,
         abuse_days: state.config.retention.abuse_data.as_secs() / 86_400,
+        after_leaving_days: state.config.retention.after_leaving.as_secs() / 86_400,
         notices_in_force: policies::breach_notices(&state.db, true).await?.len(),
     };
     Ok(Html(

@@ -159,7 +159,12 @@ pub struct PolicyNotice<'a> {
     pub effective: &'a str,
     pub summary: &'a str,
     pub url: &'a str,
+    /// For a material change: where to agree. Until then no newsletters are sent.
+    pub agree_url: Option<&'a str>,
 }
+
+const MATERIAL: &str = "This change is material: we will not send you newsletters under the new terms unless you agree. \
+If you do not agree, you will get no more newsletters; service notices like this one continue.";
 
 impl PolicyNotice<'_> {
     pub fn html(&self) -> Markup {
@@ -168,14 +173,22 @@ impl PolicyNotice<'_> {
             p { "What changes:" }
             (paragraphs(self.summary))
             p { "Read the full policy: " a href=(self.url) { (self.url) } }
+            @if let Some(agree) = self.agree_url {
+                p { (MATERIAL) }
+                p { a href=(agree) { "I agree to the new privacy policy" } }
+            }
             p { "If you have questions, reply to this email or write to the contact address below." }
         }
     }
 
     pub fn text(&self) -> String {
+        let agree = match self.agree_url {
+            Some(url) => format!("{MATERIAL}\n\nTo agree, open this link and press the button: {url}\n\n"),
+            None => String::new(),
+        };
         format!(
             "We are changing our privacy policy. The new version takes effect on {}.\n\nWhat changes:\n\n{}\n\n\
-             Read the full policy: {}\n\nIf you have questions, reply to this email or write to the contact address below.\n\n{}\n",
+             Read the full policy: {}\n\n{agree}If you have questions, reply to this email or write to the contact address below.\n\n{}\n",
             self.effective,
             self.summary.trim(),
             self.url,

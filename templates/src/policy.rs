@@ -18,6 +18,7 @@ pub struct PrivacyView<'a> {
     pub history: Vec<PolicyEntry<'a>>,
     pub unconfirmed_days: u64,
     pub abuse_days: u64,
+    pub after_leaving_days: u64,
     pub notices_in_force: usize,
 }
 
@@ -52,6 +53,7 @@ pub fn privacy(site: &SiteIdentity<'_>, v: &PrivacyView<'_>) -> Markup {
             ul {
                 li { "Sign-ups that are never confirmed are deleted after " (v.unconfirmed_days) " days." }
                 li { "IP addresses and browser details recorded with your consent (to detect abuse) are deleted after " (v.abuse_days) " days; the rest of the consent record stays as long as you are subscribed." }
+                li { "When you have left every newsletter (or your address stopped accepting mail), everything we hold about you is deleted after " (v.after_leaving_days) " days, except a keyed fingerprint of your address that stops it from being added again without your consent." }
             }
             h2 { "Leaving and your data" }
             p { "Every email has a one-click unsubscribe link and a link to your preference page, where you can also get a copy of your data, correct it or erase it. You can also contact us at the address below." }

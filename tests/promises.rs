@@ -1,0 +1,372 @@
+//! The policy's remaining promises: retention for people who left, leaving by contacting us,
+//! and consent to material changes (GD-3..5, CS-6, CS-7, CS-10, CS-12).
+
+mod common;
+
+use std::time::Duration;
+
+use common::flows::{WAIT, add_list, confirmed, link_in, status, text_of};
+use common::{Spawn, TestApp, spawn};
+use letterhead::retention::{self, Mode};
+use reqwest::StatusCode;
+
+async fn app(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
+    let mut all = vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".to_string())];
+    all.extend(overrides);
+    let app = spawn(Spawn {
+        overrides: all,
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "news", "Weekly News").await;
+    add_list(&app, "offers", "Special Offers").await;
+    let key = app.create_api_key().await;
+    (app, key)
+}
+
+async fn send_campaign(app: &TestApp, key: &str, subject: &str) -> i64 {
+    let res = app
+        .http
+        .post(app.url("/api/v1/campaigns"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello {{ name }}"}))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/campaigns/{id}/send")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    id
+}
+
+async fn finished(app: &TestApp, key: &str, id: i64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let c: serde_json::Value = app
+            .http
+            .get(app.url(&format!("/api/v1/campaigns/{id}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if c["status"] == "sent" {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Retention for people who left: exactly those past the period go (subscriber, evidence, send
+/// log), only the keyed-hash suppression stays, campaign totals stay, no import brings them
+/// back; a dry run deletes nothing; the job is idempotent. The clock is moved, not slept.
+#[tokio::test]
+async fn retention_deletes_exactly_the_people_past_the_period() {
+    let (app, key) = app(vec![]).await;
+    for who in ["longgone", "recent", "stays", "bounced", "halfway"] {
+        confirmed(&app, &format!("{who}@example.org"), &["news", "offers"]).await;
+    }
+    let campaign = send_campaign(&app, &key, "Before anyone left").await;
+    assert_eq!(finished(&app, &key, campaign).await["sent"], 5);
+    let now = time::OffsetDateTime::now_utc();
+    let ago = |days: i64| {
+        (now - time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    app.execute(&format!(
+        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'longgone@example.org')",
+        ago(400)
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'recent@example.org')",
+        ago(100)
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE list_id = (SELECT id FROM lists WHERE slug = 'news') AND subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'halfway@example.org')",
+        ago(400)
+    ))
+    .await;
+    app.http
+        .post(app.url("/api/v1/suppressions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"email": "bounced@example.org", "reason": "bounce"}))
+        .send()
+        .await
+        .unwrap();
+    app.execute(&format!(
+        "UPDATE suppressions SET created_at = '{}' WHERE reason = 'hard_bounce'",
+        ago(400)
+    ))
+    .await;
+
+    let cfg = app.state.config.retention.clone();
+    let dry = retention::run(&app.state.db, &cfg, now, Mode::DryRun)
+        .await
+        .unwrap();
+    assert_eq!((dry.leavers_deleted, dry.bounced_deleted), (1, 1));
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers").await,
+        5,
+        "a dry run deletes nothing"
+    );
+    let out = app.run_cli(&["retention", "run", "--dry-run"]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("would delete") && printed.contains("1 people who left") && !printed.contains("@"),
+        "{printed}"
+    );
+
+    let report = retention::run(&app.state.db, &cfg, now, Mode::Apply)
+        .await
+        .unwrap();
+    assert_eq!((report.leavers_deleted, report.bounced_deleted), (1, 1));
+    let mut left = Vec::new();
+    for w in ["longgone", "recent", "stays", "bounced", "halfway"] {
+        left.push(
+            app.query_i64(&format!(
+                "SELECT COUNT(*) FROM subscribers WHERE email_key = '{w}@example.org'"
+            ))
+            .await,
+        );
+    }
+    assert_eq!(left, vec![0, 1, 1, 0, 1]);
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE subscriber_id NOT IN (SELECT id FROM subscribers)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'unsubscribed'")
+            .await,
+        1
+    );
+    // Aggregates stay and name no one.
+    let c: serde_json::Value = app
+        .http
+        .get(app.url(&format!("/api/v1/campaigns/{campaign}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["sent"], 5);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NULL")
+            .await,
+        2
+    );
+    // No import brings them back.
+    let res = app
+        .http
+        .post(app.url("/api/v1/lists/news/subscribers/import"))
+        .bearer_auth(&key)
+        .body("email,consented_at,consent_source\nlonggone@example.org,2025-01-01,crm\nbounced@example.org,2025-01-01,crm\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["skipped"], 2);
+    // Idempotent.
+    let again = retention::run(&app.state.db, &cfg, now, Mode::Apply)
+        .await
+        .unwrap();
+    assert_eq!((again.leavers_deleted, again.bounced_deleted), (0, 0));
+    // /privacy states the period.
+    let page = app
+        .http
+        .get(app.url("/privacy"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("365 days"), "{page}");
+}
+
+/// Leaving by contacting us: an operator records the opt-out by address; it takes effect at
+/// once, even mid-campaign; the answer never says whether the address was known.
+#[tokio::test]
+async fn an_operator_unsubscribe_takes_effect_mid_campaign() {
+    let (app, key) = app(vec![
+        ("DELIVERY_BATCH_SIZE", "1".into()),
+        ("DELIVERY_CONCURRENCY", "1".into()),
+    ])
+    .await;
+    for i in 0..6 {
+        confirmed(&app, &format!("c{i}@example.org"), &["news"]).await;
+    }
+    let before = app.sink.messages().len();
+    app.sink.delay_data(150);
+    let campaign = send_campaign(&app, &key, "News").await;
+    app.sink.wait_for(before + 2, WAIT).await;
+    let answers = futures::future::join_all(["c5@example.org", "never-heard-of@example.org"].map(|email| {
+        app.http
+            .post(app.url("/api/v1/unsubscribes"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"email": email}))
+            .send()
+    }))
+    .await;
+    let mut bodies = Vec::new();
+    for a in answers {
+        let a = a.unwrap();
+        bodies.push((a.status(), a.text().await.unwrap()));
+    }
+    assert_eq!(
+        bodies[0], bodies[1],
+        "the answer does not tell whether the address was known"
+    );
+    assert_eq!(bodies[0].0, StatusCode::ACCEPTED);
+    let done = finished(&app, &key, campaign).await;
+    assert!(
+        !app.sink.messages()[before..]
+            .iter()
+            .any(|m| m.rcpt_to[0] == "c5@example.org")
+    );
+    assert_eq!(done["skipped"], 1);
+    assert_eq!(status(&app, "c5@example.org", "news").await, "unsubscribed");
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM consent_events WHERE kind = 'unsubscribe' AND source = 'operator:api'"
+        )
+        .await,
+        1
+    );
+    // The CLI does the same, for one list.
+    confirmed(&app, "both@example.org", &["news", "offers"]).await;
+    app.run_cli(&["unsubscribe", "both@example.org", "--list", "offers"]);
+    assert_eq!(status(&app, "both@example.org", "offers").await, "unsubscribed");
+    assert_eq!(status(&app, "both@example.org", "news").await, "confirmed");
+}
+
+/// A material policy change: its notice asks for agreement; marketing is held back (counted as
+/// skipped, with the reason) for people whose consent predates it, until they agree on the
+/// link's page; transactional notices continue; the ledger and the export show the agreement.
+#[tokio::test]
+async fn a_material_change_holds_back_marketing_until_agreement() {
+    let (app, key) = app(vec![]).await;
+    let x = confirmed(&app, "x@example.org", &["news"]).await;
+    confirmed(&app, "y@example.org", &["news"]).await;
+    let before = app.sink.messages().len();
+    // In force a moment from now: after x's and y's consent.
+    let effective = (time::OffsetDateTime::now_utc() + time::Duration::seconds(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/v1/policies"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"version": "2026-11-m", "effective_at": effective,
+            "summary": "We will share your name with our sister company.", "url": "https://example.com/p/m", "material": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let notices = app.sink.wait_for(before + 2, WAIT).await;
+    let to_x = notices[before..]
+        .iter()
+        .find(|m| m.rcpt_to[0] == "x@example.org")
+        .unwrap();
+    let agree = link_in(&text_of(to_x), "/agree/");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let c1 = send_campaign(&app, &key, "Held").await;
+    let done = finished(&app, &key, c1).await;
+    assert_eq!(
+        (done["sent"].as_i64(), done["skipped"].as_i64()),
+        (Some(0), Some(2))
+    );
+    let reasons = done["skipped_reasons"].as_object().unwrap();
+    assert!(
+        reasons
+            .keys()
+            .all(|r| r.contains("material policy version 2026-11-m")),
+        "{reasons:?}"
+    );
+
+    // GET shows a button and records nothing; POST records the agreement.
+    assert_eq!(
+        app.http.get(app.url(&agree)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'agree'")
+            .await,
+        0
+    );
+    let res = app
+        .http
+        .post(app.url(&agree))
+        .header("User-Agent", "Agreer/1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'agree' AND policy_version = '2026-11-m' AND ip = '127.0.0.1' AND user_agent = 'Agreer/1'").await,
+        1
+    );
+
+    let before = app.sink.messages().len();
+    let c2 = send_campaign(&app, &key, "After agreement").await;
+    let done = finished(&app, &key, c2).await;
+    assert_eq!(
+        (done["sent"].as_i64(), done["skipped"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let got: Vec<String> = app.sink.messages()[before..]
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
+    assert_eq!(got, vec!["x@example.org".to_string()]);
+
+    // A new signup under the material version is not held.
+    confirmed(&app, "newcomer@example.org", &["news"]).await;
+    let c3 = send_campaign(&app, &key, "Third").await;
+    assert_eq!(finished(&app, &key, c3).await["sent"], 2);
+
+    // The export shows the agreement.
+    let prefs = app.state.preferences_url(x).path().to_owned();
+    let before = app.sink.messages().len();
+    app.http
+        .post(app.url(&format!("{prefs}/export")))
+        .send()
+        .await
+        .unwrap();
+    let msgs = app.sink.wait_for(before + 1, WAIT).await;
+    let link = link_in(&text_of(&msgs[before]), "/export/");
+    let data: serde_json::Value = app
+        .http
+        .post(app.url(&link))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        data["consent_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "agree" && e["policy_version"] == "2026-11-m")
+    );
+}
