@@ -244,6 +244,22 @@ pub async fn export(state: &AppState, subscriber: &subscriber::Model) -> Result<
         .order_by_asc(outbox::Column::Id)
         .all(db)
         .await?;
+    #[derive(sea_orm::FromQueryResult)]
+    struct CampaignMessage {
+        subject: String,
+        status: String,
+        sent_at: Option<time::OffsetDateTime>,
+        message_id: Option<String>,
+    }
+    use sea_orm::FromQueryResult;
+    let campaign_messages = CampaignMessage::find_by_statement(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT c.subject, r.status, r.sent_at, r.message_id FROM campaign_recipients r \
+         JOIN campaigns c ON c.id = r.campaign_id WHERE r.subscriber_id = $1 ORDER BY r.id",
+        [subscriber.id.into()],
+    ))
+    .all(db)
+    .await?;
     Ok(json!({
         "exported_at": rfc3339(store::now()),
         "controller": {
@@ -282,7 +298,13 @@ pub async fn export(state: &AppState, subscriber: &subscriber::Model) -> Result<
             "queued_at": rfc3339(m.created_at),
             "sent_at": m.sent_at.map(rfc3339),
             "message_id": m.message_id,
-        })).collect::<Vec<_>>(),
+        })).chain(campaign_messages.iter().map(|m| json!({
+            "kind": "campaign",
+            "subject": m.subject,
+            "status": m.status,
+            "sent_at": m.sent_at.map(rfc3339),
+            "message_id": m.message_id,
+        }))).collect::<Vec<_>>(),
     }))
 }
 

@@ -49,6 +49,9 @@ enum Command {
     /// Data retention.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// Queue a stamped, signed test message to ADDRESS (checks the relay and DKIM set-up).
     SendTest {
         #[arg(long, value_name = "ADDRESS")]
@@ -86,6 +89,12 @@ enum PolicyCommand {
         #[arg(long)]
         material: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Show a campaign's status and progress.
+    Status { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +302,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 report.bounced_deleted,
                 report.consent_events_anonymized
             );
+            Ok(())
+        }
+        Command::Campaign(CampaignCommand::Status { id }) => {
+            let db = store::connect(config.database_url.expose()).await?;
+            let c = store::campaigns::get(&db, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no campaign {id}"))?;
+            let p = store::campaigns::progress(&db, id).await?;
+            println!("campaign {id}: {} ({:?})", c.status, c.subject);
+            println!(
+                "recipients {}  sent {}  queued {}  failed {}  skipped {}  cancelled {}",
+                c.recipients, p.sent, p.queued, p.failed, p.skipped, p.cancelled
+            );
+            for (reason, n) in &p.skipped_reasons {
+                println!("  skipped {n}: {reason}");
+            }
             Ok(())
         }
         Command::SendTest { to } => {

@@ -331,6 +331,13 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
             .await,
         1
     );
+    // Progress from the command line too.
+    let out = app.run_cli(&["campaign", "status", &id.to_string()]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("sent 3") && printed.contains("failed 1"),
+        "{printed}"
+    );
     // CS-11: the suppressed address is left out of the next campaign.
     let id2 = create(
         &app,

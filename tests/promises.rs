@@ -369,4 +369,16 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
             .iter()
             .any(|e| e["kind"] == "agree" && e["policy_version"] == "2026-11-m")
     );
+    // GD-1: campaign messages are part of "messages sent to them".
+    let messages = data["messages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["kind"] == "campaign" && m["subject"] == "After agreement" && m["status"] == "sent")
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["kind"] == "campaign" && m["subject"] == "Held" && m["status"] == "skipped")
+    );
 }

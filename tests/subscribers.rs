@@ -326,3 +326,74 @@ async fn deleting_a_subscriber_erases_them() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// Lists: rename, hide, delete; a duplicate slug is 409.
+#[tokio::test]
+async fn lists_can_be_changed_and_deleted() {
+    let (app, key) = app().await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/lists"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"slug": "news", "name": "Again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let res = app
+        .http
+        .patch(app.url("/api/v1/lists/news"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "Monthly News", "public": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let l: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (l["name"].as_str(), l["public"].as_bool()),
+        (Some("Monthly News"), Some(false))
+    );
+    let form = app
+        .http
+        .get(app.url("/subscribe"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!form.contains("Monthly News"), "a hidden list is not offered");
+    confirmed_on_hidden_list_is_refused(&app).await;
+    let res = app
+        .http
+        .delete(app.url("/api/v1/lists/news"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app
+        .http
+        .get(app.url("/api/v1/lists/news"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+async fn confirmed_on_hidden_list_is_refused(app: &TestApp) {
+    let res = app
+        .http
+        .post(app.url("/subscribe"))
+        .json(&serde_json::json!({"email": "x@example.org", "list": ["news"], "consent": true, "age_confirmed": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "signups only to public lists"
+    );
+}

@@ -14,7 +14,7 @@ use crate::web::{AppError, FieldError};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/lists", get(index).post(create))
-        .route("/api/v1/lists/{slug}", get(show))
+        .route("/api/v1/lists/{slug}", get(show).patch(update).delete(remove))
 }
 
 #[derive(Deserialize)]
@@ -108,4 +108,53 @@ async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result
         .await?
         .map(|l| Json(l.into()))
         .ok_or_else(AppError::not_found)
+}
+
+#[derive(Deserialize)]
+struct ListPatch {
+    name: Option<String>,
+    description: Option<String>,
+    public: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Json(p): Json<ListPatch>,
+) -> Result<Json<ListView>, AppError> {
+    use sea_orm::{ActiveModelTrait, Set};
+    let l = lists::by_slug(&state.db, &slug)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    let mut m: list::ActiveModel = l.into();
+    if let Some(name) = p.name.as_deref().map(str::trim) {
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(AppError::unprocessable(vec![FieldError {
+                field: "name".into(),
+                message: "must be 1-200 characters on one line".into(),
+            }]));
+        }
+        m.name = Set(name.to_owned());
+    }
+    if let Some(d) = p.description {
+        m.description = Set(Some(d.trim().to_owned()).filter(|d| !d.is_empty()));
+    }
+    if let Some(public) = p.public {
+        m.public = Set(public);
+    }
+    Ok(Json(m.update(&state.db).await?.into()))
+}
+
+/// Deleting a list ends its subscriptions; consent evidence stays (its list reference is
+/// cleared), and people stay subscribed to their other lists.
+async fn remove(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<axum::http::StatusCode, AppError> {
+    use sea_orm::EntityTrait;
+    let l = lists::by_slug(&state.db, &slug)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    list::Entity::delete_by_id(l.id).exec(&state.db).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
