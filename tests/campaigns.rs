@@ -653,3 +653,81 @@ async fn two_instances_share_a_campaign_without_duplicates() {
     assert_eq!((msgs.len(), unique.len()), (N, N));
     second.stop().await;
 }
+
+/// `kill -9` of a serving process in the middle of a campaign: a restarted instance finishes it
+/// once the dead worker's leases expire; everyone gets the message, duplicates at most what was
+/// in flight.
+#[tokio::test]
+async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
+    let (app, key) = app_with(vec![("DELIVERY_LEASE_SECONDS", "5".into())]).await;
+    const N: usize = 60;
+    for i in 0..N {
+        seed(&app, &format!("k{i}@example.org"), None, &["news"], "confirmed").await;
+    }
+    let db = app.db.clone();
+    let sink = app.sink.clone();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut cmd, _env) = app.cli();
+    app.stop().await;
+    sink.delay_data(100);
+    let mut child = cmd
+        .arg("serve")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the binary did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = http
+        .post(format!("{base}/api/v1/campaigns"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"subject": "Crash", "lists": ["news"], "markdown": "Hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let res = http
+        .post(format!("{base}/api/v1/campaigns/{id}/send"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    while sink.messages().len() < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "the binary sent nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(sink.messages().len() < N, "killed mid-campaign");
+    sink.delay_data(0);
+
+    let restarted = spawn(Spawn {
+        db: Some(db),
+        sink: Some(sink.clone()),
+        ..Default::default()
+    })
+    .await;
+    let done = wait_status(&restarted, &key, id, "sent").await;
+    assert_eq!(done["sent"].as_i64(), Some(N as i64));
+    let msgs = sink.messages();
+    let unique: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
+    assert_eq!(unique.len(), N, "everyone got it");
+    assert!(
+        msgs.len() - N <= 8,
+        "{} duplicates; at most the 8 in flight",
+        msgs.len() - N
+    );
+    restarted.stop().await;
+}
