@@ -7,6 +7,7 @@
 
 pub mod dkim;
 mod message;
+mod relay;
 mod stamp;
 mod transport;
 

@@ -9,6 +9,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::relay::SmtpRelay;
 use super::stamp::StampedMessage;
 use crate::config::{Config, MailTransportConfig, SmtpTls};
 
@@ -31,6 +32,9 @@ pub enum SendError {
 }
 
 pub enum Transport {
+    /// `smtp://`, `smtp+starttls://`: our pool over lettre's SMTP client, with TCP_NODELAY.
+    Relay(SmtpRelay),
+    /// `smtps://`: lettre's pooled transport (implicit TLS).
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
@@ -86,6 +90,7 @@ impl Transport {
                 .await
                 .map(|_| ())
                 .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
+            Transport::Relay(r) => r.send(message.envelope(), message.bytes()).await,
             Transport::Smtp(t) => t
                 .send_raw(message.envelope(), message.bytes())
                 .await
@@ -95,7 +100,7 @@ impl Transport {
     }
 }
 
-fn classify(e: lettre::transport::smtp::Error) -> SendError {
+pub(super) fn classify(e: lettre::transport::smtp::Error) -> SendError {
     let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
     let message = e.to_string();
     if e.is_permanent() {

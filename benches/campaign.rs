@@ -1,0 +1,214 @@
+//! Campaign delivery benchmark: N recipients, an ~8 KB personalized markdown campaign, the real
+//! delivery worker sending to Postfix's `smtp-sink`, and `smtp-source` against the same sink with
+//! the same session count for comparison.
+//!
+//!     BENCH_RECIPIENTS=10000 [BENCH_DKIM=1] [BENCH_DATABASE_URL=postgres://...] \
+//!         cargo bench --bench campaign
+//!
+//! Needs `smtp-sink` and `smtp-source` (Debian package postfix). Reports the audience snapshot
+//! time, delivery messages/s, and the process's peak RSS.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use letterhead::app::Application;
+use letterhead::campaigns::{self, CampaignInput};
+use letterhead::config::{Config, Settings};
+use sea_orm::{ConnectionTrait, Statement};
+
+const SINK_PORT: u16 = 2531;
+
+fn env(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn start_sink() -> std::process::Child {
+    let mut cmd = Command::new("smtp-sink");
+    // smtp-sink refuses to run as root without a user to switch to.
+    if std::env::var("USER").as_deref() == Ok("root") || unsafe_is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.arg(format!("127.0.0.1:{SINK_PORT}"))
+        .arg("1000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (apt-get install postfix)")
+}
+
+fn unsafe_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// smtp-source with `sessions` parallel sessions sending `count` 8 KB messages.
+fn smtp_source_rate(sessions: usize, count: usize) -> f64 {
+    let started = Instant::now();
+    let status = Command::new("smtp-source")
+        .args([
+            "-s",
+            &sessions.to_string(),
+            "-m",
+            &count.to_string(),
+            "-l",
+            "8192",
+        ])
+        .args(["-f", "news@example.com", "-t", "reader@example.org"])
+        .arg(format!("127.0.0.1:{SINK_PORT}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("smtp-source (apt-get install postfix)");
+    assert!(status.success());
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn seed(db: &sea_orm::DatabaseConnection, n: i64) {
+    let backend = db.get_database_backend();
+    let postgres = backend == sea_orm::DbBackend::Postgres;
+    let numbers = if postgres {
+        format!("SELECT i FROM generate_series(1, {n}) AS i")
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n"
+        )
+    };
+    let uuid = if postgres {
+        "gen_random_uuid()"
+    } else {
+        "randomblob(16)"
+    };
+    let sql = format!(
+        "INSERT INTO subscribers (uuid, email, email_key, address_hmac, name, created_at, updated_at) \
+         SELECT {uuid}, 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'h' || i, \
+         'Reader ' || i, $1, $1 FROM ({numbers}) AS numbers"
+    );
+    let now = time::OffsetDateTime::now_utc();
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into()]))
+        .await
+        .unwrap();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) \
+         SELECT id, (SELECT id FROM lists WHERE slug = 'news'), 'confirmed', $1, $1 FROM subscribers",
+        [now.into()],
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let n: i64 = env("BENCH_RECIPIENTS", "10000").parse().unwrap();
+    let dkim = env("BENCH_DKIM", "0") == "1";
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
+    let mut sink = start_sink();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/dkim-test-rsa2048.pem"
+    );
+    let mut pairs = vec![
+        ("DATABASE_URL", db_url.as_str()),
+        ("LISTEN_ADDR", "127.0.0.1:0"),
+        ("ORG_NAME", "Bench Ltd"),
+        ("ORG_POSTAL_ADDRESS", "1 Bench Street, 12345 Bench City"),
+        ("ORG_CONTACT_EMAIL", "privacy@example.com"),
+        ("MAIL_FROM", "news@example.com"),
+        ("NOTICE_FROM", "notices@example.com"),
+        ("DELIVERY_BATCH_SIZE", "200"),
+    ];
+    let transport =
+        std::env::var("BENCH_TRANSPORT").unwrap_or_else(|_| format!("smtp://127.0.0.1:{SINK_PORT}"));
+    pairs.push(("MAIL_TRANSPORT", &transport));
+    if dkim {
+        pairs.extend([
+            ("DKIM_DOMAIN", "example.com"),
+            ("DKIM_SELECTOR", "bench"),
+            ("DKIM_PRIVATE_KEY", key),
+        ]);
+    }
+    let config = Config::from_settings(&Settings::from_pairs(pairs)).unwrap();
+    let sessions = config.delivery.concurrency;
+    let app = Application::build(config).await.unwrap();
+    let state = app.state();
+    let slug = letterhead::domain::ListSlug::parse("news").unwrap();
+    letterhead::store::lists::create(&state.db, &slug, "Weekly News", None, true)
+        .await
+        .unwrap();
+    let seeded = Instant::now();
+    seed(&state.db, n).await;
+    println!(
+        "seeded {n} confirmed subscribers in {:.1} s",
+        seeded.elapsed().as_secs_f64()
+    );
+
+    let paragraph =
+        "This week's newsletter paragraph has enough words to be realistic, **bold** and *plain*. ";
+    let markdown = format!(
+        "# Hello {{{{ name }}}}\n\n{}\n\n[Leave]({{{{ unsubscribe_url }}}})",
+        paragraph.repeat(80)
+    );
+    let input = CampaignInput {
+        subject: Some("This week".into()),
+        lists: Some(vec!["news".into()]),
+        markdown: Some(markdown),
+        ..Default::default()
+    };
+    let valid = campaigns::validate(&state, input).await.unwrap().unwrap();
+    let campaign = campaigns::create(&state, valid).await.unwrap();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stop_rx.await;
+    }));
+    let started = Instant::now();
+    let recipients = campaigns::start(&state, campaign.id).await.unwrap().unwrap();
+    let snapshot = started.elapsed();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let c = letterhead::store::campaigns::get(&state.db, campaign.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if c.status == "sent" {
+            break;
+        }
+    }
+    let elapsed = started.elapsed() - snapshot;
+    let progress = letterhead::store::campaigns::progress(&state.db, campaign.id)
+        .await
+        .unwrap();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let rate = progress.sent as f64 / elapsed.as_secs_f64();
+    let source = smtp_source_rate(sessions, 20_000.min(n as usize * 2).max(2_000));
+    let _ = sink.kill();
+    println!(
+        "{recipients} recipients, DKIM {}: snapshot {:.2} s; delivered {} in {:.1} s = {rate:.0} msg/s \
+         (failed {}); smtp-source with {sessions} sessions: {source:.0} msg/s (ratio {:.2}); peak RSS {:.0} MB",
+        if dkim { "on" } else { "off" },
+        snapshot.as_secs_f64(),
+        progress.sent,
+        elapsed.as_secs_f64(),
+        progress.failed,
+        rate / source,
+        peak_rss_mb()
+    );
+}
