@@ -200,6 +200,7 @@ async fn main() {
     let rate = progress.sent as f64 / elapsed.as_secs_f64();
     let source = smtp_source_rate(sessions, 20_000.min(n as usize * 2).max(2_000));
     let _ = sink.kill();
+    let _ = sink.wait();
     println!(
         "{recipients} recipients, DKIM {}: snapshot {:.2} s; delivered {} in {:.1} s = {rate:.0} msg/s \
          (failed {}); smtp-source with {sessions} sessions: {source:.0} msg/s (ratio {:.2}); peak RSS {:.0} MB",

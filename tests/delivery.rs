@@ -315,7 +315,8 @@ async fn a_relay_that_is_down_delays_delivery_and_loses_nothing() {
     .await;
     queue_test_message(&app, "patient@example.org").await;
     app.wait_until(
-        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts >= 1",
+        // Tried and deferred, without spending an attempt on the outage.
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND last_error IS NOT NULL AND attempts = 0",
         1,
         WAIT,
     )

@@ -56,6 +56,21 @@ impl Transport {
                 port,
                 tls,
                 credentials,
+            } if *tls != SmtpTls::Implicit => Ok(Transport::Relay(SmtpRelay::new(
+                host.clone(),
+                *port,
+                *tls == SmtpTls::Required,
+                credentials
+                    .as_ref()
+                    .map(|(u, p)| Credentials::new(u.clone(), p.expose().to_owned())),
+                ClientId::Domain(config.mail_from.domain().to_owned()),
+                config.delivery.concurrency,
+            ))),
+            MailTransportConfig::Smtp {
+                host,
+                port,
+                tls,
+                credentials,
             } => {
                 let params = TlsParameters::new(host.clone())
                     .map_err(|e| format!("MAIL_TRANSPORT TLS set-up failed: {e}"))?;
