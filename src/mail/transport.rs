@@ -66,19 +66,16 @@ impl Transport {
                 ClientId::Domain(config.mail_from.domain().to_owned()),
                 config.delivery.concurrency,
             ))),
+            // Implicit TLS (smtps://): lettre's own pool.
             MailTransportConfig::Smtp {
                 host,
                 port,
-                tls,
                 credentials,
+                ..
             } => {
                 let params = TlsParameters::new(host.clone())
                     .map_err(|e| format!("MAIL_TRANSPORT TLS set-up failed: {e}"))?;
-                let tls = match tls {
-                    SmtpTls::Opportunistic => Tls::Opportunistic(params),
-                    SmtpTls::Required => Tls::Required(params),
-                    SmtpTls::Implicit => Tls::Wrapper(params),
-                };
+                let tls = Tls::Wrapper(params);
                 let pool_size = u32::try_from(config.delivery.concurrency).unwrap_or(u32::MAX);
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(*port)
