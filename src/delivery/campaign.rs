@@ -11,11 +11,14 @@ use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
 use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome};
+use crate::store::entities::policy_version;
 use crate::store::queue::CAMPAIGN_RECIPIENTS;
 
 #[derive(Default)]
 pub struct CampaignJob {
     prepared: Mutex<HashMap<i64, Arc<Prepared>>>,
+    /// The material policy version in force, as of the start of the current batch.
+    material: Mutex<Option<policy_version::Model>>,
 }
 
 impl CampaignJob {
@@ -43,11 +46,9 @@ impl CampaignJob {
                 reason: "erased".into(),
             };
         };
-        // A material policy change in force holds back people whose consent predates it.
-        let material = match crate::store::policies::material_in_force(&state.db, crate::store::now()).await {
-            Ok(m) => m,
-            Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
-        };
+        // A material policy change in force holds back people whose consent predates it
+        // (looked up once per batch, in `before_claim`).
+        let material = self.material.lock().expect("material lock").clone();
         let material_key = material.as_ref().map(|m| (m.version.as_str(), m.effective_at));
         let check = match store::send_check(&state.db, subscriber_id, row.list_id, material_key).await {
             Ok(Some(c)) => c,
@@ -135,6 +136,11 @@ impl Job for CampaignJob {
     async fn before_claim(&self, state: &AppState) {
         if let Err(e) = campaigns::start_due(state).await {
             tracing::warn!(error = %e, "starting scheduled campaigns failed");
+        }
+        match crate::store::policies::material_in_force(&state.db, crate::store::now()).await {
+            Ok(m) => *self.material.lock().expect("material lock") = m,
+            // Keep the last known state; the next batch tries again.
+            Err(e) => tracing::warn!(error = %e, "reading the policy in force failed"),
         }
     }
 
