@@ -93,6 +93,7 @@ fn gy1_senders_must_match_the_dkim_domain() {
     assert_refused(&with(&ok, &[]), "NOTICE_FROM");
 }
 
+/// DK-2: RSA keys shorter than 2048 bits, non-keys and unreadable paths are refused.
 #[test]
 fn unusable_dkim_keys_are_refused() {
     let short = fixture("dkim-test-rsa1024.pem").display().to_string();

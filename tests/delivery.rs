@@ -444,3 +444,27 @@ async fn after_kill_9_a_restart_delivers_everything_with_bounded_duplicates() {
     assert!(duplicates <= 8, "{duplicates} duplicates");
     restarted.stop().await;
 }
+
+/// GY-3: with `smtp+starttls://` the transport requires TLS: a relay that does not offer
+/// STARTTLS gets nothing (the message waits), never a plain-text copy.
+#[tokio::test]
+async fn gy3_a_required_tls_transport_sends_nothing_in_clear() {
+    let sink = common::SmtpSink::start().await;
+    let app = spawn(Spawn {
+        sink: Some(sink.clone()),
+        overrides: vec![(
+            "MAIL_TRANSPORT",
+            format!("smtp+starttls://127.0.0.1:{}", sink.port),
+        )],
+        ..Default::default()
+    })
+    .await;
+    queue_test_message(&app, "private@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND last_error LIKE '%STARTTLS%'",
+        1,
+        WAIT,
+    )
+    .await;
+    assert!(sink.messages().is_empty(), "nothing may go out without TLS");
+}

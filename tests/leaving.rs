@@ -711,6 +711,21 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
         let res = app.http.post(app.url(&forged)).send().await.unwrap();
         assert!(res.status().is_client_error(), "{forged}: {}", res.status());
     }
+    // TK-6: no personal data inside any token: opaque ids only.
+    for (_, token) in &tokens {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        let json = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            !json.contains('@') && !json.to_lowercase().contains("owner"),
+            "{json}"
+        );
+    }
     // TK-5: unsubscribe links carry no expiry; preference links last at least 60 days; the
     // single-use kinds expire within days.
     let claims = |t: &str, p| ring.verify(t, p).unwrap();

@@ -62,6 +62,18 @@ async fn mf8_non_ascii_subject_and_name_decode_exactly() {
         head.is_ascii(),
         "headers are 7-bit, non-ASCII only as encoded-words"
     );
+    // MF-7: a long encoded subject is folded: continuation lines start with white space and no
+    // header line runs past 78 characters.
+    let subject_lines: Vec<&str> = head
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Subject:"))
+        .take_while(|l| l.starts_with("Subject:") || l.starts_with(' ') || l.starts_with('\t'))
+        .collect();
+    assert!(
+        subject_lines.len() > 1,
+        "the subject is folded: {subject_lines:?}"
+    );
+    assert!(subject_lines.iter().all(|l| l.len() <= 78), "{subject_lines:?}");
     assert!(dkim_check::passes(signed.bytes()).await);
 }
 
