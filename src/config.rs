@@ -435,10 +435,6 @@ impl Config {
         }
         domains
     }
-
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.expose().starts_with("sqlite:")
-    }
 }
 
 fn parse_address(s: &Settings, key: &'static str, why: &str) -> Result<EmailAddress, ConfigError> {

@@ -7,27 +7,6 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
 use super::queue::OUTBOX;
 pub use super::queue::Outcome;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxStatus {
-    Queued,
-    Sending,
-    Sent,
-    Failed,
-    Cancelled,
-}
-
-impl OutboxStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxStatus::Queued => "queued",
-            OutboxStatus::Sending => "sending",
-            OutboxStatus::Sent => "sent",
-            OutboxStatus::Failed => "failed",
-            OutboxStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// A message to queue. `dedupe_key`, when set, makes the enqueue idempotent: a second row with
 /// the same key is silently not inserted (for example one policy notice per person and version).
 #[derive(Debug, Clone)]

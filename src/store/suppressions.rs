@@ -1,7 +1,7 @@
 //! The suppression store: keyed hashes of addresses that must not be mailed (hard bounces,
 //! complaints, erasures). Never the address itself (GD-4).
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement};
 
 use super::entities::suppression;
 use crate::address_hash::AddressHash;
@@ -42,14 +42,6 @@ pub async fn add(
     ))
     .await
     .map(|_| ())
-}
-
-pub async fn is_suppressed(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<bool, DbErr> {
-    Ok(suppression::Entity::find()
-        .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
-        .count(db)
-        .await?
-        > 0)
 }
 
 /// Why the address is suppressed, if it is.
