@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::address_hash::AddressHasher;
 use crate::config::Config;
 use crate::mail::{Stamp, Transport};
+use crate::signup::SignupWriter;
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::{self, Db};
 use crate::tokens::{Claims, Keyring, Purpose, TokenError};
@@ -49,6 +50,8 @@ pub struct App {
     /// Poked when a campaign starts or resumes.
     pub campaign_wakeup: Notify,
     pub limits: Limits,
+    /// Writes signups in batches (see [`SignupWriter`]).
+    pub signups: SignupWriter,
 }
 
 pub type AppState = Arc<App>;
@@ -121,12 +124,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
     };
     let transport = Transport::from_config(&config).map_err(anyhow::Error::msg)?;
+    let address_hasher = AddressHasher::new(&address_key);
     Ok(Arc::new(App {
         stamp: Stamp::new(&config),
         transport,
         keyring: RwLock::new(Arc::new(Keyring::new(&token_keys))),
         last_key_reload: Mutex::new(None),
-        address_hasher: AddressHasher::new(&address_key),
         outbox_wakeup: Notify::new(),
         campaign_wakeup: Notify::new(),
         limits: Limits {
@@ -135,6 +138,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             one_click: KeyedLimiter::per_minute(config.rate_limits.unsubscribe_per_minute),
             api: KeyedLimiter::per_minute(config.rate_limits.api_per_minute),
         },
+        signups: SignupWriter::start(db.clone(), address_hasher.clone(), config.signup.clone()),
+        address_hasher,
         db,
         config,
     }))

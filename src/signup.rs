@@ -6,16 +6,22 @@
 //! on it (OI-9). Concurrent identical signups end as one subscription per list and at most one
 //! confirmation: unique constraints and upserts decide, not application locks.
 
-use sea_orm::DbErr;
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use sea_orm::{DatabaseTransaction, DbErr};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::address_hash::{AddressHash, AddressHasher};
 use crate::app::AppState;
+use crate::config::SignupConfig;
 use crate::delivery::Payload;
 use crate::domain::{DisplayName, EmailAddress};
 use crate::store::entities::list;
 use crate::store::outbox::{self, NewOutboxMessage};
-use crate::store::subscriptions::{self, NewConsentEvent};
+use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::store::{self, begin_write, policies, spent_tokens};
+use crate::store::{self, Db, begin_write, policies, spent_tokens};
 use crate::tokens::Claims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
@@ -40,69 +46,247 @@ pub struct Signup {
     pub origin: RequestOrigin,
 }
 
-/// Records the signup. Answers nothing about the address's state.
-pub async fn sign_up(state: &AppState, mut signup: Signup) -> Result<(), DbErr> {
-    signup.lists.sort_by_key(|l| l.id); // one lock order for every transaction
-    signup.lists.dedup_by_key(|l| l.id);
+/// Signups are written in batches: each request hands its signup to a writer task and waits
+/// for the batch's commit. Under load one transaction with a few multi-row statements carries
+/// a hundred signups instead of a hundred transactions of ten statements each; alone, a
+/// request is a batch of one and waits for nothing. Every request does the same work either
+/// way (OI-9).
+#[derive(Clone)]
+pub struct SignupWriter {
+    queue: mpsc::Sender<Queued>,
+}
+
+struct Queued {
+    signup: Signup,
+    done: oneshot::Sender<Result<(), DbErr>>,
+}
+
+/// What the writer needs; it holds no [`AppState`], so it stops when the state is dropped.
+struct WriterContext {
+    db: Db,
+    hasher: AddressHasher,
+    cfg: SignupConfig,
+}
+
+/// Signups per transaction at most.
+const MAX_BATCH: usize = 128;
+
+impl SignupWriter {
+    /// Starts the writer tasks: one on SQLite (it has one writer anyway), a few on PostgreSQL.
+    pub fn start(db: Db, hasher: AddressHasher, cfg: SignupConfig) -> Self {
+        let writers = if store::is_postgres(&db) { 4 } else { 1 };
+        let (queue, rx) = mpsc::channel(MAX_BATCH * writers * 4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let ctx = Arc::new(WriterContext { db, hasher, cfg });
+        for _ in 0..writers {
+            tokio::spawn(run_writer(ctx.clone(), rx.clone()));
+        }
+        SignupWriter { queue }
+    }
+
+    /// Records the signup. Answers nothing about the address's state.
+    pub async fn sign_up(&self, signup: Signup) -> Result<(), DbErr> {
+        let (done, result) = oneshot::channel();
+        let stopped = || DbErr::Custom("the signup writer has stopped".into());
+        self.queue
+            .send(Queued { signup, done })
+            .await
+            .map_err(|_| stopped())?;
+        result.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn run_writer(ctx: Arc<WriterContext>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // Whatever has queued up while the last batch was written, at least one.
+        if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return; // every sender is gone: the application has stopped
+        }
+        // Its own task, so that a panic loses only this batch's answers, not the writer.
+        let ctx = ctx.clone();
+        let queued = std::mem::take(&mut batch);
+        if let Err(e) = tokio::spawn(async move { write_and_answer(&ctx, queued).await }).await {
+            tracing::error!(error = %e, "a signup batch panicked");
+        }
+    }
+}
+
+async fn write_and_answer(ctx: &WriterContext, queued: Vec<Queued>) {
+    let signups: Vec<&Signup> = queued.iter().map(|q| &q.signup).collect();
+    match write_batch(ctx, &signups).await {
+        Ok(()) => {
+            for q in queued {
+                let _ = q.done.send(Ok(()));
+            }
+        }
+        // One bad signup must not fail the others: write each alone.
+        Err(e) if queued.len() > 1 => {
+            tracing::warn!(error = %e, signups = queued.len(), "a signup batch failed; writing them one by one");
+            for q in queued {
+                let result = write_batch(ctx, &[&q.signup]).await;
+                let _ = q.done.send(result);
+            }
+        }
+        Err(e) => {
+            for q in queued {
+                let _ = q.done.send(Err(DbErr::Custom(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Writes signups in one transaction. An address may come more than once in a batch (1,000
+/// identical requests at once): the n-th occurrences are written in the n-th round, so each
+/// multi-row statement touches a person once, and each round sees what the one before wrote.
+async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbErr> {
     let now = store::now();
     let now_ms = store::now_ms();
-    let policy = policies::in_force(&state.db, now).await?.map(|p| p.version);
+    let tx = begin_write(&ctx.db).await?;
+    let policy = policies::in_force(&tx, now).await?.map(|p| p.version);
+    for round in rounds(signups) {
+        write_round(ctx, &tx, &round, policy.as_deref(), now_ms).await?;
+    }
+    tx.commit().await
+}
 
-    let tx = begin_write(&state.db).await?;
-    let hash = state.address_hasher.hash(&signup.email);
-    let subscriber =
-        subscriptions::upsert_subscriber(&tx, &signup.email, &hash, signup.name.as_ref()).await?;
-    // The newest moment a chosen list became pending: a confirmation created before it does
-    // not cover it (its link is issued later, at send time, but may already be out).
-    let mut newest_pending_ms: Option<i64> = None;
-    for list in &signup.lists {
-        let (status, pending_since) =
-            subscriptions::request_subscription(&tx, subscriber.id, list.id, now_ms).await?;
-        if status == "pending" {
-            newest_pending_ms = newest_pending_ms.max(Some(pending_since.unwrap_or(now_ms)));
+/// Splits signups into rounds in which every address comes at most once.
+fn rounds<'a>(signups: &[&'a Signup]) -> Vec<Vec<&'a Signup>> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(signups.len());
+    let mut rounds: Vec<Vec<&Signup>> = Vec::new();
+    for signup in signups {
+        let n = seen.entry(signup.email.normalized()).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
         }
-        subscriptions::record_consent(
-            &tx,
-            NewConsentEvent {
-                subscriber_id: subscriber.id,
+        rounds[*n].push(signup);
+        *n += 1;
+    }
+    rounds
+}
+
+async fn write_round(
+    ctx: &WriterContext,
+    tx: &DatabaseTransaction,
+    round: &[&Signup],
+    policy: Option<&str>,
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    // Rows in address order, so that concurrent batches on PostgreSQL lock in one order.
+    let mut round = round.to_vec();
+    round.sort_by_key(|s| s.email.normalized());
+    let hashes: Vec<AddressHash> = round.iter().map(|s| ctx.hasher.hash(&s.email)).collect();
+    let people: Vec<_> = round
+        .iter()
+        .zip(&hashes)
+        .map(|(s, h)| (&s.email, h, s.name.as_ref()))
+        .collect();
+    let subscribers = subscriptions::upsert_subscribers(tx, &people).await?;
+    let subscriber_of = |s: &Signup| {
+        subscribers
+            .get(&s.email.normalized())
+            .copied()
+            .ok_or_else(|| DbErr::RecordNotFound("upserted subscriber".into()))
+    };
+
+    let mut pairs = Vec::new();
+    for s in &round {
+        let id = subscriber_of(s)?.id;
+        pairs.extend(chosen_lists(s).map(|l| (id, l.id)));
+    }
+    let requested = subscriptions::request_subscriptions(tx, &pairs, now_ms).await?;
+
+    let mut events = Vec::with_capacity(pairs.len());
+    // Per person: the newest moment a chosen list became pending. A confirmation created
+    // before it does not cover it (its link is issued later, at send time, but may be out).
+    let mut newest_pending: Vec<(i64, &EmailAddress, i64)> = Vec::new();
+    for s in &round {
+        let id = subscriber_of(s)?.id;
+        let mut newest: Option<i64> = None;
+        for list in chosen_lists(s) {
+            if let Some(r) = requested.get(&(id, list.id))
+                && r.status == "pending"
+            {
+                newest = newest.max(Some(r.pending_since_ms.unwrap_or(now_ms)));
+            }
+            events.push(NewConsentEvent {
+                subscriber_id: id,
                 list_id: Some(list.id),
                 kind: "signup",
-                source: signup.origin.source.clone(),
-                ip: signup.origin.ip.clone(),
-                user_agent: signup.origin.user_agent.clone(),
-                policy_version: policy.clone(),
+                source: s.origin.source.clone(),
+                ip: s.origin.ip.clone(),
+                user_agent: s.origin.user_agent.clone(),
+                policy_version: policy.map(str::to_owned),
                 consent_text: Some(CONSENT_TEXT.to_owned()),
                 detail: Some(serde_json::json!({ "age_confirmed": true, "list": list.slug })),
                 occurred_at: None,
-            },
-        )
-        .await?;
+            });
+        }
+        if let Some(newest) = newest {
+            newest_pending.push((id, &s.email, newest));
+        }
     }
-    if let Some(pending_ms) = newest_pending_ms {
-        queue_confirmation(state, &tx, subscriber.id, &signup.email, pending_ms).await?;
-    }
-    tx.commit().await?;
-    state.outbox_wakeup.notify_one();
+    subscriptions::record_consents(tx, events).await?;
+
+    let ids: Vec<i64> = newest_pending.iter().map(|(id, _, _)| *id).collect();
+    let since = store::now() - time::Duration::days(1);
+    let histories = subscriptions::confirmation_histories(tx, &ids, since).await?;
+    let confirmations = newest_pending
+        .into_iter()
+        .filter_map(|(id, email, newest)| {
+            let history = histories.get(&id).copied().unwrap_or_default();
+            confirmation_due(&ctx.cfg, &history, id, newest, now_ms)
+                .map(|dedupe_key| confirmation_message(id, email, dedupe_key))
+        })
+        .collect();
+    outbox::enqueue_many(tx, confirmations).await?;
     Ok(())
 }
 
-/// Queues a confirmation for a person with something pending since `newest_pending_ms`, if
-/// one is due: nothing is queued already (a queued one renders at send time and covers every
-/// list pending by then), and either the last confirmation does not cover this or it is old
-/// enough to send again; at most N a day go to one address (OI-6). The dedupe key chains on the
-/// newest confirmation, so concurrent requests that saw the same history insert only one.
+/// The lists of a signup, each once.
+fn chosen_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
+    let mut seen = Vec::with_capacity(signup.lists.len());
+    signup.lists.iter().filter(move |l| {
+        let new = !seen.contains(&l.id);
+        seen.push(l.id);
+        new
+    })
+}
+
+/// Queues a confirmation for one person with something pending since `newest_pending_ms`, if
+/// one is due (see [`confirmation_due`]).
 pub async fn queue_confirmation(
-    state: &AppState,
+    cfg: &SignupConfig,
     tx: &impl sea_orm::ConnectionTrait,
     subscriber_id: i64,
     email: &EmailAddress,
     newest_pending_ms: i64,
 ) -> Result<(), DbErr> {
-    let cfg = &state.config.signup;
-    let now_ms = store::now_ms();
-    let history =
-        subscriptions::confirmation_history(tx, subscriber_id, store::now() - time::Duration::days(1))
-            .await?;
+    let since = store::now() - time::Duration::days(1);
+    let history = subscriptions::confirmation_histories(tx, &[subscriber_id], since)
+        .await?
+        .remove(&subscriber_id)
+        .unwrap_or_default();
+    if let Some(dedupe_key) =
+        confirmation_due(cfg, &history, subscriber_id, newest_pending_ms, store::now_ms())
+    {
+        outbox::enqueue(tx, confirmation_message(subscriber_id, email, dedupe_key)).await?;
+    }
+    Ok(())
+}
+
+/// Whether a confirmation is due, and its dedupe key: nothing is queued already (a queued one
+/// renders at send time and covers every list pending by then), and either the last
+/// confirmation does not cover what is pending or it is old enough to send again; at most N a
+/// day go to one address (OI-6). The dedupe key chains on the newest confirmation, so
+/// concurrent requests that saw the same history insert only one.
+fn confirmation_due(
+    cfg: &SignupConfig,
+    history: &ConfirmationHistory,
+    subscriber_id: i64,
+    newest_pending_ms: i64,
+    now_ms: i64,
+) -> Option<String> {
     let wanted = match history.last_created_ms {
         None => true,
         Some(last) => {
@@ -110,21 +294,19 @@ pub async fn queue_confirmation(
                 || now_ms - last >= i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX)
         }
     };
-    if wanted && history.queued == 0 && history.recent < cfg.confirmations_per_day {
-        let payload = Payload::Confirmation;
-        outbox::enqueue(
-            tx,
-            NewOutboxMessage {
-                kind: payload.kind(),
-                subscriber_id: Some(subscriber_id),
-                recipient: email.to_string(),
-                payload: serde_json::to_value(&payload).expect("payload serializes"),
-                dedupe_key: Some(format!("confirm:{subscriber_id}:{}", history.last_id)),
-            },
-        )
-        .await?;
+    (wanted && history.queued == 0 && history.recent < cfg.confirmations_per_day)
+        .then(|| format!("confirm:{subscriber_id}:{}", history.last_id))
+}
+
+fn confirmation_message(subscriber_id: i64, email: &EmailAddress, dedupe_key: String) -> NewOutboxMessage {
+    let payload = Payload::Confirmation;
+    NewOutboxMessage {
+        kind: payload.kind(),
+        subscriber_id: Some(subscriber_id),
+        recipient: email.to_string(),
+        payload: serde_json::to_value(&payload).expect("payload serializes"),
+        dedupe_key: Some(dedupe_key),
     }
-    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,4 +391,42 @@ pub async fn confirm(
         .collect();
     tx.commit().await?;
     Ok(ConfirmOutcome::Confirmed(names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signup(email: &str) -> Signup {
+        Signup {
+            email: EmailAddress::parse(email).unwrap(),
+            name: None,
+            lists: Vec::new(),
+            origin: RequestOrigin::default(),
+        }
+    }
+
+    #[test]
+    fn an_address_comes_once_per_round_and_rounds_keep_arrival_order() {
+        let all = [
+            signup("a@example.org"),
+            signup("b@example.org"),
+            signup("A@example.org"),
+            signup("a@example.org"),
+        ];
+        let refs: Vec<&Signup> = all.iter().collect();
+        let rounds = rounds(&refs);
+        let emails: Vec<Vec<&str>> = rounds
+            .iter()
+            .map(|r| r.iter().map(|s| s.email.as_str()).collect())
+            .collect();
+        assert_eq!(
+            emails,
+            vec![
+                vec!["a@example.org", "b@example.org"],
+                vec!["A@example.org"],
+                vec!["a@example.org"]
+            ]
+        );
+    }
 }

@@ -113,7 +113,7 @@ pub async fn add(
         added = true;
     }
     if added && matches!(consent, Consent::AskByEmail) {
-        crate::signup::queue_confirmation(state, tx, subscriber.id, email, now_ms).await?;
+        crate::signup::queue_confirmation(&state.config.signup, tx, subscriber.id, email, now_ms).await?;
     }
     Ok(match (added, opted_out) {
         (true, _) => AddOutcome::Added,

@@ -20,24 +20,47 @@ pub struct NewOutboxMessage {
 
 /// Queues a message; returns false when its dedupe key was already used.
 pub async fn enqueue(db: &impl ConnectionTrait, msg: NewOutboxMessage) -> Result<bool, DbErr> {
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO outbox (kind, subscriber_id, recipient, payload, status, attempts, \
-             next_attempt_at_ms, dedupe_key, created_at) \
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING",
-            [
-                msg.kind.into(),
-                msg.subscriber_id.into(),
-                msg.recipient.into(),
-                msg.payload.to_string().into(),
-                super::now_ms().into(),
-                msg.dedupe_key.into(),
-                super::now().into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() > 0)
+    Ok(enqueue_many(db, vec![msg]).await? > 0)
+}
+
+/// Queues many messages in one statement per chunk; returns how many were inserted (rows whose
+/// dedupe key was already used are left out).
+pub async fn enqueue_many(db: &impl ConnectionTrait, msgs: Vec<NewOutboxMessage>) -> Result<u64, DbErr> {
+    const COLS: usize = 9;
+    let (now, now_ms) = (super::now(), super::now_ms());
+    let mut inserted = 0;
+    let mut msgs = msgs.into_iter().peekable();
+    while msgs.peek().is_some() {
+        let chunk: Vec<_> = msgs.by_ref().take(super::ROWS_PER_STATEMENT).collect();
+        let sql = format!(
+            "INSERT INTO outbox (kind, subscriber_id, recipient, payload, next_attempt_at_ms, dedupe_key, \
+             created_at, status, attempts) VALUES {} ON CONFLICT (dedupe_key) DO NOTHING",
+            super::values_list(chunk.len(), COLS)
+        );
+        let mut values = Vec::with_capacity(chunk.len() * COLS);
+        for m in chunk {
+            values.extend([
+                m.kind.into(),
+                m.subscriber_id.into(),
+                m.recipient.into(),
+                m.payload.to_string().into(),
+                now_ms.into(),
+                m.dedupe_key.into(),
+                now.into(),
+                "queued".into(),
+                0i32.into(),
+            ]);
+        }
+        inserted += db
+            .execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await?
+            .rows_affected();
+    }
+    Ok(inserted)
 }
 
 #[derive(Debug, Clone, FromQueryResult)]

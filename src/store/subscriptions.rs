@@ -1,5 +1,7 @@
 //! Subscribers, their subscriptions, and the consent ledger.
 
+use std::collections::HashMap;
+
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
     Statement,
@@ -23,26 +25,60 @@ pub async fn upsert_subscriber(
     hash: &AddressHash,
     name: Option<&DisplayName>,
 ) -> Result<SubscriberRef, DbErr> {
-    let now = super::now();
-    let stmt = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at, address_hmac) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6) \
-         ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name) \
-         RETURNING id, uuid",
-        [
-            uuid::Uuid::new_v4().into(),
-            email.as_str().into(),
-            email.normalized().into(),
-            name.map(|n| n.as_str().to_owned()).into(),
-            now.into(),
-            hash.as_str().into(),
-        ],
-    );
-    SubscriberRef::find_by_statement(stmt)
-        .one(db)
+    upsert_subscribers(db, &[(email, hash, name)])
         .await?
+        .remove(&email.normalized())
         .ok_or_else(|| DbErr::RecordNotFound("upserted subscriber".into()))
+}
+
+#[derive(FromQueryResult)]
+struct UpsertedRow {
+    id: i64,
+    uuid: uuid::Uuid,
+    email_key: String,
+}
+
+/// [`upsert_subscriber`] for many people in one statement per chunk, keyed by normalized
+/// address. The addresses must be distinct.
+pub async fn upsert_subscribers(
+    db: &impl ConnectionTrait,
+    people: &[(&EmailAddress, &AddressHash, Option<&DisplayName>)],
+) -> Result<HashMap<String, SubscriberRef>, DbErr> {
+    const COLS: usize = 7;
+    let now = super::now();
+    let mut out = HashMap::with_capacity(people.len());
+    for chunk in people.chunks(super::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at, address_hmac) \
+             VALUES {} \
+             ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name) \
+             RETURNING id, uuid, email_key",
+            super::values_list(chunk.len(), COLS)
+        );
+        let mut values = Vec::with_capacity(chunk.len() * COLS);
+        for (email, hash, name) in chunk {
+            values.extend([
+                uuid::Uuid::new_v4().into(),
+                email.as_str().into(),
+                email.normalized().into(),
+                name.map(|n| n.as_str().to_owned()).into(),
+                now.into(),
+                now.into(),
+                hash.as_str().into(),
+            ]);
+        }
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        for row in UpsertedRow::find_by_statement(stmt).all(db).await? {
+            out.insert(
+                row.email_key,
+                SubscriberRef {
+                    id: row.id,
+                    uuid: row.uuid,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 pub async fn subscriber_by_uuid(
@@ -73,42 +109,64 @@ pub async fn subscriber_by_email(
 }
 
 #[derive(FromQueryResult)]
-struct StatusRow {
+struct RequestedRow {
+    subscriber_id: i64,
+    list_id: i64,
     status: String,
     pending_since_ms: Option<i64>,
 }
 
-/// Makes the subscription pending unless it is already pending or confirmed: new rows and
-/// rows the person left become pending again (a fresh opt-in is always allowed). Returns the
-/// status afterwards and, when pending, since when.
-pub async fn request_subscription(
+/// What a subscription request left behind: the status afterwards and, when pending, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    pub status: String,
+    pub pending_since_ms: Option<i64>,
+}
+
+/// Makes each (subscriber, list) subscription pending unless it is already pending or
+/// confirmed: new rows and rows the person left become pending again (a fresh opt-in is always
+/// allowed). One statement per chunk; the pairs must be distinct.
+pub async fn request_subscriptions(
     db: &impl ConnectionTrait,
-    subscriber_id: i64,
-    list_id: i64,
+    pairs: &[(i64, i64)],
     now_ms: i64,
-) -> Result<(String, Option<i64>), DbErr> {
-    let stmt = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, pending_since_ms) \
-         VALUES ($1, $2, 'pending', $3, $4) \
-         ON CONFLICT (subscriber_id, list_id) DO UPDATE SET \
-           pending_since_ms = CASE WHEN subscriptions.status = 'unsubscribed' \
-             THEN excluded.pending_since_ms ELSE subscriptions.pending_since_ms END, \
-           status = CASE WHEN subscriptions.status = 'unsubscribed' \
-             THEN 'pending' ELSE subscriptions.status END \
-         RETURNING status, pending_since_ms",
-        [
-            subscriber_id.into(),
-            list_id.into(),
-            super::now().into(),
-            now_ms.into(),
-        ],
-    );
-    let row = StatusRow::find_by_statement(stmt)
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("upserted subscription".into()))?;
-    Ok((row.status, row.pending_since_ms))
+) -> Result<HashMap<(i64, i64), Requested>, DbErr> {
+    let mut out = HashMap::with_capacity(pairs.len());
+    let now = super::now();
+    for chunk in pairs.chunks(super::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, pending_since_ms) \
+             VALUES {} \
+             ON CONFLICT (subscriber_id, list_id) DO UPDATE SET \
+               pending_since_ms = CASE WHEN subscriptions.status = 'unsubscribed' \
+                 THEN excluded.pending_since_ms ELSE subscriptions.pending_since_ms END, \
+               status = CASE WHEN subscriptions.status = 'unsubscribed' \
+                 THEN 'pending' ELSE subscriptions.status END \
+             RETURNING subscriber_id, list_id, status, pending_since_ms",
+            super::values_list(chunk.len(), 5)
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 5);
+        for &(subscriber_id, list_id) in chunk {
+            values.extend([
+                subscriber_id.into(),
+                list_id.into(),
+                "pending".into(),
+                now.into(),
+                now_ms.into(),
+            ]);
+        }
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        for row in RequestedRow::find_by_statement(stmt).all(db).await? {
+            out.insert(
+                (row.subscriber_id, row.list_id),
+                Requested {
+                    status: row.status,
+                    pending_since_ms: row.pending_since_ms,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 pub async fn of_subscriber(
@@ -172,11 +230,50 @@ pub async fn record_consent(db: &impl ConnectionTrait, e: NewConsentEvent) -> Re
     .map(|_| ())
 }
 
-#[derive(Debug, Clone, Copy, Default, FromQueryResult)]
+/// Many rows of consent evidence in one statement per chunk.
+pub async fn record_consents(db: &impl ConnectionTrait, events: Vec<NewConsentEvent>) -> Result<(), DbErr> {
+    const COLS: usize = 10;
+    let now = super::now();
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<_> = events.by_ref().take(super::ROWS_PER_STATEMENT).collect();
+        let sql = format!(
+            "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source, ip, user_agent, \
+             policy_version, consent_text, detail) VALUES {}",
+            super::values_list(chunk.len(), COLS)
+        );
+        let mut values = Vec::with_capacity(chunk.len() * COLS);
+        for e in chunk {
+            values.extend([
+                e.subscriber_id.into(),
+                e.list_id.into(),
+                e.kind.into(),
+                e.occurred_at.unwrap_or(now).into(),
+                e.source.into(),
+                e.ip.into(),
+                e.user_agent.into(),
+                e.policy_version.into(),
+                e.consent_text.into(),
+                e.detail.map(|d| d.to_string()).into(),
+            ]);
+        }
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(FromQueryResult)]
 struct HistoryRow {
+    subscriber_id: i64,
     last_id: i64,
     recent: i64,
     queued: i64,
+    last_created_at: time::OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,35 +288,40 @@ pub struct ConfirmationHistory {
     pub queued: i64,
 }
 
-pub async fn confirmation_history(
+/// The confirmation history of each of these people since `since`, in one statement per
+/// chunk. People without any confirmation are absent (their history is the default).
+pub async fn confirmation_histories(
     db: &impl ConnectionTrait,
-    subscriber_id: i64,
+    subscriber_ids: &[i64],
     since: time::OffsetDateTime,
-) -> Result<ConfirmationHistory, DbErr> {
-    let stmt = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT COALESCE(MAX(id), 0) AS last_id, \
-           COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0) AS recent, \
-           COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS queued \
-         FROM outbox WHERE subscriber_id = $1 AND kind = 'confirmation'",
-        [subscriber_id.into(), since.into()],
-    );
-    let row = HistoryRow::find_by_statement(stmt)
-        .one(db)
-        .await?
-        .unwrap_or_default();
-    let last_created_ms = if row.last_id == 0 {
-        None
-    } else {
-        super::entities::outbox::Entity::find_by_id(row.last_id)
-            .one(db)
-            .await?
-            .map(|o| (o.created_at.unix_timestamp_nanos() / 1_000_000) as i64)
-    };
-    Ok(ConfirmationHistory {
-        last_id: row.last_id,
-        last_created_ms,
-        recent: row.recent,
-        queued: row.queued,
-    })
+) -> Result<HashMap<i64, ConfirmationHistory>, DbErr> {
+    let mut out = HashMap::with_capacity(subscriber_ids.len());
+    for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        let ids: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT h.subscriber_id, h.last_id, h.recent, h.queued, o.created_at AS last_created_at \
+             FROM (SELECT subscriber_id, MAX(id) AS last_id, \
+                     COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0) AS recent, \
+                     COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS queued \
+                   FROM outbox WHERE kind = 'confirmation' AND subscriber_id IN ({}) \
+                   GROUP BY subscriber_id) h \
+             JOIN outbox o ON o.id = h.last_id",
+            ids.join(", ")
+        );
+        let mut values = vec![since.into()];
+        values.extend(chunk.iter().map(|&id| id.into()));
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        for row in HistoryRow::find_by_statement(stmt).all(db).await? {
+            out.insert(
+                row.subscriber_id,
+                ConfirmationHistory {
+                    last_id: row.last_id,
+                    last_created_ms: Some((row.last_created_at.unix_timestamp_nanos() / 1_000_000) as i64),
+                    recent: row.recent,
+                    queued: row.queued,
+                },
+            );
+        }
+    }
+    Ok(out)
 }

@@ -290,16 +290,16 @@ async fn submit(
         user_agent: requester.user_agent,
         source: source(json, &raw, &headers),
     };
-    signup::sign_up(
-        &state,
-        Signup {
+    state
+        .signups
+        .sign_up(Signup {
             email,
             name,
             lists: chosen,
             origin,
-        },
-    )
-    .await?;
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
     Ok(accepted(&state, json))
 }
 
