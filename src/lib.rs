@@ -9,6 +9,7 @@ pub mod campaigns;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod group;
 pub mod leaving;
 pub mod links;
 pub mod mail;

@@ -3,22 +3,45 @@
 //! suppressed (CS-7). Compiled content is cached per campaign for the life of the worker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Job, Relay, finish, retry_later, stamp_and_send};
+use super::{Delivered, Job, Relay, retry_later, stamp_and_send};
 use crate::app::AppState;
 use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
+use crate::group::Grouped;
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
-use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome};
+use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::policy_version;
-use crate::store::queue::CAMPAIGN_RECIPIENTS;
+use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
 #[derive(Default)]
 pub struct CampaignJob {
     prepared: Mutex<HashMap<i64, Arc<Prepared>>>,
     /// The material policy version in force, as of the start of the current batch.
     material: Mutex<Option<policy_version::Model>>,
+    /// The checks right before concurrent sends, read together (started with the worker).
+    checks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
+}
+
+/// A recipient to check, and the material policy version (and its start) in force.
+type CheckRequest = (i64, i64, Option<(String, time::OffsetDateTime)>);
+
+/// Checks a group of recipients: one query per material policy state (nearly always one).
+async fn check_group(
+    state: &AppState,
+    requests: Vec<CheckRequest>,
+) -> Vec<Result<Option<SendCheck>, String>> {
+    let mut out = Vec::with_capacity(requests.len());
+    for same in requests.chunk_by(|a, b| a.2 == b.2) {
+        let pairs: Vec<(i64, i64)> = same.iter().map(|(s, l, _)| (*s, *l)).collect();
+        let material = same[0].2.as_ref().map(|(v, at)| (v.as_str(), *at));
+        match store::send_checks(&state.db, &pairs, material).await {
+            Ok(checks) => out.extend(checks.into_iter().map(Ok)),
+            Err(e) => out.extend(same.iter().map(|_| Err(format!("database: {e}")))),
+        }
+    }
+    out
 }
 
 impl CampaignJob {
@@ -49,15 +72,23 @@ impl CampaignJob {
         // A material policy change in force holds back people whose consent predates it
         // (looked up once per batch, in `before_claim`).
         let material = self.material.lock().expect("material lock").clone();
-        let material_key = material.as_ref().map(|m| (m.version.as_str(), m.effective_at));
-        let check = match store::send_check(&state.db, subscriber_id, row.list_id, material_key).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
+        let material_key = material.as_ref().map(|m| (m.version.clone(), m.effective_at));
+        let checks = self.checks.get_or_init(|| {
+            let state = state.clone();
+            Grouped::start(state.config.delivery.concurrency.max(1), move |requests| {
+                let state = state.clone();
+                async move { check_group(&state, requests).await }
+            })
+        });
+        let check = match checks.call((subscriber_id, row.list_id, material_key)).await {
+            Some(Ok(Some(c))) => c,
+            Some(Ok(None)) => {
                 return Outcome::Skipped {
                     reason: "erased".into(),
                 };
             }
-            Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
+            Some(Err(e)) => return retry_later(cfg, row.attempts, e),
+            None => return retry_later(cfg, row.attempts, "the send check has stopped".into()),
         };
         if check.subscription_status.as_deref() != Some("confirmed") {
             return Outcome::Skipped {
@@ -165,9 +196,17 @@ impl Job for CampaignJob {
         })
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedRecipient) {
+    fn queue(&self) -> &'static Queue {
+        &CAMPAIGN_RECIPIENTS
+    }
+
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient) -> Delivered {
         let outcome = self.attempt(state, relay, &row).await;
-        finish(state, &CAMPAIGN_RECIPIENTS, "campaign", row.id, owner, outcome).await;
+        Delivered {
+            id: row.id,
+            kind: "campaign".into(),
+            outcome,
+        }
     }
 
     async fn after_batch(&self, state: &AppState) {

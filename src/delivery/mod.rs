@@ -26,6 +26,7 @@ use crate::address_hash::AddressHash;
 use crate::app::AppState;
 use crate::config::DeliveryConfig;
 use crate::domain::EmailAddress;
+use crate::group::Grouped;
 use crate::mail::{ComposedMessage, SendError};
 use crate::store::outbox::{self, ClaimedMessage};
 use crate::store::queue::{OUTBOX, Outcome, Queue};
@@ -79,7 +80,10 @@ trait Job: Send + Sync {
     type Row: Send;
     fn name(&self) -> &'static str;
     async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
-    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: Self::Row);
+    /// The queue the rows come from (outcomes are recorded there).
+    fn queue(&self) -> &'static Queue;
+    /// Attempts one row: its id, a kind for the logs, and the outcome to record.
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: Self::Row) -> Delivered;
     /// After each batch (campaigns: mark finished ones).
     async fn after_batch(&self, _state: &AppState) {}
     /// Before each claim (campaigns: start scheduled ones whose time has come).
@@ -96,6 +100,16 @@ async fn run_job<J: Job>(
 ) {
     let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
     let cfg = state.config.delivery.clone();
+    // Outcomes of concurrent sends are recorded together (see `crate::group`); each send
+    // waits for its outcome to be recorded, so what is unrecorded at a crash stays bounded
+    // by the concurrency.
+    let recorder = {
+        let (state, owner, queue) = (state.clone(), owner.clone(), job.queue());
+        Grouped::start(cfg.concurrency.max(1), move |outcomes: Vec<(i64, Outcome)>| {
+            let (state, owner) = (state.clone(), owner.clone());
+            async move { queue.record_many(&state.db, &owner, outcomes).await }
+        })
+    };
     tracing::info!(
         worker = job.name(),
         concurrency = cfg.concurrency,
@@ -126,7 +140,10 @@ async fn run_job<J: Job>(
             continue;
         }
         futures::stream::iter(batch)
-            .for_each_concurrent(cfg.concurrency, |row| job.deliver(&state, relay, &owner, row))
+            .for_each_concurrent(cfg.concurrency, |row| async {
+                let delivered = job.deliver(&state, relay, row).await;
+                finish(&recorder, delivered).await;
+            })
             .await;
         job.after_batch(&state).await;
     }
@@ -223,8 +240,16 @@ async fn stamp_and_send(
     }
 }
 
+/// What a worker did with one row.
+pub(crate) struct Delivered {
+    id: i64,
+    kind: String,
+    outcome: Outcome,
+}
+
 /// Logs an outcome and records it, fenced by the lease.
-async fn finish(state: &AppState, queue: &Queue, kind: &str, id: i64, owner: &str, outcome: Outcome) {
+async fn finish(recorder: &Grouped<(i64, Outcome), Result<bool, String>>, delivered: Delivered) {
+    let Delivered { id, kind, outcome } = delivered;
     match &outcome {
         Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
         Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
@@ -232,12 +257,17 @@ async fn finish(state: &AppState, queue: &Queue, kind: &str, id: i64, owner: &st
         Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
         Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
     }
-    match queue.record(&state.db, id, owner, outcome).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
-        Err(e) => {
+    match recorder.call((id, outcome)).await {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
+        Some(Err(e)) => {
             tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
         }
+        None => tracing::error!(
+            id,
+            kind,
+            "the outcome recorder has stopped; the lease will expire"
+        ),
     }
 }
 
@@ -266,9 +296,17 @@ impl Job for OutboxJob {
         })
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, owner: &str, row: ClaimedMessage) {
+    fn queue(&self) -> &'static Queue {
+        &OUTBOX
+    }
+
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage) -> Delivered {
         let outcome = attempt(state, relay, &row).await;
-        finish(state, &OUTBOX, &row.kind, row.id, owner, outcome).await;
+        Delivered {
+            id: row.id,
+            kind: row.kind,
+            outcome,
+        }
     }
 }
 

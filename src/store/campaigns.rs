@@ -1,5 +1,7 @@
 //! Campaigns and their recipients.
 
+use std::collections::HashMap;
+
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, Set, Statement,
@@ -291,29 +293,52 @@ pub struct SendCheck {
     pub fresh_consents: i64,
 }
 
-/// `material`: the material policy version in force (version, effective date), whose consent
-/// is counted in `fresh_consents`.
-pub async fn send_check(
-    db: &impl ConnectionTrait,
+#[derive(FromQueryResult)]
+struct CheckedRow {
     subscriber_id: i64,
     list_id: i64,
+    #[sea_orm(nested)]
+    check: SendCheck,
+}
+
+/// The checks for many (subscriber, list) pairs in one query per chunk, in the order asked;
+/// `None` for a person who no longer exists. `material`: the material policy version in force
+/// (version, effective date), whose consent is counted in `fresh_consents`.
+pub async fn send_checks(
+    db: &impl ConnectionTrait,
+    pairs: &[(i64, i64)],
     material: Option<(&str, time::OffsetDateTime)>,
-) -> Result<Option<SendCheck>, DbErr> {
+) -> Result<Vec<Option<SendCheck>>, DbErr> {
     let (version, since) =
         material.unwrap_or(("", time::OffsetDateTime::now_utc() + time::Duration::days(36_500)));
-    SendCheck::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT s.email, s.name, s.uuid, \
-           (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = $2) AS subscription_status, \
-           (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
-           (SELECT COUNT(*) FROM consent_events c WHERE c.subscriber_id = s.id AND \
-             ((c.kind = 'agree' AND c.policy_version = $3) \
-              OR (c.kind IN ('confirm', 'api_add', 'import', 'resubscribe') AND c.occurred_at >= $4))) AS fresh_consents \
-         FROM subscribers s WHERE s.id = $1",
-        [subscriber_id.into(), list_id.into(), version.into(), since.into()],
-    ))
-    .one(db)
-    .await
+    let mut found: HashMap<(i64, i64), SendCheck> = HashMap::with_capacity(pairs.len());
+    for chunk in pairs.chunks(super::ROWS_PER_STATEMENT) {
+        let values: String = (0..chunk.len())
+            .map(|n| format!("(${}, ${})", 3 + 2 * n, 4 + 2 * n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, s.email, s.name, s.uuid, \
+               (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = v.column2) \
+                 AS subscription_status, \
+               (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
+               (SELECT COUNT(*) FROM consent_events c WHERE c.subscriber_id = s.id AND \
+                 ((c.kind = 'agree' AND c.policy_version = $1) \
+                  OR (c.kind IN ('confirm', 'api_add', 'import', 'resubscribe') AND c.occurred_at >= $2))) \
+                 AS fresh_consents \
+             FROM (VALUES {values}) AS v JOIN subscribers s ON s.id = v.column1"
+        );
+        let mut all: Vec<sea_orm::Value> = vec![version.into(), since.into()];
+        for &(subscriber_id, list_id) in chunk {
+            all.push(subscriber_id.into());
+            all.push(list_id.into());
+        }
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, all);
+        for row in CheckedRow::find_by_statement(stmt).all(db).await? {
+            found.insert((row.subscriber_id, row.list_id), row.check);
+        }
+    }
+    Ok(pairs.iter().map(|p| found.get(p).cloned()).collect())
 }
 
 pub fn new_campaign(

@@ -18,13 +18,13 @@ pub struct Queue {
     claim_filter: &'static str,
 }
 
-pub const OUTBOX: Queue = Queue {
+pub static OUTBOX: Queue = Queue {
     table: "outbox",
     skipped_status: "cancelled",
     claim_filter: "",
 };
 
-pub const CAMPAIGN_RECIPIENTS: Queue = Queue {
+pub static CAMPAIGN_RECIPIENTS: Queue = Queue {
     table: "campaign_recipients",
     skipped_status: "skipped",
     claim_filter: "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
@@ -147,5 +147,80 @@ impl Queue {
             ))
             .await?;
         Ok(res.rows_affected() > 0)
+    }
+
+    /// Records the outcomes of one owner's sends; says per outcome whether it was recorded
+    /// (false: the lease was lost). Sent outcomes, nearly all of them, share one statement per
+    /// chunk; the rest are recorded one by one.
+    pub async fn record_many(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        outcomes: Vec<(i64, Outcome)>,
+    ) -> Vec<Result<bool, String>> {
+        let mut results: Vec<Result<bool, String>> = Vec::with_capacity(outcomes.len());
+        let mut sent: Vec<(usize, i64, String)> = Vec::new();
+        for (i, (id, outcome)) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Sent { message_id } => {
+                    results.push(Ok(false));
+                    sent.push((i, id, message_id));
+                }
+                other => results.push(self.record(db, id, owner, other).await.map_err(|e| e.to_string())),
+            }
+        }
+        for chunk in sent.chunks(super::ROWS_PER_STATEMENT) {
+            match self.record_sent(db, owner, chunk).await {
+                Ok(recorded) => {
+                    for (i, id, _) in chunk {
+                        results[*i] = Ok(recorded.contains(id));
+                    }
+                }
+                Err(e) => {
+                    for (i, _, _) in chunk {
+                        results[*i] = Err(e.to_string());
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Marks rows sent with their Message-IDs, fenced by the lease; returns the ids recorded.
+    async fn record_sent(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        sent: &[(usize, i64, String)],
+    ) -> Result<Vec<i64>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Recorded {
+            id: i64,
+        }
+        let values: String = (0..sent.len())
+            .map(|n| format!("(${}, ${})", 3 + 2 * n, 4 + 2 * n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
+             lease_owner = NULL FROM (VALUES {values}) AS v \
+             WHERE {t}.id = v.column1 AND {t}.lease_owner = $1 AND {t}.status = 'sending' RETURNING id",
+            t = self.table
+        );
+        let mut all: Vec<Value> = Vec::with_capacity(2 + 2 * sent.len());
+        all.push(owner.into());
+        all.push(super::now().into());
+        for (_, id, message_id) in sent {
+            all.push((*id).into());
+            all.push(message_id.as_str().into());
+        }
+        let rows = Recorded::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            all,
+        ))
+        .all(db)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }
