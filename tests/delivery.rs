@@ -160,6 +160,37 @@ async fn a_temporary_451_is_retried_until_accepted() {
     assert_eq!(app.sink.messages().len(), 1, "delivered exactly once");
 }
 
+/// A relay that offers PIPELINING gets MAIL, RCPT and DATA in one write; one that does not
+/// gets them one at a time. Both receive every message, and a refused recipient in a pipeline
+/// does not disturb the next message.
+#[tokio::test]
+async fn commands_are_pipelined_only_when_the_relay_offers_it() {
+    let app = spawn_app().await;
+    app.sink.reply(Stage::Rcpt, "refused@example.org", 550, Some(1));
+    for to in ["one@example.org", "refused@example.org", "two@example.org"] {
+        queue_test_message(&app, to).await;
+    }
+    let msgs = app.sink.wait_for(2, WAIT).await;
+    let mut got: Vec<_> = msgs.iter().map(|m| m.rcpt_to.join(",")).collect();
+    got.sort();
+    assert_eq!(got, ["one@example.org", "two@example.org"]);
+    assert!(
+        app.sink.pipelined_transactions() >= 2,
+        "the relay offered PIPELINING"
+    );
+
+    let plain = spawn_app().await;
+    plain.sink.without_pipelining();
+    queue_test_message(&plain, "three@example.org").await;
+    let msgs = plain.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, ["three@example.org"]);
+    assert_eq!(
+        plain.sink.pipelined_transactions(),
+        0,
+        "no PIPELINING offered, none used"
+    );
+}
+
 /// GY-6: a 5xx at RCPT fails the message, suppresses the address, and later mail to it is
 /// not even attempted.
 #[tokio::test]

@@ -5,6 +5,9 @@
 //! without `TCP_NODELAY`, so Nagle's algorithm holds the terminator until the relay ACKs the
 //! body, and relays delay that ACK (~40 ms): every message waited ~45 ms per connection
 //! (measured: 177 msg/s with 8 connections to Postfix's smtp-sink, which takes 8,640 msg/s).
+//!
+//! When the relay offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write and
+//! their replies are read after: two round trips per message instead of four.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,7 +15,8 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use super::transport::{SendError, classify};
 
@@ -27,7 +31,7 @@ pub struct SmtpRelay {
     credentials: Option<Credentials>,
     hello: ClientId,
     timeout: Duration,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     max_idle_connections: usize,
 }
 
@@ -52,7 +56,7 @@ impl SmtpRelay {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let unavailable = |e: String| SendError::Unavailable(e);
         let tcp = tokio::time::timeout(
             self.timeout,
@@ -80,32 +84,37 @@ impl SmtpRelay {
                 .await
                 .map_err(classify)?;
         }
-        Ok(conn)
+        // lettre keeps only the extensions it uses; ask again to learn about PIPELINING.
+        let pipelining = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(classify)?
+            .message()
+            .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"));
+        Ok(Connection { conn, pipelining })
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && !conn.has_broken() {
+            if since.elapsed() < MAX_IDLE && !conn.conn.has_broken() {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn put_back(&self, conn: AsyncSmtpConnection) {
+    fn put_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().expect("pool lock");
-        if !conn.has_broken() && idle.len() < self.max_idle_connections {
+        if !conn.conn.has_broken() && idle.len() < self.max_idle_connections {
             idle.push((conn, Instant::now()));
         }
     }
 
     pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
-        // A reused connection that fails without an SMTP reply was closed under us: try once
-        // more on a fresh one before calling it a failure.
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, bytes).await {
-                Ok(_) => {
+                Ok(()) => {
                     self.put_back(conn);
                     return Ok(());
                 }
@@ -117,5 +126,63 @@ impl SmtpRelay {
         conn.send(envelope, bytes).await.map_err(classify)?;
         self.put_back(conn);
         Ok(())
+    }
+}
+
+/// A session with the relay, and whether it takes pipelined commands.
+struct Connection {
+    conn: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+impl Connection {
+    async fn send(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(), lettre::transport::smtp::Error> {
+        if !self.pipelining {
+            return self.conn.send(envelope, bytes).await.map(|_| ());
+        }
+        let result = self.send_pipelined(envelope, bytes).await;
+        if result.is_err() {
+            // Replies to the rest of the pipeline may still be on their way: this session's
+            // state is unknown, so it is not used again.
+            self.conn.abort().await;
+        }
+        result
+    }
+
+    /// MAIL, RCPT… and DATA in one write, then their replies in order, then the message.
+    async fn send_pipelined(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<(), lettre::transport::smtp::Error> {
+        // The same MAIL parameters lettre would use.
+        let mut mail_options = Vec::new();
+        let non_ascii_address = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii_address && self.conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            mail_options.push(MailParameter::SmtpUtfEight);
+        }
+        if !bytes.is_ascii() && self.conn.server_info().supports_feature(Extension::EightBitMime) {
+            mail_options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let mut commands = Mail::new(envelope.from().cloned(), mail_options).to_string();
+        for to in envelope.to() {
+            commands.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        commands.push_str(&Data.to_string());
+        // `command` writes everything and reads the first reply (MAIL's).
+        self.conn.command(commands).await?;
+        for _ in envelope.to() {
+            self.conn.read_response().await?;
+        }
+        self.conn.read_response().await?; // 354 for DATA
+        self.conn.message(bytes).await.map(|_| ())
     }
 }

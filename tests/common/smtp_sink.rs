@@ -45,6 +45,10 @@ pub struct SmtpSink {
     arrived: Notify,
     /// Delay before answering DATA, to hold messages "in flight".
     data_delay_ms: std::sync::atomic::AtomicU64,
+    /// Leave PIPELINING out of the EHLO reply.
+    no_pipelining: std::sync::atomic::AtomicBool,
+    /// Transactions whose RCPT arrived together with MAIL (the client pipelined).
+    pipelined: std::sync::atomic::AtomicUsize,
 }
 
 impl SmtpSink {
@@ -78,6 +82,17 @@ impl SmtpSink {
             code,
             remaining: times,
         });
+    }
+
+    /// Stop offering PIPELINING to new sessions.
+    pub fn without_pipelining(&self) {
+        self.no_pipelining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many transactions the client pipelined.
+    pub fn pipelined_transactions(&self) -> usize {
+        self.pipelined.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn delay_data(&self, ms: u64) {
@@ -136,8 +151,16 @@ impl SmtpSink {
             let cmd = line.trim_end().to_owned();
             let upper = cmd.to_ascii_uppercase();
             let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800".into()
+                if self.no_pipelining.load(std::sync::atomic::Ordering::SeqCst) {
+                    "250-sink.test\r\n250-8BITMIME\r\n250 SIZE 52428800".into()
+                } else {
+                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800".into()
+                }
             } else if upper.starts_with("MAIL FROM:") {
+                // The next command is already here before we answered: it came in the same write.
+                if !reader.buffer().is_empty() {
+                    self.pipelined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 from = addr(&cmd[10..]);
                 rcpts.clear();
                 "250 2.1.0 ok".into()
