@@ -183,6 +183,40 @@ impl Connection {
             self.conn.read_response().await?;
         }
         self.conn.read_response().await?; // 354 for DATA
-        self.conn.message(bytes).await.map(|_| ())
+        // The message and its final dot in one write (lettre's `message` makes them two
+        // packets under TCP_NODELAY). `command` writes a string, so this needs UTF-8, which
+        // every message we format is; anything else goes the long way.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.conn.command(DataBlock(text)).await.map(|_| ()),
+            Err(_) => self.conn.message(bytes).await.map(|_| ()),
+        }
+    }
+}
+
+/// A message as the DATA phase sends it: dot-stuffed (RFC 5321 4.5.2), then `CRLF . CRLF`.
+struct DataBlock<'a>(&'a str);
+
+impl std::fmt::Display for DataBlock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut at_line_start = true;
+        for line in self.0.split_inclusive('\n') {
+            if at_line_start && line.starts_with('.') {
+                f.write_str(".")?;
+            }
+            f.write_str(line)?;
+            at_line_start = line.ends_with('\n');
+        }
+        f.write_str("\r\n.\r\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataBlock;
+
+    #[test]
+    fn lines_starting_with_a_dot_are_stuffed_and_the_block_ends_with_a_lone_dot() {
+        let block = DataBlock(".first\r\nmiddle . dot\r\n..two\r\n.\r\nlast").to_string();
+        assert_eq!(block, "..first\r\nmiddle . dot\r\n...two\r\n..\r\nlast\r\n.\r\n");
     }
 }
