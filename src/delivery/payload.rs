@@ -8,8 +8,8 @@ use crate::app::AppState;
 use crate::domain::{EmailAddress, HeaderText};
 use crate::mail::{ComposedMessage, MailClass};
 use crate::store::outbox::ClaimedMessage;
+use crate::store::subscriptions;
 use crate::store::suppressions::SuppressionReason;
-use crate::store::{lists, subscriptions};
 use crate::tokens::Purpose;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,33 +314,19 @@ async fn confirmation(
     let Some(subscriber_id) = row.subscriber_id else {
         return Ok(None);
     };
-    let Some(subscriber) = subscriptions::subscriber_by_id(db, subscriber_id)
+    // Who, and what they have pending now, in one query.
+    let Some(pending) = subscriptions::pending_confirmation(db, subscriber_id)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
-    let pending: Vec<i64> = subscriptions::of_subscriber(db, subscriber_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|s| s.status == "pending")
-        .map(|s| s.list_id)
-        .collect();
-    if pending.is_empty() {
-        return Ok(None);
-    }
-    let lists: Vec<String> = lists::by_ids(db, pending)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
+    let lists = pending.list_names;
     let ttl = state.config.signup.confirm_ttl;
     // The token covers what is pending now (its issue time rides along, OI-10).
     let token = state.keyring().issue(
         Purpose::Confirm,
-        &subscriber.uuid.to_string(),
+        &pending.uuid.to_string(),
         Some(&crate::store::now_ms().to_string()),
         Some(ttl),
     );
@@ -363,7 +349,7 @@ async fn confirmation(
     };
     Ok(Some(ComposedMessage {
         to,
-        to_name: subscriber
+        to_name: pending
             .name
             .as_deref()
             .and_then(|n| crate::domain::DisplayName::parse(n).ok()),

@@ -169,6 +169,46 @@ pub async fn request_subscriptions(
     Ok(out)
 }
 
+/// A person with subscriptions waiting for confirmation, and the names of those lists.
+pub struct PendingConfirmation {
+    pub uuid: uuid::Uuid,
+    pub name: Option<String>,
+    pub list_names: Vec<String>,
+}
+
+#[derive(FromQueryResult)]
+struct PendingRow {
+    uuid: uuid::Uuid,
+    name: Option<String>,
+    list_name: String,
+}
+
+/// What a confirmation email covers, read when it is sent: `None` when nothing is pending
+/// (any more) or the person is gone.
+pub async fn pending_confirmation(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+) -> Result<Option<PendingConfirmation>, DbErr> {
+    let rows = PendingRow::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT s.uuid, s.name, l.name AS list_name FROM subscribers s \
+         JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
+         JOIN lists l ON l.id = x.list_id \
+         WHERE s.id = $1 ORDER BY l.id",
+        [subscriber_id.into()],
+    ))
+    .all(db)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(PendingConfirmation {
+        uuid: first.uuid,
+        name: first.name.clone(),
+        list_names: rows.into_iter().map(|r| r.list_name).collect(),
+    }))
+}
+
 pub async fn of_subscriber(
     db: &impl ConnectionTrait,
     subscriber_id: i64,
