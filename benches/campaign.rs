@@ -182,7 +182,8 @@ async fn main() {
     let recipients = campaigns::start(&state, campaign.id).await.unwrap().unwrap();
     let snapshot = started.elapsed();
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Often enough that the poll does not blur a run of a few seconds.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let c = letterhead::store::campaigns::get(&state.db, campaign.id)
             .await
             .unwrap()
