@@ -27,7 +27,10 @@ pub static OUTBOX: Queue = Queue {
 pub static CAMPAIGN_RECIPIENTS: Queue = Queue {
     table: "campaign_recipients",
     skipped_status: "skipped",
-    claim_filter: "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+    // The unary `+` keeps SQLite from choosing the (campaign_id, …) index, which without
+    // statistics it prefers, and then sorting every due row of the campaign for each claim
+    // (31 ms at 200k rows against 2 ms through the claimable index).
+    claim_filter: "AND +campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
 };
 
 /// The outcome of one send.
