@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::mail::{Stamp, Transport};
 use crate::signup::SignupWriter;
 use crate::store::keys::{self, KeyPurpose};
+use crate::store::lists::PublicLists;
 use crate::store::{self, Db};
 use crate::tokens::{Claims, Keyring, Purpose, TokenError};
 use crate::web::rate_limit::{IpLimiter, KeyedLimiter};
@@ -52,6 +53,8 @@ pub struct App {
     pub limits: Limits,
     /// Writes signups in batches (see [`SignupWriter`]).
     pub signups: SignupWriter,
+    /// The lists the signup form offers, cached briefly.
+    pub public_lists: PublicLists,
 }
 
 pub type AppState = Arc<App>;
@@ -139,6 +142,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             api: KeyedLimiter::per_minute(config.rate_limits.api_per_minute),
         },
         signups: SignupWriter::start(db.clone(), address_hasher.clone(), config.signup.clone()),
+        public_lists: PublicLists::default(),
         address_hasher,
         db,
         config,

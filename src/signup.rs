@@ -6,7 +6,7 @@
 //! on it (OI-9). Concurrent identical signups end as one subscription per list and at most one
 //! confirmation: unique constraints and upserts decide, not application locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sea_orm::{DatabaseTransaction, DbErr};
@@ -21,7 +21,7 @@ use crate::store::entities::list;
 use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::store::{self, Db, begin_write, policies, spent_tokens};
+use crate::store::{self, Db, begin_write, lists, policies, spent_tokens};
 use crate::tokens::Claims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
@@ -144,8 +144,17 @@ async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbE
     let now_ms = store::now_ms();
     let tx = begin_write(&ctx.db).await?;
     let policy = policies::in_force(&tx, now).await?.map(|p| p.version);
+    // The lists were checked against a cached copy: one deleted since is left out, the rest
+    // are kept from being deleted until the batch commits.
+    let mut list_ids: Vec<i64> = signups
+        .iter()
+        .flat_map(|s| s.lists.iter().map(|l| l.id))
+        .collect();
+    list_ids.sort_unstable();
+    list_ids.dedup();
+    let existing = lists::lock_existing(&tx, list_ids).await?;
     for round in rounds(signups) {
-        write_round(ctx, &tx, &round, policy.as_deref(), now_ms).await?;
+        write_round(ctx, &tx, &round, &existing, policy.as_deref(), now_ms).await?;
     }
     tx.commit().await
 }
@@ -169,6 +178,7 @@ async fn write_round(
     ctx: &WriterContext,
     tx: &DatabaseTransaction,
     round: &[&Signup],
+    existing_lists: &HashSet<i64>,
     policy: Option<&str>,
     now_ms: i64,
 ) -> Result<(), DbErr> {
@@ -192,7 +202,7 @@ async fn write_round(
     let mut pairs = Vec::new();
     for s in &round {
         let id = subscriber_of(s)?.id;
-        pairs.extend(chosen_lists(s).map(|l| (id, l.id)));
+        pairs.extend(chosen_lists(s, existing_lists).map(|l| (id, l.id)));
     }
     let requested = subscriptions::request_subscriptions(tx, &pairs, now_ms).await?;
 
@@ -203,7 +213,7 @@ async fn write_round(
     for s in &round {
         let id = subscriber_of(s)?.id;
         let mut newest: Option<i64> = None;
-        for list in chosen_lists(s) {
+        for list in chosen_lists(s, existing_lists) {
             if let Some(r) = requested.get(&(id, list.id))
                 && r.status == "pending"
             {
@@ -243,11 +253,11 @@ async fn write_round(
     Ok(())
 }
 
-/// The lists of a signup, each once.
-fn chosen_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
+/// The lists of a signup that still exist, each once.
+fn chosen_lists<'a>(signup: &'a Signup, existing: &'a HashSet<i64>) -> impl Iterator<Item = &'a list::Model> {
     let mut seen = Vec::with_capacity(signup.lists.len());
     signup.lists.iter().filter(move |l| {
-        let new = !seen.contains(&l.id);
+        let new = existing.contains(&l.id) && !seen.contains(&l.id);
         seen.push(l.id);
         new
     })

@@ -5,19 +5,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::flows::add_list;
 use common::{Spawn, TestApp, dkim_check, header_values, spawn};
-use letterhead::domain::{EmailAddress, ListSlug};
+use letterhead::domain::EmailAddress;
 use letterhead::store::suppressions::{self, SuppressionReason};
 use letterhead::tokens::Purpose;
 use reqwest::StatusCode;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn add_list(app: &TestApp, slug: &str, name: &str) {
-    letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
-        .await
-        .unwrap();
-}
 
 async fn app_with_lists() -> TestApp {
     let app = spawn(Spawn {
@@ -298,6 +293,83 @@ async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
 }
 
 /// The JSON endpoint: 202 and the same pending state.
+/// The form's lists are cached briefly. A list deleted meanwhile by another instance (here:
+/// behind this one's back) is left out of a signup that names it, which is still answered as
+/// accepted and subscribes to the other lists. A list added or deleted through the API is seen
+/// at once.
+#[tokio::test]
+async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_is_skipped() {
+    let app = app_with_lists().await;
+    assert!(
+        app.http
+            .get(app.url("/subscribe"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("Special Offers")
+    );
+    app.execute("DELETE FROM lists WHERE slug = 'offers'").await;
+    let res = post_form(
+        &app,
+        "email=both%40example.org&list=weekly&list=offers&consent=yes&age_confirmed=yes",
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "answered as accepted: {:?}",
+        res.text().await
+    );
+    assert_eq!(status_of(&app, "both@example.org", "weekly").await, "pending");
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscriptions").await, 1);
+    app.sink.wait_for(1, WAIT).await;
+
+    let key = app.create_api_key().await;
+    let created = app
+        .http
+        .post(app.url("/api/v1/lists"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"slug": "daily", "name": "Daily Digest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let form = app
+        .http
+        .get(app.url("/subscribe"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        form.contains("Daily Digest"),
+        "a list created through the API is offered at once"
+    );
+    let deleted = app
+        .http
+        .delete(app.url("/api/v1/lists/daily"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let res = post_json(
+        &app,
+        serde_json::json!({"email": "late@example.org", "lists": ["daily"], "consent": true, "age_confirmed": true}),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a list deleted through the API is gone at once"
+    );
+}
+
 #[tokio::test]
 async fn a_json_signup_is_accepted_with_202() {
     let app = app_with_lists().await;

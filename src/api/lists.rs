@@ -94,6 +94,7 @@ async fn create(
                 AppError::from(e)
             }
         })?;
+    state.public_lists.forget();
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -142,7 +143,9 @@ async fn update(
     if let Some(public) = p.public {
         m.public = Set(public);
     }
-    Ok(Json(m.update(&state.db).await?.into()))
+    let updated = m.update(&state.db).await?;
+    state.public_lists.forget();
+    Ok(Json(updated.into()))
 }
 
 /// Deleting a list ends its subscriptions; consent evidence stays (its list reference is
@@ -156,5 +159,6 @@ async fn remove(
         .await?
         .ok_or_else(AppError::not_found)?;
     list::Entity::delete_by_id(l.id).exec(&state.db).await?;
+    state.public_lists.forget();
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,12 @@
 //! Mailing lists.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, sea_query::LockType,
 };
 
 use super::entities::list;
@@ -46,6 +51,50 @@ pub async fn public(db: &impl ConnectionTrait) -> Result<Vec<list::Model>, DbErr
         .order_by_asc(list::Column::Name)
         .all(db)
         .await
+}
+
+/// Of these lists, the ones that still exist. On PostgreSQL they stay locked against deletion
+/// until the transaction ends, so rows that refer to them can be written safely.
+pub async fn lock_existing(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<HashSet<i64>, DbErr> {
+    let mut query = list::Entity::find()
+        .select_only()
+        .column(list::Column::Id)
+        .filter(list::Column::Id.is_in(ids));
+    if super::is_postgres(db) {
+        query = query.lock(LockType::KeyShare);
+    }
+    Ok(query.into_tuple::<i64>().all(db).await?.into_iter().collect())
+}
+
+/// How long the public lists are served from memory. Every signup checks its lists against
+/// them; reading them once per request was a third of the database's statements under load.
+/// A change made through this instance's API is seen at once ([`PublicLists::forget`]), one
+/// made through another instance within this time.
+const PUBLIC_LISTS_TTL: Duration = Duration::from_secs(1);
+
+/// The public lists, read at most once per [`PUBLIC_LISTS_TTL`].
+#[derive(Default)]
+pub struct PublicLists {
+    cached: Mutex<Option<(Instant, Arc<Vec<list::Model>>)>>,
+}
+
+impl PublicLists {
+    pub async fn get(&self, db: &impl ConnectionTrait) -> Result<Arc<Vec<list::Model>>, DbErr> {
+        if let Some((read_at, lists)) = &*self.cached.lock().expect("public lists lock")
+            && read_at.elapsed() < PUBLIC_LISTS_TTL
+        {
+            return Ok(lists.clone());
+        }
+        let read_at = Instant::now();
+        let lists = Arc::new(public(db).await?);
+        *self.cached.lock().expect("public lists lock") = Some((read_at, lists.clone()));
+        Ok(lists)
+    }
+
+    /// Drops what is cached: the next signup reads the lists afresh.
+    pub fn forget(&self) {
+        *self.cached.lock().expect("public lists lock") = None;
+    }
 }
 
 pub async fn by_ids(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Vec<list::Model>, DbErr> {

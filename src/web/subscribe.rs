@@ -23,7 +23,6 @@ use crate::app::AppState;
 use crate::domain::{DisplayName, EmailAddress};
 use crate::signup::{self, CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
 use crate::store::entities::list;
-use crate::store::lists;
 use crate::tokens::{Purpose, TokenError};
 
 pub fn routes() -> Router<AppState> {
@@ -38,7 +37,7 @@ struct FormQuery {
 }
 
 async fn show_form(State(state): State<AppState>, Query(q): Query<FormQuery>) -> Result<Response, AppError> {
-    let public = lists::public(&state.db).await?;
+    let public = state.public_lists.get(&state.db).await?;
     let raw = RawSignup {
         lists: q.list.into_iter().collect(),
         ..Default::default()
@@ -275,7 +274,7 @@ async fn submit(
         tracing::info!("honeypot filled: answered as accepted, nothing stored");
         return Ok(accepted(&state, json));
     }
-    let public = lists::public(&state.db).await?;
+    let public = state.public_lists.get(&state.db).await?;
     let (email, name, chosen) = match parse(&raw, &public) {
         Ok(ok) => ok,
         Err(errors) if json || wants_json_headers(&headers) => return Err(AppError::unprocessable(errors)),

@@ -12,11 +12,14 @@ use super::smtp_sink::Captured;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Creates a public list behind the API's back, so the form's cache is told to forget.
 pub async fn add_list(app: &TestApp, slug: &str, name: &str) -> i64 {
-    letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
-        .await
-        .unwrap()
-        .id
+    let list =
+        letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
+            .await
+            .unwrap();
+    app.state.public_lists.forget();
+    list.id
 }
 
 pub fn text_of(m: &Captured) -> String {
