@@ -9,9 +9,12 @@
 //! at-least-once, duplicates bounded by what was in flight.
 
 mod campaign;
+mod lookups;
 mod payload;
 
 pub use payload::Payload;
+
+use lookups::Lookups;
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -155,7 +158,9 @@ pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
     let relay = Relay::new(&state.config.delivery);
     tokio::join!(
         run_job(
-            OutboxJob,
+            OutboxJob {
+                lookups: Lookups::start(&state),
+            },
             state.clone(),
             &relay,
             &state.outbox_wakeup,
@@ -272,7 +277,9 @@ async fn finish(recorder: &Grouped<(i64, Outcome), Result<bool, String>>, delive
 }
 
 /// The outbox: confirmations, notices, data-rights emails, tests.
-struct OutboxJob;
+struct OutboxJob {
+    lookups: Lookups,
+}
 
 impl Job for OutboxJob {
     type Row = ClaimedMessage;
@@ -301,7 +308,7 @@ impl Job for OutboxJob {
     }
 
     async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage) -> Delivered {
-        let outcome = attempt(state, relay, &row).await;
+        let outcome = self.attempt(state, relay, &row).await;
         Delivered {
             id: row.id,
             kind: row.kind,
@@ -310,37 +317,39 @@ impl Job for OutboxJob {
     }
 }
 
-async fn attempt(state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
-    let cfg = &state.config.delivery;
-    let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
-        return Outcome::Failed {
-            error: "the recipient address is not valid".into(),
-        };
-    };
-    let payload: Payload = match serde_json::from_str(&row.payload) {
-        Ok(p) => p,
-        Err(e) => {
+impl OutboxJob {
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
+        let cfg = &state.config.delivery;
+        let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
             return Outcome::Failed {
-                error: format!("unreadable payload: {e}"),
+                error: "the recipient address is not valid".into(),
             };
+        };
+        let payload: Payload = match serde_json::from_str(&row.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("unreadable payload: {e}"),
+                };
+            }
+        };
+        let hash = state.address_hasher.hash(&recipient);
+        match self.lookups.suppression(hash.clone()).await {
+            Ok(Some(reason)) if !payload.sends_despite(&reason) => {
+                return Outcome::Skipped {
+                    reason: "suppressed".into(),
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return retry_later(cfg, row.attempts, e),
         }
-    };
-    let hash = state.address_hasher.hash(&recipient);
-    match suppressions::reason(&state.db, &hash).await {
-        Ok(Some(reason)) if !payload.sends_despite(&reason) => {
-            return Outcome::Skipped {
-                reason: "suppressed".into(),
-            };
+        match payload.render(state, &self.lookups, recipient, row).await {
+            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
+            Ok(None) => Outcome::Skipped {
+                reason: "no longer wanted".into(),
+            },
+            Err(e) => retry_later(cfg, row.attempts, format!("rendering: {e}")),
         }
-        Ok(_) => {}
-        Err(e) => return retry_later(cfg, row.attempts, format!("database: {e}")),
-    }
-    match payload.render(state, recipient, row).await {
-        Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
-        Ok(None) => Outcome::Skipped {
-            reason: "no longer wanted".into(),
-        },
-        Err(e) => retry_later(cfg, row.attempts, format!("rendering: {e}")),
     }
 }
 

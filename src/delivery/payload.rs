@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Lookups;
 use crate::app::AppState;
 use crate::domain::{EmailAddress, HeaderText};
 use crate::mail::{ComposedMessage, MailClass};
@@ -65,6 +66,7 @@ impl Payload {
     pub async fn render(
         &self,
         state: &AppState,
+        lookups: &Lookups,
         to: EmailAddress,
         row: &ClaimedMessage,
     ) -> Result<Option<ComposedMessage>, String> {
@@ -87,7 +89,7 @@ impl Payload {
                     class: MailClass::Transactional { preferences_url: None },
                 }))
             }
-            Payload::Confirmation => confirmation(state, to, row).await,
+            Payload::Confirmation => confirmation(state, lookups, to, row).await,
             Payload::ExportLink => export_link(state, to, row).await,
             Payload::AddressChange { change } => address_change(state, to, *change).await,
             Payload::PolicyNotice { policy_id } => policy_notice(state, to, row, *policy_id).await,
@@ -307,18 +309,15 @@ async fn address_change(
 
 async fn confirmation(
     state: &AppState,
+    lookups: &Lookups,
     to: EmailAddress,
     row: &ClaimedMessage,
 ) -> Result<Option<ComposedMessage>, String> {
-    let db = &state.db;
     let Some(subscriber_id) = row.subscriber_id else {
         return Ok(None);
     };
-    // Who, and what they have pending now, in one query.
-    let Some(pending) = subscriptions::pending_confirmation(db, subscriber_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    // Who, and what they have pending now.
+    let Some(pending) = lookups.pending_confirmation(subscriber_id).await? else {
         return Ok(None);
     };
     let lists = pending.list_names;

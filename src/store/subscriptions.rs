@@ -170,6 +170,7 @@ pub async fn request_subscriptions(
 }
 
 /// A person with subscriptions waiting for confirmation, and the names of those lists.
+#[derive(Debug, Clone)]
 pub struct PendingConfirmation {
     pub uuid: uuid::Uuid,
     pub name: Option<String>,
@@ -178,35 +179,42 @@ pub struct PendingConfirmation {
 
 #[derive(FromQueryResult)]
 struct PendingRow {
+    subscriber_id: i64,
     uuid: uuid::Uuid,
     name: Option<String>,
     list_name: String,
 }
 
-/// What a confirmation email covers, read when it is sent: `None` when nothing is pending
-/// (any more) or the person is gone.
-pub async fn pending_confirmation(
+/// What confirmation emails cover, read when they are sent, per subscriber: absent when
+/// nothing is pending (any more) or the person is gone.
+pub async fn pending_confirmations(
     db: &impl ConnectionTrait,
-    subscriber_id: i64,
-) -> Result<Option<PendingConfirmation>, DbErr> {
-    let rows = PendingRow::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT s.uuid, s.name, l.name AS list_name FROM subscribers s \
-         JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
-         JOIN lists l ON l.id = x.list_id \
-         WHERE s.id = $1 ORDER BY l.id",
-        [subscriber_id.into()],
-    ))
-    .all(db)
-    .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    Ok(Some(PendingConfirmation {
-        uuid: first.uuid,
-        name: first.name.clone(),
-        list_names: rows.into_iter().map(|r| r.list_name).collect(),
-    }))
+    subscriber_ids: &[i64],
+) -> Result<HashMap<i64, PendingConfirmation>, DbErr> {
+    let mut out: HashMap<i64, PendingConfirmation> = HashMap::with_capacity(subscriber_ids.len());
+    for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        let ids: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT s.id AS subscriber_id, s.uuid, s.name, l.name AS list_name FROM subscribers s \
+             JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
+             JOIN lists l ON l.id = x.list_id \
+             WHERE s.id IN ({}) ORDER BY s.id, l.id",
+            ids.join(", ")
+        );
+        let values = chunk.iter().map(|&id| id.into());
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        for row in PendingRow::find_by_statement(stmt).all(db).await? {
+            out.entry(row.subscriber_id)
+                .or_insert_with(|| PendingConfirmation {
+                    uuid: row.uuid,
+                    name: row.name,
+                    list_names: Vec::new(),
+                })
+                .list_names
+                .push(row.list_name);
+        }
+    }
+    Ok(out)
 }
 
 pub async fn of_subscriber(

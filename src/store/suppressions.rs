@@ -53,6 +53,20 @@ pub async fn reason(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<Opt
         .map(|s| s.reason))
 }
 
+/// Why each of these addresses is suppressed, for those that are (keyed by hash).
+pub async fn reasons(
+    db: &impl ConnectionTrait,
+    hashes: &[AddressHash],
+) -> Result<std::collections::HashMap<String, String>, DbErr> {
+    Ok(suppression::Entity::find()
+        .filter(suppression::Column::AddressHmac.is_in(hashes.iter().map(AddressHash::as_str)))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| (s.address_hmac, s.reason))
+        .collect())
+}
+
 /// Lifts a suppression of one of these reasons (a fresh, confirmed opt-in lifts an erasure).
 pub async fn lift(
     db: &impl ConnectionTrait,
