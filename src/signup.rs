@@ -74,7 +74,7 @@ const MAX_BATCH: usize = 128;
 impl SignupWriter {
     /// Starts the writer tasks: one on SQLite (it has one writer anyway), a few on PostgreSQL.
     pub fn start(db: Db, hasher: AddressHasher, cfg: SignupConfig) -> Self {
-        let writers = if store::is_postgres(&db) { 4 } else { 1 };
+        let writers = if store::is_postgres(&db) { 8 } else { 1 };
         let (queue, rx) = mpsc::channel(MAX_BATCH * writers * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let ctx = Arc::new(WriterContext { db, hasher, cfg });

@@ -43,7 +43,9 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
                     .pragma("secure_delete", "ON")
             });
     } else {
-        opts.max_connections(16).min_connections(1);
+        opts.max_connections(16)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(1000));
     }
     Database::connect(opts).await
 }
