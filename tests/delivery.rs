@@ -191,6 +191,46 @@ async fn commands_are_pipelined_only_when_the_relay_offers_it() {
     );
 }
 
+/// DELIVERY_CONCURRENCY caps the sessions with the relay for the whole process: the outbox
+/// worker and any other sender (here: direct sends, as the campaign worker makes) share them.
+#[tokio::test]
+async fn all_senders_share_the_relay_sessions_the_concurrency_allows() {
+    let app = spawn(Spawn {
+        overrides: vec![("DELIVERY_CONCURRENCY", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    app.sink.delay_data(40);
+    for i in 0..8 {
+        queue_test_message(&app, &format!("queued{i}@example.org")).await;
+    }
+    let direct = (0..6).map(|i| {
+        let state = app.state.clone();
+        async move {
+            let composed = letterhead::mail::ComposedMessage {
+                to: EmailAddress::parse(&format!("direct{i}@example.org")).unwrap(),
+                to_name: None,
+                subject: letterhead::domain::HeaderText::parse("Direct").unwrap(),
+                html: templates::email::paragraphs("Hello"),
+                text: "Hello".into(),
+                reason: "A test.".into(),
+                class: letterhead::mail::MailClass::Transactional {
+                    preferences_url: None,
+                },
+            };
+            let stamped = state.stamp.stamp(composed).unwrap();
+            state.transport.send(&stamped).await.unwrap();
+        }
+    });
+    futures::future::join_all(direct).await;
+    app.sink.wait_for(14, WAIT).await;
+    assert_eq!(
+        app.sink.most_sessions_at_once(),
+        2,
+        "two sessions, used and never exceeded"
+    );
+}
+
 /// GY-6: a 5xx at RCPT fails the message, suppresses the address, and later mail to it is
 /// not even attempted.
 #[tokio::test]

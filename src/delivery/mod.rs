@@ -93,7 +93,7 @@ trait Job: Send + Sync {
     async fn before_claim(&self, _state: &AppState) {}
 }
 
-/// Runs a worker until `shutdown` turns true, then finishes the batch in hand and returns.
+/// Runs a worker until `shutdown` turns true, then finishes the rows in hand and returns.
 async fn run_job<J: Job>(
     job: J,
     state: AppState,
@@ -130,27 +130,78 @@ async fn run_job<J: Job>(
             }
             continue;
         }
-        job.before_claim(&state).await;
-        let now = crate::store::now_ms();
-        let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
-        let batch = job.claim(&state, &owner, now, lease_until).await;
-        if batch.is_empty() {
+        // Batches one after another for as long as there is work: the claimer takes the next
+        // batch while the last rows of the one before are still being sent, so the relay
+        // sessions never wait for a claim (no barrier between batches).
+        let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(cfg.concurrency.max(1));
+        let claimer = {
+            let (job, state, shutdown, owner, cfg) = (&job, &state, &shutdown, &owner, &cfg);
+            async move {
+                let mut claimed_any = false;
+                loop {
+                    if claimed_any {
+                        job.after_batch(state).await;
+                    }
+                    if *shutdown.borrow() || relay.wait().is_some() {
+                        break;
+                    }
+                    job.before_claim(state).await;
+                    let now = crate::store::now_ms();
+                    let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
+                    let batch = job.claim(state, owner, now, lease_until).await;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    claimed_any = true;
+                    for row in batch {
+                        if rows_tx.send(row).await.is_err() {
+                            return claimed_any;
+                        }
+                    }
+                }
+                claimed_any // dropping the sender ends the senders' stream
+            }
+        };
+        // What is in flight (sent, perhaps not yet recorded) bounds the duplicates after a
+        // crash. (Twice the relay sessions in flight measured no faster and would double it.)
+        let in_flight_max = cfg.concurrency.max(1);
+        let senders = async {
+            let mut rows_rx = rows_rx;
+            let mut in_flight = futures::stream::FuturesUnordered::new();
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    row = rows_rx.recv(), if open && in_flight.len() < in_flight_max => match row {
+                        Some(row) => in_flight.push(deliver_and_record(&job, &state, relay, &recorder, row)),
+                        None => open = false,
+                    },
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                    else => break,
+                }
+            }
+        };
+        let (claimed_any, ()) = tokio::join!(claimer, senders);
+        job.after_batch(&state).await;
+        if !claimed_any {
             tokio::select! {
                 _ = wakeup.notified() => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
-            continue;
         }
-        futures::stream::iter(batch)
-            .for_each_concurrent(cfg.concurrency, |row| async {
-                let delivered = job.deliver(&state, relay, row).await;
-                finish(&recorder, delivered).await;
-            })
-            .await;
-        job.after_batch(&state).await;
     }
     tracing::info!(worker = job.name(), "delivery worker stopped");
+}
+
+async fn deliver_and_record<J: Job>(
+    job: &J,
+    state: &AppState,
+    relay: &Relay,
+    recorder: &Grouped<(i64, Outcome), Result<bool, String>>,
+    row: J::Row,
+) {
+    let delivered = job.deliver(state, relay, row).await;
+    finish(recorder, delivered).await;
 }
 
 /// Runs the outbox and campaign workers until `shutdown`.

@@ -32,6 +32,9 @@ pub struct SmtpRelay {
     hello: ClientId,
     timeout: Duration,
     idle: Mutex<Vec<(Connection, Instant)>>,
+    /// At most this many sessions at once (DELIVERY_CONCURRENCY): every worker of the process
+    /// shares them.
+    sessions: tokio::sync::Semaphore,
     max_idle_connections: usize,
 }
 
@@ -42,7 +45,7 @@ impl SmtpRelay {
         require_tls: bool,
         credentials: Option<Credentials>,
         hello: ClientId,
-        max_idle_connections: usize,
+        max_connections: usize,
     ) -> Self {
         SmtpRelay {
             host,
@@ -52,7 +55,8 @@ impl SmtpRelay {
             hello,
             timeout: Duration::from_secs(60),
             idle: Mutex::new(Vec::new()),
-            max_idle_connections,
+            sessions: tokio::sync::Semaphore::new(max_connections.max(1)),
+            max_idle_connections: max_connections,
         }
     }
 
@@ -112,6 +116,11 @@ impl SmtpRelay {
     }
 
     pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        let _session = self
+            .sessions
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, bytes).await {
                 Ok(()) => {

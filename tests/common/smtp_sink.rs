@@ -49,6 +49,9 @@ pub struct SmtpSink {
     no_pipelining: std::sync::atomic::AtomicBool,
     /// Transactions whose RCPT arrived together with MAIL (the client pipelined).
     pipelined: std::sync::atomic::AtomicUsize,
+    /// Sessions open now, and the most ever open at once.
+    open_sessions: std::sync::atomic::AtomicUsize,
+    most_sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl SmtpSink {
@@ -67,7 +70,11 @@ impl SmtpSink {
             while let Ok((stream, _)) = listener.accept().await {
                 let s = s.clone();
                 tokio::spawn(async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let open = s.open_sessions.fetch_add(1, SeqCst) + 1;
+                    s.most_sessions.fetch_max(open, SeqCst);
                     let _ = s.session(stream).await;
+                    s.open_sessions.fetch_sub(1, SeqCst);
                 });
             }
         });
@@ -93,6 +100,11 @@ impl SmtpSink {
     /// How many transactions the client pipelined.
     pub fn pipelined_transactions(&self) -> usize {
         self.pipelined.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most sessions that were open at once.
+    pub fn most_sessions_at_once(&self) -> usize {
+        self.most_sessions.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn delay_data(&self, ms: u64) {
