@@ -2,12 +2,12 @@
 //! schedule, pause, resume, cancel, and progress. Statistics are counts only: no open pixels,
 //! no per-recipient click tracking (GD-7).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::campaigns::{self, CampaignInput, RecipientFields};
@@ -16,21 +16,21 @@ use crate::store::campaigns as db;
 use crate::store::entities::campaign;
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/campaigns", get(index).post(create))
-        .route("/api/v1/campaigns/{id}", get(show).patch(update).delete(remove))
-        .route("/api/v1/campaigns/{id}/preview", post(preview))
-        .route("/api/v1/campaigns/{id}/test", post(test_send))
-        .route("/api/v1/campaigns/{id}/send", post(send))
-        .route("/api/v1/campaigns/{id}/schedule", post(schedule))
-        .route("/api/v1/campaigns/{id}/pause", post(pause))
-        .route("/api/v1/campaigns/{id}/resume", post(resume))
-        .route("/api/v1/campaigns/{id}/cancel", post(cancel))
-        .route("/api/v1/test-recipients", post(add_test_recipient))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(preview))
+        .routes(routes!(test_send))
+        .routes(routes!(send))
+        .routes(routes!(schedule))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(cancel))
+        .routes(routes!(add_test_recipient))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CampaignView {
     id: i64,
     status: String,
@@ -85,6 +85,7 @@ async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
     db::get(&state.db, id).await?.ok_or_else(AppError::not_found)
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::ApiErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(input): Json<CampaignInput>,
@@ -96,6 +97,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, c).await?)))
 }
 
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", summary = "All campaigns", responses((status = 200, description = "Campaigns", body = [CampaignView]), super::openapi::ApiErrors))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, AppError> {
     let mut out = Vec::new();
     for c in db::all(&state.db).await? {
@@ -104,11 +106,13 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>,
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "One campaign, with status and counts", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::ApiErrors))]
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     let c = load(&state, id).await?;
     Ok(Json(view(&state, c).await?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::ApiErrors))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -124,6 +128,7 @@ async fn update(
     Ok(Json(view(&state, load(&state, id).await?).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Delete a draft", params(("id" = i64, Path, description = "Campaign id")), responses((status = 204, description = "Deleted"), super::openapi::ApiErrors))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
     load(&state, id).await?;
     if !campaigns::delete_draft(&state, id).await? {
@@ -134,13 +139,14 @@ async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<St
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Preview {
     subject: String,
     html: String,
     text: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), super::openapi::ApiErrors))]
 async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
     load(&state, id).await?;
     let prepared = campaigns::prepare(&state, id)
@@ -155,11 +161,12 @@ async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<J
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TestSend {
     to: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = Object), super::openapi::ApiErrors))]
 async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -193,6 +200,7 @@ async fn test_send(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns", summary = "Start sending now", params(("id" = i64, Path, description = "Campaign id")), responses((status = 202, description = "Sending", body = CampaignView), super::openapi::ApiErrors))]
 async fn send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -216,11 +224,12 @@ async fn send(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ScheduleInput {
     send_at: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/schedule", tag = "campaigns", summary = "Send at a time", params(("id" = i64, Path, description = "Campaign id")), request_body = ScheduleInput, responses((status = 202, description = "Scheduled", body = CampaignView), super::openapi::ApiErrors))]
 async fn schedule(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -265,29 +274,33 @@ async fn transition(
     Ok(Json(view(state, c).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", summary = "Pause sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Paused", body = CampaignView), super::openapi::ApiErrors))]
 async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::pause(&state, id).await;
     transition(&state, id, "paused", ok).await
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", summary = "Resume sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Sending", body = CampaignView), super::openapi::ApiErrors))]
 async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::resume(&state, id).await;
     transition(&state, id, "resumed", ok).await
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", summary = "Cancel: what is not sent stays unsent", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Cancelled", body = CampaignView), super::openapi::ApiErrors))]
 async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::cancel(&state, id).await;
     transition(&state, id, "cancelled", ok).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewTestRecipient {
     email: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = Object), super::openapi::ApiErrors))]
 async fn add_test_recipient(
     State(state): State<AppState>,
     Json(body): Json<NewTestRecipient>,

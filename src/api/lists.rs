@@ -1,9 +1,10 @@
 //! `/api/v1/lists`: create, read and list mailing lists.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::domain::ListSlug;
@@ -11,13 +12,13 @@ use crate::store::entities::list;
 use crate::store::lists;
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/lists", get(index).post(create))
-        .route("/api/v1/lists/{slug}", get(show).patch(update).delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index, create))
+        .routes(routes!(show, update, remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewList {
     slug: Option<String>,
     name: Option<String>,
@@ -25,7 +26,7 @@ struct NewList {
     public: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListView {
     id: i64,
     slug: String,
@@ -51,6 +52,7 @@ impl From<list::Model> for ListView {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/lists", tag = "lists", summary = "Create a list", request_body = NewList, responses((status = 201, description = "Created", body = ListView), super::openapi::ApiErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewList>,
@@ -98,12 +100,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+#[utoipa::path(get, path = "/api/v1/lists", tag = "lists", summary = "All lists", responses((status = 200, description = "Lists", body = [ListView]), super::openapi::ApiErrors))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<ListView>>, AppError> {
     Ok(Json(
         lists::all(&state.db).await?.into_iter().map(Into::into).collect(),
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/lists/{slug}", tag = "lists", summary = "One list", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "The list", body = ListView), super::openapi::ApiErrors))]
 async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<ListView>, AppError> {
     lists::by_slug(&state.db, &slug)
         .await?
@@ -111,13 +115,14 @@ async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result
         .ok_or_else(AppError::not_found)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ListPatch {
     name: Option<String>,
     description: Option<String>,
     public: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Change a list", params(("slug" = String, Path, description = "List slug")), request_body = ListPatch, responses((status = 200, description = "The list", body = ListView), super::openapi::ApiErrors))]
 async fn update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -150,6 +155,7 @@ async fn update(
 
 /// Deleting a list ends its subscriptions; consent evidence stays (its list reference is
 /// cleared), and people stay subscribed to their other lists.
+#[utoipa::path(delete, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Delete a list (its subscriptions end; consent evidence stays)", params(("slug" = String, Path, description = "List slug")), responses((status = 204, description = "Deleted"), super::openapi::ApiErrors))]
 async fn remove(
     State(state): State<AppState>,
     Path(slug): Path<String>,

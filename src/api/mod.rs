@@ -5,12 +5,13 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 mod campaigns;
 mod lists;
 mod notices;
+pub mod openapi;
 pub mod policies;
 mod subscribers;
 mod suppressions;
@@ -26,9 +27,11 @@ pub struct ApiCaller {
     pub key_id: i64,
 }
 
-pub fn routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/status", get(status))
+/// Every `/api/v1` route with its documentation: the router and the OpenAPI document are
+/// built from the same handlers (`#[utoipa::path]`), so no route goes undocumented.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
         .merge(lists::routes())
         .merge(suppressions::routes())
         .merge(policies::routes())
@@ -36,12 +39,24 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(campaigns::routes())
         .merge(subscribers::routes())
         .merge(unsubscribes::routes())
-        .route_layer(middleware::from_fn_with_state(state, require_api_key))
+}
+
+/// The OpenAPI document of the whole API (served at `/openapi.json`).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, api) = documented_routes().split_for_parts();
+    let (_, import) = subscribers::import_routes().split_for_parts();
+    openapi::complete(api.merge_from(import))
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let (router, _) = documented_routes().split_for_parts();
+    router.route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 
 /// Routes that stream large uploads: no body limit, and a long timeout of their own.
 pub fn long_running_routes(state: AppState) -> Router<AppState> {
-    subscribers::import_routes()
+    let (router, _) = subscribers::import_routes().split_for_parts();
+    router
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -79,6 +94,7 @@ struct Status {
 }
 
 /// Delivery at a glance: outbox rows by status.
+#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Object), openapi::ApiErrors))]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,

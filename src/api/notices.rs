@@ -1,15 +1,13 @@
 //! `/api/v1/notices/breach`: email the people a breach affected and post the notice on
 //! /notices until it is withdrawn.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{
-    Json, Router,
-    routing::{get, post},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::domain::{EmailAddress, HeaderText};
@@ -17,20 +15,21 @@ use crate::notices::{self, Affected};
 use crate::store::entities::breach_notice;
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/notices/breach", get(index).post(publish))
-        .route("/api/v1/notices/breach/{id}/withdraw", post(withdraw))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index, publish))
+        .routes(routes!(withdraw))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BreachInput {
     subject: Option<String>,
     body: Option<String>,
+    #[schema(value_type = Option<Object>)]
     affected: Option<Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BreachView {
     id: i64,
     subject: String,
@@ -80,6 +79,7 @@ fn parse_affected(v: Option<&Value>) -> Result<Affected, String> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = Object), super::openapi::ApiErrors))]
 async fn publish(
     State(state): State<AppState>,
     Json(input): Json<BreachInput>,
@@ -121,6 +121,7 @@ async fn publish(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/notices/breach", tag = "notices", summary = "All breach notices", responses((status = 200, description = "Notices", body = [BreachView]), super::openapi::ApiErrors))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, AppError> {
     Ok(Json(
         crate::store::policies::breach_notices(&state.db, false)
@@ -131,6 +132,7 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, A
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/notices/breach/{id}/withdraw", tag = "notices", summary = "Withdraw a breach notice (what is not sent yet stays unsent)", params(("id" = i64, Path, description = "Notice id")), responses((status = 200, description = "Withdrawn", body = BreachView), super::openapi::ApiErrors))]
 async fn withdraw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<BreachView>, AppError> {
     crate::store::policies::withdraw_breach_notice(&state.db, id)
         .await?

@@ -2,22 +2,23 @@
 //! 201 the first time, 200 for the same version with the same content (nothing new is sent),
 //! 409 for the same version with other content.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::notices::{self, NewPolicy, PublishOutcome};
 use crate::store::entities::policy_version;
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/policies", get(index).post(publish))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(index, publish))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PolicyInput {
     pub version: Option<String>,
     pub effective_at: Option<String>,
@@ -27,7 +28,7 @@ pub struct PolicyInput {
     pub material: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PolicyView {
     id: i64,
     version: String,
@@ -102,6 +103,7 @@ pub fn parse(input: PolicyInput) -> Result<NewPolicy, Vec<FieldError>> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/policies", tag = "policies", summary = "Publish a privacy policy version; every user gets a notice", request_body = PolicyInput, responses((status = 201, description = "Published", body = PolicyView), super::openapi::ApiErrors))]
 async fn publish(
     State(state): State<AppState>,
     Json(input): Json<PolicyInput>,
@@ -118,6 +120,7 @@ async fn publish(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/policies", tag = "policies", summary = "All policy versions", responses((status = 200, description = "Versions", body = [PolicyView]), super::openapi::ApiErrors))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<PolicyView>>, AppError> {
     Ok(Json(
         crate::store::policies::all(&state.db)

@@ -4,16 +4,16 @@
 //! or import brings one back (CS-11). The import is streamed: rows are parsed as they arrive and
 //! written in batches, so a million rows need no more memory than a thousand.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::TryStreamExt;
 use sea_orm::{FromQueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::domain::{DisplayName, EmailAddress};
@@ -22,16 +22,16 @@ use crate::store::{self, begin_write, lists, subscriptions};
 use crate::subscribers::{self, AddOutcome, Consent};
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/subscribers", get(index).post(create))
-        .route("/api/v1/subscribers/{id}", get(show).patch(update).delete(erase))
-        .route("/api/v1/lists/{slug}/subscribers/export", get(export))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index, create))
+        .routes(routes!(show, update, erase))
+        .routes(routes!(export))
 }
 
 /// The import runs as long as the upload does, without the usual body limit and timeout.
-pub fn import_routes() -> Router<AppState> {
-    Router::new().route("/api/v1/lists/{slug}/subscribers/import", post(import))
+pub fn import_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import))
 }
 
 fn field(field: &str, message: impl Into<String>) -> FieldError {
@@ -69,7 +69,7 @@ fn consent_from(consented_at: Option<&str>, source: Option<&str>) -> Result<Opti
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewSubscriber {
     email: Option<String>,
     name: Option<String>,
@@ -79,13 +79,13 @@ struct NewSubscriber {
     consent_source: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
     list: String,
     status: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SubscriberView {
     id: uuid::Uuid,
     email: String,
@@ -136,6 +136,7 @@ async fn resolve_lists(
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", summary = "Add a subscriber (pending sends a confirmation; confirmed needs consent evidence)", request_body = NewSubscriber, responses((status = 201, description = "Added", body = SubscriberView), super::openapi::ApiErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewSubscriber>,
@@ -205,6 +206,7 @@ async fn find(state: &AppState, id: &str) -> Result<crate::store::entities::subs
         .ok_or_else(AppError::not_found)
 }
 
+#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "One subscriber", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::ApiErrors))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -213,12 +215,13 @@ async fn show(
     Ok(Json(view(&state, s).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Patch {
     name: Option<String>,
     email: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), request_body = Patch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::ApiErrors))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -254,6 +257,7 @@ async fn update(
 }
 
 /// Deleting a subscriber is an erasure: only the keyed hash stays (GD-3, GD-4).
+#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Erase a subscriber", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), responses((status = 204, description = "Erased"), super::openapi::ApiErrors))]
 async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
     let s = find(&state, &id).await?;
     crate::leaving::erase(&state, &s).await?;
@@ -279,6 +283,7 @@ struct Row {
 
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
 /// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = Option<String>, Query, description = "pending or confirmed (default)"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1-1000, default 100")), responses((status = 200, description = "A page: page, per_page, items", body = Object), super::openapi::ApiErrors))]
 async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -325,7 +330,7 @@ struct ImportQuery {
     confirm: Option<String>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 struct ImportReport {
     imported: u64,
     skipped: u64,
@@ -334,7 +339,7 @@ struct ImportReport {
     error_count: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ImportError {
     line: u64,
     reason: String,
@@ -350,6 +355,7 @@ struct ImportRow {
     consent: Consent,
 }
 
+#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::ApiErrors))]
 async fn import(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -482,6 +488,7 @@ async fn write_batch(
 }
 
 /// The list's confirmed, unsuppressed subscribers as CSV, streamed page by page (CS-10).
+#[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::ApiErrors))]
 async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
     let list = lists::by_slug(&state.db, &slug)
         .await?

@@ -1,26 +1,28 @@
 //! `POST /api/v1/suppressions`: a bounce or complaint feed. The address is stored only as its
 //! keyed hash (GD-4) and is never mailed again; imports and API adds skip it (CS-10, CS-11).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::post};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::domain::EmailAddress;
 use crate::store::suppressions::{self, SuppressionReason};
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/suppressions", post(create))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewSuppression {
     email: Option<String>,
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Object), super::openapi::ApiErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewSuppression>,

@@ -1,26 +1,28 @@
 //! `POST /api/v1/unsubscribes`: an opt-out received by mail or phone, recorded at once. The
 //! answer is the same whether or not the address was known.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Json, Router, routing::post};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::domain::EmailAddress;
 use crate::store::lists;
 use crate::web::{AppError, FieldError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/unsubscribes", post(create))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Unsubscribe {
     email: Option<String>,
     lists: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded", body = Object), super::openapi::ApiErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<Unsubscribe>,

@@ -55,7 +55,7 @@ pub async fn prepare(state: &AppState, id: i64) -> Result<Prepared, String> {
 }
 
 /// What the API accepts for a campaign.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct CampaignInput {
     pub subject: Option<String>,
     pub lists: Option<Vec<String>>,

@@ -159,7 +159,8 @@ use sea_orm::EntityTrait;
 
 /// RFC 8058: a POST (one-click body as form or multipart, or the page's button) unsubscribes
 /// and answers 200, never a redirect, the same every time (LU-3, LU-7, CS-6).
-async fn unsubscribe(
+#[utoipa::path(post, path = "/unsubscribe/{token}", tag = "public", summary = "One-click unsubscribe (RFC 8058): the List-Unsubscribe URL of every marketing email", params(("token" = String, Path, description = "The signed token from the email")), request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "List-Unsubscribe=One-Click"), responses((status = 200, description = "Unsubscribed (the same every time)", body = String, content_type = "text/html"), (status = 400, description = "A token that is forged, altered or of another purpose", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this IP", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     requester: Requester,
     Path(token): Path<String>,

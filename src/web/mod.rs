@@ -23,6 +23,8 @@ use rate_limit::IpLimiter;
 pub fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::api::openapi::serve_document))
+        .route("/api/docs", get(crate::api::openapi::serve_docs))
         .merge(subscribe::routes())
         .merge(leave::routes())
         .merge(privacy::routes())
@@ -49,8 +51,18 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
     limit_ip(&state, &state.limits.public, req, next).await
 }
 
+/// The public endpoints other sites and mail clients call, for the OpenAPI document.
+pub fn public_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(OpenApi)]
+    #[openapi(paths(healthz, subscribe::submit, leave::unsubscribe))]
+    struct Public;
+    Public::openapi()
+}
+
 /// 200 when the service is up and its database answers; 503 otherwise.
-async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+#[utoipa::path(get, path = "/healthz", tag = "public", summary = "Up, and the database answers", responses((status = 200, description = "Up", body = String), (status = 503, description = "The database does not answer", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     crate::store::ping(&state.db).await.map_err(|e| {
         tracing::warn!(error = %e, "health check: database unavailable");
         AppError::new(

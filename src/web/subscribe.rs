@@ -256,7 +256,26 @@ fn source(json: bool, raw: &RawSignup, headers: &HeaderMap) -> String {
     source.chars().take(200).collect()
 }
 
-async fn submit(
+/// A signup as `POST /subscribe` takes it in JSON (the form sends the same fields).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents what `from_json` reads
+pub(crate) struct SignupRequest {
+    email: String,
+    name: Option<String>,
+    /// One slug or several (`lists` is accepted too).
+    list: Vec<String>,
+    /// Must be true: the consent statement shown on the form.
+    consent: bool,
+    /// Must be true: "I am 18 or older".
+    age_confirmed: bool,
+    /// The embedding form's name, kept with the consent evidence.
+    form: Option<String>,
+    /// The honeypot: leave empty.
+    website: Option<String>,
+}
+
+#[utoipa::path(post, path = "/subscribe", tag = "public", summary = "Sign up (double opt-in): only a confirmation email goes out until the link is confirmed", request_body(content = SignupRequest, content_type = "application/json", description = "Also accepted as application/x-www-form-urlencoded (the form)"), responses((status = 202, description = "Accepted: the same answer whatever the address's state", body = Object), (status = 400, description = "Unreadable body", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many signups from this IP; see Retry-After", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn submit(
     State(state): State<AppState>,
     requester: Requester,
     headers: HeaderMap,
