@@ -94,7 +94,7 @@ struct Status {
 }
 
 /// Delivery at a glance: outbox rows by status.
-#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Object), openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Object)))]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,
