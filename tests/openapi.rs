@@ -1,8 +1,9 @@
 //! `GET /openapi.json` (generated from the handlers) and `GET /api/docs` (rendered from it).
 //!
-//! The /api/v1 router and the document are built from the same `#[utoipa::path]` annotations.
-//! These tests check them against the running app: every documented operation is served, and
-//! what the app answers is what the document says it answers.
+//! The /api/v1 router and the document are built from the same `#[utoipa::path]` annotations;
+//! a route that bypasses them is refused by `api::refuse_undocumented` (unit-tested beside it).
+//! These tests check the other direction against the running app: every documented operation
+//! is served, and what the app answers is what the document says it answers.
 
 mod common;
 

@@ -2,7 +2,10 @@
 //! (see [`super::openapi_document`]); this adds what they share: the error body, the bearer
 //! key, the service's description, and the public endpoints other sites call.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
+
+use axum::http::Method;
 
 use utoipa::openapi::content::Content;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -195,6 +198,28 @@ fn operations_of_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str,
 fn document() -> &'static OpenApi {
     static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
     DOCUMENT.get_or_init(super::openapi_document)
+}
+
+/// Does the document describe `method` on `route` (a route template such as
+/// `/api/v1/lists/{slug}`, as axum's `MatchedPath` gives it)? HEAD is served by GET routes.
+pub fn documents(method: &Method, route: &str) -> bool {
+    static METHODS_BY_ROUTE: OnceLock<HashMap<String, Vec<&'static str>>> = OnceLock::new();
+    let methods_by_route = METHODS_BY_ROUTE.get_or_init(|| {
+        document()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| (path.clone(), operations_of(item).map(|(m, _)| m).collect()))
+            .collect()
+    });
+    let method = if *method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    methods_by_route
+        .get(route)
+        .is_some_and(|methods| methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
 }
 
 /// The document as JSON, built once.
