@@ -190,7 +190,9 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
                 }))
                 .layer(security_headers)
-                .layer(middleware::from_fn_with_state(state.clone(), crate::web::error::render_errors)),
+                .layer(middleware::from_fn_with_state(state.clone(), crate::web::error::render_errors))
+                // Innermost, so it sees the matched route; its 404 is rendered like any error.
+                .layer(middleware::from_fn(crate::api::refuse_undocumented)),
         )
         .with_state(state)
 }

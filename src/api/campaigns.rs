@@ -85,7 +85,7 @@ async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
     db::get(&state.db, id).await?.ok_or_else(AppError::not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(input): Json<CampaignInput>,
@@ -97,7 +97,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, c).await?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", summary = "All campaigns", responses((status = 200, description = "Campaigns", body = [CampaignView]), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", summary = "All campaigns", responses((status = 200, description = "Campaigns", body = [CampaignView])))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, AppError> {
     let mut out = Vec::new();
     for c in db::all(&state.db).await? {
@@ -106,13 +106,13 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>,
     Ok(Json(out))
 }
 
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "One campaign, with status and counts", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "One campaign, with status and counts", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound))]
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     let c = load(&state, id).await?;
     Ok(Json(view(&state, c).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -128,7 +128,7 @@ async fn update(
     Ok(Json(view(&state, load(&state, id).await?).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Delete a draft", params(("id" = i64, Path, description = "Campaign id")), responses((status = 204, description = "Deleted"), super::openapi::ApiErrors))]
+#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Delete a draft", params(("id" = i64, Path, description = "Campaign id")), responses((status = 204, description = "Deleted"), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
     load(&state, id).await?;
     if !campaigns::delete_draft(&state, id).await? {
@@ -146,7 +146,7 @@ struct Preview {
     text: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), (status = 400, description = "The id is not a number, or the campaign does not render", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
 async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
     load(&state, id).await?;
     let prepared = campaigns::prepare(&state, id)
@@ -166,7 +166,7 @@ struct TestSend {
     to: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = Object), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -200,7 +200,7 @@ async fn test_send(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns", summary = "Start sending now", params(("id" = i64, Path, description = "Campaign id")), responses((status = 202, description = "Sending", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns", summary = "Start sending now", params(("id" = i64, Path, description = "Campaign id")), responses((status = 202, description = "Sending", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -229,7 +229,7 @@ struct ScheduleInput {
     send_at: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/schedule", tag = "campaigns", summary = "Send at a time", params(("id" = i64, Path, description = "Campaign id")), request_body = ScheduleInput, responses((status = 202, description = "Scheduled", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/schedule", tag = "campaigns", summary = "Send at a time", params(("id" = i64, Path, description = "Campaign id")), request_body = ScheduleInput, responses((status = 202, description = "Scheduled", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
 async fn schedule(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -274,21 +274,21 @@ async fn transition(
     Ok(Json(view(state, c).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", summary = "Pause sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Paused", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", summary = "Pause sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Paused", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::pause(&state, id).await;
     transition(&state, id, "paused", ok).await
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", summary = "Resume sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Sending", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", summary = "Resume sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Sending", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::resume(&state, id).await;
     transition(&state, id, "resumed", ok).await
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", summary = "Cancel: what is not sent stays unsent", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Cancelled", body = CampaignView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", summary = "Cancel: what is not sent stays unsent", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Cancelled", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = campaigns::cancel(&state, id).await;
@@ -300,7 +300,7 @@ struct NewTestRecipient {
     email: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = Object), super::openapi::JsonBodyErrors))]
 async fn add_test_recipient(
     State(state): State<AppState>,
     Json(body): Json<NewTestRecipient>,

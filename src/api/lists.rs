@@ -52,7 +52,7 @@ impl From<list::Model> for ListView {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/lists", tag = "lists", summary = "Create a list", request_body = NewList, responses((status = 201, description = "Created", body = ListView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/lists", tag = "lists", summary = "Create a list", request_body = NewList, responses((status = 201, description = "Created", body = ListView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewList>,
@@ -100,14 +100,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
-#[utoipa::path(get, path = "/api/v1/lists", tag = "lists", summary = "All lists", responses((status = 200, description = "Lists", body = [ListView]), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/lists", tag = "lists", summary = "All lists", responses((status = 200, description = "Lists", body = [ListView])))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<ListView>>, AppError> {
     Ok(Json(
         lists::all(&state.db).await?.into_iter().map(Into::into).collect(),
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/lists/{slug}", tag = "lists", summary = "One list", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "The list", body = ListView), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/lists/{slug}", tag = "lists", summary = "One list", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "The list", body = ListView), super::openapi::NotFound))]
 async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<ListView>, AppError> {
     lists::by_slug(&state.db, &slug)
         .await?
@@ -122,7 +122,7 @@ struct ListPatch {
     public: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Change a list", params(("slug" = String, Path, description = "List slug")), request_body = ListPatch, responses((status = 200, description = "The list", body = ListView), super::openapi::ApiErrors))]
+#[utoipa::path(patch, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Change a list", params(("slug" = String, Path, description = "List slug")), request_body = ListPatch, responses((status = 200, description = "The list", body = ListView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -155,7 +155,7 @@ async fn update(
 
 /// Deleting a list ends its subscriptions; consent evidence stays (its list reference is
 /// cleared), and people stay subscribed to their other lists.
-#[utoipa::path(delete, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Delete a list (its subscriptions end; consent evidence stays)", params(("slug" = String, Path, description = "List slug")), responses((status = 204, description = "Deleted"), super::openapi::ApiErrors))]
+#[utoipa::path(delete, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Delete a list (its subscriptions end; consent evidence stays)", params(("slug" = String, Path, description = "List slug")), responses((status = 204, description = "Deleted"), super::openapi::NotFound))]
 async fn remove(
     State(state): State<AppState>,
     Path(slug): Path<String>,

@@ -79,7 +79,7 @@ fn parse_affected(v: Option<&Value>) -> Result<Affected, String> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = Object), super::openapi::JsonBodyErrors))]
 async fn publish(
     State(state): State<AppState>,
     Json(input): Json<BreachInput>,
@@ -121,7 +121,7 @@ async fn publish(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/notices/breach", tag = "notices", summary = "All breach notices", responses((status = 200, description = "Notices", body = [BreachView]), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/notices/breach", tag = "notices", summary = "All breach notices", responses((status = 200, description = "Notices", body = [BreachView])))]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, AppError> {
     Ok(Json(
         crate::store::policies::breach_notices(&state.db, false)
@@ -132,7 +132,7 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, A
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/notices/breach/{id}/withdraw", tag = "notices", summary = "Withdraw a breach notice (what is not sent yet stays unsent)", params(("id" = i64, Path, description = "Notice id")), responses((status = 200, description = "Withdrawn", body = BreachView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/notices/breach/{id}/withdraw", tag = "notices", summary = "Withdraw a breach notice (what is not sent yet stays unsent)", params(("id" = i64, Path, description = "Notice id")), responses((status = 200, description = "Withdrawn", body = BreachView), super::openapi::BadRequest, super::openapi::NotFound))]
 async fn withdraw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<BreachView>, AppError> {
     crate::store::policies::withdraw_breach_notice(&state.db, id)
         .await?

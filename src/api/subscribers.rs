@@ -136,7 +136,7 @@ async fn resolve_lists(
     Ok(out)
 }
 
-#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", summary = "Add a subscriber (pending sends a confirmation; confirmed needs consent evidence)", request_body = NewSubscriber, responses((status = 201, description = "Added", body = SubscriberView), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", summary = "Add a subscriber (pending sends a confirmation; confirmed needs consent evidence)", request_body = NewSubscriber, responses((status = 201, description = "Added", body = SubscriberView), (status = 200, description = "Already on these lists: nothing changed", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewSubscriber>,
@@ -206,7 +206,7 @@ async fn find(state: &AppState, id: &str) -> Result<crate::store::entities::subs
         .ok_or_else(AppError::not_found)
 }
 
-#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "One subscriber", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "One subscriber", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::NotFound))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -221,7 +221,7 @@ struct Patch {
     email: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), request_body = Patch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::ApiErrors))]
+#[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), request_body = Patch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -257,7 +257,7 @@ async fn update(
 }
 
 /// Deleting a subscriber is an erasure: only the keyed hash stays (GD-3, GD-4).
-#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Erase a subscriber", params(("id" = String, Path, description = "Subscriber id (UUID) or email address")), responses((status = 204, description = "Erased"), super::openapi::ApiErrors))]
+#[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Erase a subscriber", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), responses((status = 204, description = "Erased"), super::openapi::NotFound))]
 async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
     let s = find(&state, &id).await?;
     crate::leaving::erase(&state, &s).await?;
@@ -283,7 +283,7 @@ struct Row {
 
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
 /// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
-#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = Option<String>, Query, description = "pending or confirmed (default)"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1-1000, default 100")), responses((status = 200, description = "A page: page, per_page, items", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = Option<String>, Query, description = "pending or confirmed (default)"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1-1000, default 100")), responses((status = 200, description = "A page: page, per_page, items", body = Object), super::openapi::BadRequest, super::openapi::Unprocessable))]
 async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -355,7 +355,7 @@ struct ImportRow {
     consent: Consent,
 }
 
-#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, super::openapi::NotFound))]
 async fn import(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -488,7 +488,7 @@ async fn write_batch(
 }
 
 /// The list's confirmed, unsuppressed subscribers as CSV, streamed page by page (CS-10).
-#[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::ApiErrors))]
+#[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::NotFound))]
 async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
     let list = lists::by_slug(&state.db, &slug)
         .await?

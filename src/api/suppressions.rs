@@ -22,7 +22,7 @@ struct NewSuppression {
     reason: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Object), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<NewSuppression>,

@@ -22,7 +22,7 @@ struct Unsubscribe {
     lists: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded", body = Object), super::openapi::ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded", body = Object), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(body): Json<Unsubscribe>,

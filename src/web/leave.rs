@@ -159,7 +159,27 @@ use sea_orm::EntityTrait;
 
 /// RFC 8058: a POST (one-click body as form or multipart, or the page's button) unsubscribes
 /// and answers 200, never a redirect, the same every time (LU-3, LU-7, CS-6).
-#[utoipa::path(post, path = "/unsubscribe/{token}", tag = "public", summary = "One-click unsubscribe (RFC 8058): the List-Unsubscribe URL of every marketing email", params(("token" = String, Path, description = "The signed token from the email")), request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "List-Unsubscribe=One-Click"), responses((status = 200, description = "Unsubscribed (the same every time)", body = String, content_type = "text/html"), (status = 400, description = "A token that is forged, altered or of another purpose", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many requests from this IP", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/unsubscribe/{token}",
+    tag = "public",
+    summary = "One-click unsubscribe (RFC 8058): the List-Unsubscribe URL of every marketing email",
+    params(("token" = String, Path, description = "The signed token from the email")),
+    request_body(
+        description = "`List-Unsubscribe=One-Click` (any body is accepted)",
+        content(("application/x-www-form-urlencoded"), ("multipart/form-data"))
+    ),
+    responses(
+        (status = 200, description = "Unsubscribed (the same answer every time)", body = String,
+            content_type = "text/html"),
+        (status = 400,
+            description = "A token that is forged, altered or of another purpose (a page, or a problem to a \
+                           request that asks for JSON)",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests from this IP; see Retry-After",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     requester: Requester,

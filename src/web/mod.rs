@@ -61,7 +61,21 @@ pub fn public_openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// 200 when the service is up and its database answers; 503 otherwise.
-#[utoipa::path(get, path = "/healthz", tag = "public", summary = "Up, and the database answers", responses((status = 200, description = "Up", body = String), (status = 503, description = "The database does not answer", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "public",
+    summary = "Up, and the database answers",
+    responses(
+        (status = 200, description = "Up", body = String, content_type = "text/plain"),
+        (status = 503,
+            description = "The database does not answer (a page, or a problem to a request that asks for \
+                           JSON)",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests from this IP; see Retry-After",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     crate::store::ping(&state.db).await.map_err(|e| {
         tracing::warn!(error = %e, "health check: database unavailable");

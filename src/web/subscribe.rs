@@ -274,7 +274,31 @@ pub(crate) struct SignupRequest {
     website: Option<String>,
 }
 
-#[utoipa::path(post, path = "/subscribe", tag = "public", summary = "Sign up (double opt-in): only a confirmation email goes out until the link is confirmed", request_body(content = SignupRequest, content_type = "application/json", description = "Also accepted as application/x-www-form-urlencoded (the form)"), responses((status = 202, description = "Accepted: the same answer whatever the address's state", body = Object), (status = 400, description = "Unreadable body", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = crate::api::openapi::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many signups from this IP; see Retry-After", body = crate::api::openapi::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/subscribe",
+    tag = "public",
+    summary = "Sign up (double opt-in): only a confirmation email goes out until the link is confirmed",
+    request_body(
+        description = "JSON, or the form's fields: `email`, `name`, `list` (repeatable), `consent=yes`, \
+                       `age_confirmed=yes`",
+        content((SignupRequest = "application/json"), (String = "application/x-www-form-urlencoded"))
+    ),
+    responses(
+        (status = 202, description = "Accepted (JSON request): the same answer whatever the address's state",
+            body = Object),
+        (status = 200, description = "Accepted (form): the check-your-inbox page", body = String,
+            content_type = "text/html"),
+        (status = 400, description = "The JSON body is unreadable", body = crate::api::openapi::Problem,
+            content_type = "application/problem+json"),
+        (status = 422,
+            description = "Invalid fields, e.g. no consent or no age confirmation (the form again, with \
+                           messages, for a form request)",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests or signups from this IP; see Retry-After",
+            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     requester: Requester,

@@ -12,15 +12,23 @@ pub struct Operation {
     pub tag: String,
     pub summary: String,
     pub needs_key: bool,
-    /// `name (in): description`
+    /// `name (in, required, type): description`
     pub parameters: Vec<String>,
-    /// Content type and schema name of the request body.
+    /// Content type and schema name of each request body the operation accepts.
     pub request_body: Option<String>,
-    /// Status code and description.
-    pub responses: Vec<(String, String)>,
+    pub responses: Vec<Response>,
 }
 
-pub fn page(site: &SiteIdentity<'_>, operations: &[Operation]) -> Markup {
+/// One response of an operation.
+pub struct Response {
+    pub status: String,
+    pub description: String,
+    /// Content type and schema name of each body; empty when there is no body.
+    pub content: String,
+}
+
+/// The page for the operations of an OpenAPI document of version `openapi_version`.
+pub fn page(site: &SiteIdentity<'_>, openapi_version: &str, operations: &[Operation]) -> Markup {
     let mut tags: Vec<&str> = operations.iter().map(|o| o.tag.as_str()).collect();
     tags.dedup();
     layout(
@@ -29,7 +37,7 @@ pub fn page(site: &SiteIdentity<'_>, operations: &[Operation]) -> Markup {
         html! {
             h1 { "API" }
             p { "The machine-readable description is at " a href="/openapi.json" { "/openapi.json" }
-                " (OpenAPI 3.1). Operations marked “key” need "
+                " (OpenAPI " (openapi_version) "). Operations marked “key” need "
                 code { "Authorization: Bearer <key>" } "; keys come from "
                 code { "letterhead api-key create" } ". Errors are "
                 code { "application/problem+json" } "." }
@@ -46,8 +54,9 @@ pub fn page(site: &SiteIdentity<'_>, operations: &[Operation]) -> Markup {
                                 ul { @for p in &op.parameters { li { (p) } } }
                             }
                             @if let Some(body) = &op.request_body { p { "Request body: " code { (body) } } }
-                            ul { @for (status, description) in &op.responses {
-                                li { code { (status) } " " (description) }
+                            ul { @for r in &op.responses {
+                                li { code { (r.status) } " " (r.description)
+                                    @if !r.content.is_empty() { ": " code { (r.content) } } }
                             } }
                         }
                     }
