@@ -195,10 +195,7 @@ pub async fn publish_breach(
         Affected::Addresses(addresses) => {
             let mut total = 0;
             for chunk in addresses.chunks(500) {
-                let placeholders = (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let placeholders = crate::store::params(1, chunk.len());
                 let values = chunk.iter().map(|a| a.normalized().into()).collect();
                 total += enqueue_for(
                     &tx,

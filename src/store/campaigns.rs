@@ -313,10 +313,7 @@ pub async fn send_checks(
         material.unwrap_or(("", time::OffsetDateTime::now_utc() + time::Duration::days(36_500)));
     let mut found: HashMap<(i64, i64), SendCheck> = HashMap::with_capacity(pairs.len());
     for chunk in pairs.chunks(super::ROWS_PER_STATEMENT) {
-        let values: String = (0..chunk.len())
-            .map(|n| format!("(${}, ${})", 3 + 2 * n, 4 + 2 * n))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = super::values_list_from(3, chunk.len(), 2);
         let sql = format!(
             "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, s.email, s.name, s.uuid, \
                (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = v.column2) \

@@ -94,22 +94,38 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// The `VALUES` list of a multi-row statement: `($1, $2), ($3, $4)` for two rows of two.
 /// Batches write many rows in one statement instead of one round trip per row.
 pub(crate) fn values_list(rows: usize, cols: usize) -> String {
+    values_list_from(1, rows, cols)
+}
+
+/// [`values_list`] numbered from `$first` (after parameters the statement has before it).
+pub(crate) fn values_list_from(first: usize, rows: usize, cols: usize) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
             out.push_str(", ");
         }
         out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(r * cols + c + 1).to_string());
-        }
+        push_params(&mut out, first + r * cols, cols);
         out.push(')');
     }
     out
+}
+
+/// `n` numbered parameters from `$first`, for an `IN (…)` list: `$2, $3, $4` for (2, 3).
+pub(crate) fn params(first: usize, n: usize) -> String {
+    let mut out = String::with_capacity(n * 5);
+    push_params(&mut out, first, n);
+    out
+}
+
+fn push_params(out: &mut String, first: usize, n: usize) {
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('$');
+        out.push_str(&(first + i).to_string());
+    }
 }
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
@@ -122,5 +138,7 @@ mod tests {
     fn values_list_numbers_parameters_row_by_row() {
         assert_eq!(super::values_list(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::values_list(1, 1), "($1)");
+        assert_eq!(super::values_list_from(3, 2, 2), "($3, $4), ($5, $6)");
+        assert_eq!(super::params(2, 3), "$2, $3, $4");
     }
 }

@@ -200,10 +200,7 @@ impl Queue {
         struct Recorded {
             id: i64,
         }
-        let values: String = (0..sent.len())
-            .map(|n| format!("(${}, ${})", 3 + 2 * n, 4 + 2 * n))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = super::values_list_from(3, sent.len(), 2);
         let sql = format!(
             "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
              lease_owner = NULL FROM (VALUES {values}) AS v \

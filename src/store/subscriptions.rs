@@ -193,13 +193,12 @@ pub async fn pending_confirmations(
 ) -> Result<HashMap<i64, PendingConfirmation>, DbErr> {
     let mut out: HashMap<i64, PendingConfirmation> = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
-        let ids: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT s.id AS subscriber_id, s.uuid, s.name, l.name AS list_name FROM subscribers s \
              JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
              JOIN lists l ON l.id = x.list_id \
              WHERE s.id IN ({}) ORDER BY s.id, l.id",
-            ids.join(", ")
+            super::params(1, chunk.len())
         );
         let values = chunk.iter().map(|&id| id.into());
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
@@ -345,7 +344,6 @@ pub async fn confirmation_histories(
 ) -> Result<HashMap<i64, ConfirmationHistory>, DbErr> {
     let mut out = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
-        let ids: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT h.subscriber_id, h.last_id, h.recent, h.queued, o.created_at AS last_created_at \
              FROM (SELECT subscriber_id, MAX(id) AS last_id, \
@@ -354,7 +352,7 @@ pub async fn confirmation_histories(
                    FROM outbox WHERE kind = 'confirmation' AND subscriber_id IN ({}) \
                    GROUP BY subscriber_id) h \
              JOIN outbox o ON o.id = h.last_id",
-            ids.join(", ")
+            super::params(2, chunk.len())
         );
         let mut values = vec![since.into()];
         values.extend(chunk.iter().map(|&id| id.into()));
