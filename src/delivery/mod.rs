@@ -181,8 +181,9 @@ async fn run_job<J: Job>(
             }
         };
         let (claimed_any, ()) = tokio::join!(claimer, senders);
-        job.after_batch(&state).await;
-        if !claimed_any {
+        if claimed_any {
+            job.after_batch(&state).await;
+        } else {
             tokio::select! {
                 _ = wakeup.notified() => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
