@@ -5,6 +5,7 @@
 //! list headers, the footer in both parts, the DKIM signature — and [`Transport::send`] accepts
 //! nothing else, so an unstamped message cannot be sent.
 
+mod body;
 pub mod dkim;
 mod message;
 mod relay;
@@ -13,4 +14,4 @@ mod transport;
 
 pub use message::{ComposedMessage, ListHeaders, MailClass};
 pub use stamp::{Stamp, StampError, StampedMessage};
-pub use transport::{SendError, Transport};
+pub use transport::{SendError, Transport, Turn};

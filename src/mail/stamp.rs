@@ -162,8 +162,16 @@ impl Stamp {
         let message = builder
             .multipart(
                 MultiPart::alternative()
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(super::body::encode(&text)),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(super::body::encode(&html)),
+                    ),
             )
             .map_err(|e| StampError::Build(e.to_string()))?;
 
