@@ -355,11 +355,13 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
     assert_eq!(done["recipients"].as_i64(), Some(3));
 }
 
-/// Pause holds delivery, resume finishes it; cancel stops what is left.
+/// Pause holds delivery, resume finishes it; cancel stops what is left. The worker claims the
+/// whole audience in one batch, so the rows it already holds must heed the pause and the
+/// cancel too (checked right before each send).
 #[tokio::test]
 async fn pause_resume_and_cancel() {
     let (app, key) = app_with(vec![
-        ("DELIVERY_BATCH_SIZE", "1".into()),
+        ("DELIVERY_BATCH_SIZE", "64".into()),
         ("DELIVERY_CONCURRENCY", "1".into()),
     ])
     .await;
@@ -386,7 +388,18 @@ async fn pause_resume_and_cancel() {
     let during = app.sink.messages().len();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.sink.messages().len(), during, "nothing is sent while paused");
-    assert_eq!(campaign(&app, &key, id).await["status"], "paused");
+    assert!(during < 8, "the pause held back claimed rows: {during} sent");
+    let paused = campaign(&app, &key, id).await;
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["sent"].as_i64(), Some(during as i64), "{paused}");
+    // What was held back is queued again, its attempt not spent.
+    let requeued = app
+        .query_i64(&format!(
+            "SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id = {id} \
+             AND status = 'queued' AND attempts = 0"
+        ))
+        .await;
+    assert_eq!(requeued, 8 - during as i64);
     assert_eq!(
         post(&app, &key, &format!("/api/v1/campaigns/{id}/pause"))
             .await
@@ -659,7 +672,12 @@ async fn two_instances_share_a_campaign_without_duplicates() {
 /// in flight.
 #[tokio::test]
 async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
-    let (app, key) = app_with(vec![("DELIVERY_LEASE_SECONDS", "5".into())]).await;
+    // Two sessions: at most 2 × 4 = 8 rows in flight (DeliveryConfig::in_flight).
+    let (app, key) = app_with(vec![
+        ("DELIVERY_LEASE_SECONDS", "5".into()),
+        ("DELIVERY_CONCURRENCY", "2".into()),
+    ])
+    .await;
     const N: usize = 60;
     for i in 0..N {
         seed(&app, &format!("k{i}@example.org"), None, &["news"], "confirmed").await;
@@ -726,7 +744,7 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     assert_eq!(unique.len(), N, "everyone got it");
     assert!(
         msgs.len() - N <= 8,
-        "{} duplicates; at most the 8 in flight",
+        "{} duplicates; at most the 8 in flight (2 sessions × 4)",
         msgs.len() - N
     );
     restarted.stop().await;

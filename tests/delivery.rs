@@ -436,8 +436,12 @@ async fn graceful_shutdown_finishes_sends_in_flight() {
 /// dead worker's leases expire; every message arrives, duplicates at most what was in flight.
 #[tokio::test]
 async fn after_kill_9_a_restart_delivers_everything_with_bounded_duplicates() {
+    // Two sessions: at most 2 × 4 = 8 rows in flight (DeliveryConfig::in_flight).
     let app = spawn(Spawn {
-        overrides: vec![("DELIVERY_LEASE_SECONDS", "5".into())],
+        overrides: vec![
+            ("DELIVERY_LEASE_SECONDS", "5".into()),
+            ("DELIVERY_CONCURRENCY", "2".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -511,7 +515,7 @@ async fn after_kill_9_a_restart_delivers_everything_with_bounded_duplicates() {
     let unique: HashSet<String> = msgs.iter().flat_map(|m| m.rcpt_to.clone()).collect();
     assert_eq!(unique.len(), N, "every recipient got the message");
     let duplicates = msgs.len() - N;
-    // In flight at the kill: at most one batch (64) handled 8 at a time by the dead worker.
+    // In flight at the kill: at most 8 rows of the dead worker's batch (2 sessions × 4).
     assert!(duplicates <= 8, "{duplicates} duplicates");
     restarted.stop().await;
 }

@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::group::Grouped;
-use crate::mail::{ComposedMessage, ListHeaders, MailClass};
-use crate::store::campaigns::{self as store, ClaimedRecipient, Outcome, SendCheck};
+use crate::mail::{ComposedMessage, ListHeaders, MailClass, Turn};
+use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::policy_version;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
@@ -24,8 +24,8 @@ pub struct CampaignJob {
     checks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
 }
 
-/// A recipient to check, and the material policy version (and its start) in force.
-type CheckRequest = (i64, i64, Option<(String, time::OffsetDateTime)>);
+/// A recipient row to check, and the material policy version (and its start) in force.
+type CheckRequest = (CheckFor, Option<(String, time::OffsetDateTime)>);
 
 /// Checks a group of recipients: one query per material policy state (nearly always one).
 async fn check_group(
@@ -33,10 +33,10 @@ async fn check_group(
     requests: Vec<CheckRequest>,
 ) -> Vec<Result<Option<SendCheck>, String>> {
     let mut out = Vec::with_capacity(requests.len());
-    for same in requests.chunk_by(|a, b| a.2 == b.2) {
-        let pairs: Vec<(i64, i64)> = same.iter().map(|(s, l, _)| (*s, *l)).collect();
-        let material = same[0].2.as_ref().map(|(v, at)| (v.as_str(), *at));
-        match store::send_checks(&state.db, &pairs, material).await {
+    for same in requests.chunk_by(|a, b| a.1 == b.1) {
+        let rows: Vec<CheckFor> = same.iter().map(|(row, _)| *row).collect();
+        let material = same[0].1.as_ref().map(|(v, at)| (v.as_str(), *at));
+        match store::send_checks(&state.db, &rows, material).await {
             Ok(checks) => out.extend(checks.into_iter().map(Ok)),
             Err(e) => out.extend(same.iter().map(|_| Err(format!("database: {e}")))),
         }
@@ -57,7 +57,7 @@ impl CampaignJob {
         Ok(p)
     }
 
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient, turn: Turn) -> Outcome {
         let cfg = &state.config.delivery;
         let prepared = match self.prepared(state, row.campaign_id).await {
             Ok(p) => p,
@@ -75,12 +75,17 @@ impl CampaignJob {
         let material_key = material.as_ref().map(|m| (m.version.clone(), m.effective_at));
         let checks = self.checks.get_or_init(|| {
             let state = state.clone();
-            Grouped::start(state.config.delivery.concurrency.max(1), move |requests| {
+            Grouped::start(state.config.delivery.in_flight(), move |requests| {
                 let state = state.clone();
                 async move { check_group(&state, requests).await }
             })
         });
-        let check = match checks.call((subscriber_id, row.list_id, material_key)).await {
+        let check_for = CheckFor {
+            subscriber_id,
+            list_id: row.list_id,
+            campaign_id: row.campaign_id,
+        };
+        let check = match checks.call((check_for, material_key)).await {
             Some(Ok(Some(c))) => c,
             Some(Ok(None)) => {
                 return Outcome::Skipped {
@@ -90,6 +95,18 @@ impl CampaignJob {
             Some(Err(e)) => return retry_later(cfg, row.attempts, e),
             None => return retry_later(cfg, row.attempts, "the send check has stopped".into()),
         };
+        // Paused or cancelled since the row was claimed: it goes back to the queue without
+        // spending an attempt (claimed again on resume), or is cancelled with the rest.
+        match check.campaign_status.as_deref() {
+            Some("sending") => {}
+            Some("paused") => {
+                return Outcome::Deferred {
+                    at_ms: crate::store::now_ms(),
+                    error: "the campaign was paused".into(),
+                };
+            }
+            _ => return Outcome::Cancelled,
+        }
         if check.subscription_status.as_deref() != Some("confirmed") {
             return Outcome::Skipped {
                 reason: "unsubscribed".into(),
@@ -153,7 +170,7 @@ impl CampaignJob {
             },
         };
         let hash = state.address_hasher.hash(&to);
-        stamp_and_send(state, relay, composed, &hash, row.attempts).await
+        stamp_and_send(state, relay, composed, &hash, row.attempts, turn).await
     }
 }
 
@@ -200,8 +217,8 @@ impl Job for CampaignJob {
         &CAMPAIGN_RECIPIENTS
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient) -> Delivered {
-        let outcome = self.attempt(state, relay, &row).await;
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient, turn: Turn) -> Delivered {
+        let outcome = self.attempt(state, relay, &row, turn).await;
         Delivered {
             id: row.id,
             kind: "campaign".into(),

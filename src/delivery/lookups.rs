@@ -17,7 +17,7 @@ pub struct Lookups {
 impl Lookups {
     /// Starts the grouping tasks; they end when the `Lookups` is dropped.
     pub fn start(state: &AppState) -> Self {
-        let group = state.config.delivery.concurrency.max(1);
+        let group = state.config.delivery.in_flight();
         let db = state.db.clone();
         let suppressions = Grouped::start(group, move |hashes: Vec<AddressHash>| {
             let db = db.clone();

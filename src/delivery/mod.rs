@@ -17,10 +17,9 @@ pub use payload::Payload;
 use lookups::Lookups;
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
@@ -30,7 +29,7 @@ use crate::app::AppState;
 use crate::config::DeliveryConfig;
 use crate::domain::EmailAddress;
 use crate::group::Grouped;
-use crate::mail::{ComposedMessage, SendError};
+use crate::mail::{ComposedMessage, SendError, Turn};
 use crate::store::outbox::{self, ClaimedMessage};
 use crate::store::queue::{OUTBOX, Outcome, Queue};
 use crate::store::suppressions::{self, SuppressionReason};
@@ -39,6 +38,11 @@ use crate::store::suppressions::{self, SuppressionReason};
 /// reachable.
 pub struct Relay {
     rate: Option<DefaultDirectRateLimiter>,
+    /// Turns for the relay's sessions, taken before the send check and given up when the
+    /// message has a session: at most DELIVERY_CONCURRENCY checked messages wait, so a check
+    /// is at most about one SMTP transaction old when its message goes (CS-7), and a pause or
+    /// cancel stops delivery as quickly.
+    turns: Arc<tokio::sync::Semaphore>,
     paused_until: Mutex<Option<Instant>>,
     pause: Mutex<Duration>,
 }
@@ -53,6 +57,7 @@ impl Relay {
                 .rate_per_second
                 .and_then(NonZeroU32::new)
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            turns: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
             paused_until: Mutex::new(None),
             pause: Mutex::new(FIRST_PAUSE),
         }
@@ -79,14 +84,21 @@ impl Relay {
 }
 
 /// A queue a worker drains.
-trait Job: Send + Sync {
-    type Row: Send;
+trait Job: Send + Sync + 'static {
+    type Row: Send + 'static;
     fn name(&self) -> &'static str;
     async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
-    /// Attempts one row: its id, a kind for the logs, and the outcome to record.
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: Self::Row) -> Delivered;
+    /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
+    /// its own task, so that rendering and signing use every core.)
+    fn deliver(
+        &self,
+        state: &AppState,
+        relay: &Relay,
+        row: Self::Row,
+        turn: Turn,
+    ) -> impl std::future::Future<Output = Delivered> + Send;
     /// After each batch (campaigns: mark finished ones).
     async fn after_batch(&self, _state: &AppState) {}
     /// Before each claim (campaigns: start scheduled ones whose time has come).
@@ -97,25 +109,31 @@ trait Job: Send + Sync {
 async fn run_job<J: Job>(
     job: J,
     state: AppState,
-    relay: &Relay,
+    relay: Arc<Relay>,
     wakeup: &Notify,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let job = Arc::new(job);
     let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
     let cfg = state.config.delivery.clone();
-    // Outcomes of concurrent sends are recorded together (see `crate::group`); each send
-    // waits for its outcome to be recorded, so what is unrecorded at a crash stays bounded
-    // by the concurrency.
+    // Outcomes of concurrent sends are recorded together (see `crate::group`); each row
+    // stays in flight until its outcome is recorded, so what is unrecorded at a crash stays
+    // bounded by `in_flight`.
+    let in_flight_max = cfg.in_flight();
     let recorder = {
         let (state, owner, queue) = (state.clone(), owner.clone(), job.queue());
-        Grouped::start(cfg.concurrency.max(1), move |outcomes: Vec<(i64, Outcome)>| {
-            let (state, owner) = (state.clone(), owner.clone());
-            async move { queue.record_many(&state.db, &owner, outcomes).await }
-        })
+        Arc::new(Grouped::start(
+            in_flight_max,
+            move |outcomes: Vec<(i64, Outcome)>| {
+                let (state, owner) = (state.clone(), owner.clone());
+                async move { queue.record_many(&state.db, &owner, outcomes).await }
+            },
+        ))
     };
     tracing::info!(
         worker = job.name(),
         concurrency = cfg.concurrency,
+        in_flight = in_flight_max,
         batch = cfg.batch_size,
         "delivery worker started"
     );
@@ -133,9 +151,9 @@ async fn run_job<J: Job>(
         // Batches one after another for as long as there is work: the claimer takes the next
         // batch while the last rows of the one before are still being sent, so the relay
         // sessions never wait for a claim (no barrier between batches).
-        let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(cfg.concurrency.max(1));
+        let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(in_flight_max);
         let claimer = {
-            let (job, state, shutdown, owner, cfg) = (&job, &state, &shutdown, &owner, &cfg);
+            let (job, state, shutdown, owner, cfg, relay) = (&*job, &state, &shutdown, &owner, &cfg, &*relay);
             async move {
                 let mut claimed_any = false;
                 loop {
@@ -162,20 +180,34 @@ async fn run_job<J: Job>(
                 claimed_any // dropping the sender ends the senders' stream
             }
         };
-        // What is in flight (sent, perhaps not yet recorded) bounds the duplicates after a
-        // crash. (Twice the relay sessions in flight measured no faster and would double it.)
-        let in_flight_max = cfg.concurrency.max(1);
+        // The relay client holds sends to its sessions (DELIVERY_CONCURRENCY); the rest of
+        // what is in flight is being checked, rendered or recorded meanwhile.
         let senders = async {
             let mut rows_rx = rows_rx;
-            let mut in_flight = futures::stream::FuturesUnordered::new();
+            let mut in_flight = tokio::task::JoinSet::new();
             let mut open = true;
             loop {
                 tokio::select! {
                     row = rows_rx.recv(), if open && in_flight.len() < in_flight_max => match row {
-                        Some(row) => in_flight.push(deliver_and_record(&job, &state, relay, &recorder, row)),
+                        Some(row) => {
+                            let (job, state, relay, recorder) =
+                                (job.clone(), state.clone(), relay.clone(), recorder.clone());
+                            in_flight.spawn(async move {
+                                let Ok(turn) = relay.turns.clone().acquire_owned().await else {
+                                    return; // never closed
+                                };
+                                let delivered = job.deliver(&state, &relay, row, turn).await;
+                                finish(&recorder, delivered).await;
+                            });
+                        }
                         None => open = false,
                     },
-                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                        if let Err(e) = done {
+                            // The row's lease expires and it is tried again.
+                            tracing::error!(worker = job.name(), error = %e, "a delivery task failed");
+                        }
+                    }
                     else => break,
                 }
             }
@@ -194,34 +226,23 @@ async fn run_job<J: Job>(
     tracing::info!(worker = job.name(), "delivery worker stopped");
 }
 
-async fn deliver_and_record<J: Job>(
-    job: &J,
-    state: &AppState,
-    relay: &Relay,
-    recorder: &Grouped<(i64, Outcome), Result<bool, String>>,
-    row: J::Row,
-) {
-    let delivered = job.deliver(state, relay, row).await;
-    finish(recorder, delivered).await;
-}
-
 /// Runs the outbox and campaign workers until `shutdown`.
 pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
-    let relay = Relay::new(&state.config.delivery);
+    let relay = Arc::new(Relay::new(&state.config.delivery));
     tokio::join!(
         run_job(
             OutboxJob {
                 lookups: Lookups::start(&state),
             },
             state.clone(),
-            &relay,
+            relay.clone(),
             &state.outbox_wakeup,
             shutdown.clone()
         ),
         run_job(
             campaign::CampaignJob::default(),
             state.clone(),
-            &relay,
+            relay,
             &state.campaign_wakeup,
             shutdown
         ),
@@ -258,6 +279,7 @@ async fn stamp_and_send(
     composed: ComposedMessage,
     hash: &AddressHash,
     attempts: i32,
+    turn: Turn,
 ) -> Outcome {
     let stamped = match state.stamp.stamp(composed) {
         Ok(s) => s,
@@ -266,7 +288,7 @@ async fn stamp_and_send(
     if let Some(rate) = &relay.rate {
         rate.until_ready().await;
     }
-    match state.transport.send(&stamped).await {
+    match state.transport.send_in_turn(&stamped, Some(turn)).await {
         Ok(()) => {
             relay.reachable();
             Outcome::Sent {
@@ -313,6 +335,7 @@ async fn finish(recorder: &Grouped<(i64, Outcome), Result<bool, String>>, delive
         Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
         Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
         Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
+        Outcome::Cancelled => tracing::debug!(id, kind, "cancelled before it was sent"),
     }
     match recorder.call((id, outcome)).await {
         Some(Ok(true)) => {}
@@ -359,8 +382,8 @@ impl Job for OutboxJob {
         &OUTBOX
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage) -> Delivered {
-        let outcome = self.attempt(state, relay, &row).await;
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage, turn: Turn) -> Delivered {
+        let outcome = self.attempt(state, relay, &row, turn).await;
         Delivered {
             id: row.id,
             kind: row.kind,
@@ -370,7 +393,7 @@ impl Job for OutboxJob {
 }
 
 impl OutboxJob {
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage, turn: Turn) -> Outcome {
         let cfg = &state.config.delivery;
         let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
             return Outcome::Failed {
@@ -396,7 +419,7 @@ impl OutboxJob {
             Err(e) => return retry_later(cfg, row.attempts, e),
         }
         match payload.render(state, &self.lookups, recipient, row).await {
-            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
+            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts, turn).await,
             Ok(None) => Outcome::Skipped {
                 reason: "no longer wanted".into(),
             },

@@ -18,7 +18,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::transport::{SendError, classify};
+use super::transport::{SendError, Turn, classify};
 
 /// A pooled connection is used again only if it idled less than this (relays close idle
 /// sessions; a stale one would look like a relay outage).
@@ -115,12 +115,13 @@ impl SmtpRelay {
         }
     }
 
-    pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+    pub async fn send(&self, envelope: &Envelope, bytes: &[u8], turn: Option<Turn>) -> Result<(), SendError> {
         let _session = self
             .sessions
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        drop(turn);
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, bytes).await {
                 Ok(()) => {

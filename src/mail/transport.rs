@@ -31,11 +31,18 @@ pub enum SendError {
     },
 }
 
+/// A place in line for a relay session (see [`Transport::send_in_turn`]).
+pub type Turn = tokio::sync::OwnedSemaphorePermit;
+
 pub enum Transport {
     /// `smtp://`, `smtp+starttls://`: our pool over lettre's SMTP client, with TCP_NODELAY.
     Relay(SmtpRelay),
-    /// `smtps://`: lettre's pooled transport (implicit TLS).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `smtps://`: lettre's pooled transport (implicit TLS). Its pool opens extra connections
+    /// when all are busy, so `sessions` holds sends to DELIVERY_CONCURRENCY, as the relay does.
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        sessions: tokio::sync::Semaphore,
+    },
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -90,24 +97,40 @@ impl Transport {
                 if let Some((user, pass)) = credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_owned()));
                 }
-                Ok(Transport::Smtp(builder.build()))
+                Ok(Transport::Smtp {
+                    transport: builder.build(),
+                    sessions: tokio::sync::Semaphore::new(config.delivery.concurrency.max(1)),
+                })
             }
         }
     }
 
     pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
+        self.send_in_turn(message, None).await
+    }
+
+    /// Sends, giving up `turn` as soon as the message has a session with the relay (delivery
+    /// keeps the number of checked messages waiting for a session small with it).
+    pub async fn send_in_turn(&self, message: &StampedMessage, turn: Option<Turn>) -> Result<(), SendError> {
         match self {
             Transport::File(t) => t
                 .send_raw(message.envelope(), message.bytes())
                 .await
                 .map(|_| ())
                 .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
-            Transport::Relay(r) => r.send(message.envelope(), message.bytes()).await,
-            Transport::Smtp(t) => t
-                .send_raw(message.envelope(), message.bytes())
-                .await
-                .map(|_| ())
-                .map_err(classify),
+            Transport::Relay(r) => r.send(message.envelope(), message.bytes(), turn).await,
+            Transport::Smtp { transport, sessions } => {
+                let _session = sessions
+                    .acquire()
+                    .await
+                    .map_err(|_| SendError::Unavailable("the transport is shut down".into()))?;
+                drop(turn);
+                transport
+                    .send_raw(message.envelope(), message.bytes())
+                    .await
+                    .map(|_| ())
+                    .map_err(classify)
+            }
         }
     }
 }

@@ -291,33 +291,46 @@ pub struct SendCheck {
     pub suppression: Option<String>,
     /// Consent events given under the material policy version asked about (0 if none).
     pub fresh_consents: i64,
+    /// The campaign's status now (paused or cancelled since the row was claimed?).
+    pub campaign_status: Option<String>,
+}
+
+/// A recipient row to check: who, for which list, in which campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CheckFor {
+    pub subscriber_id: i64,
+    pub list_id: i64,
+    pub campaign_id: i64,
 }
 
 #[derive(FromQueryResult)]
 struct CheckedRow {
     subscriber_id: i64,
     list_id: i64,
+    campaign_id: i64,
     #[sea_orm(nested)]
     check: SendCheck,
 }
 
-/// The checks for many (subscriber, list) pairs in one query per chunk, in the order asked;
-/// `None` for a person who no longer exists. `material`: the material policy version in force
-/// (version, effective date), whose consent is counted in `fresh_consents`.
+/// The checks for many recipient rows in one query per chunk, in the order asked; `None` for a
+/// person who no longer exists. `material`: the material policy version in force (version,
+/// effective date), whose consent is counted in `fresh_consents`.
 pub async fn send_checks(
     db: &impl ConnectionTrait,
-    pairs: &[(i64, i64)],
+    rows: &[CheckFor],
     material: Option<(&str, time::OffsetDateTime)>,
 ) -> Result<Vec<Option<SendCheck>>, DbErr> {
     let (version, since) =
         material.unwrap_or(("", time::OffsetDateTime::now_utc() + time::Duration::days(36_500)));
-    let mut found: HashMap<(i64, i64), SendCheck> = HashMap::with_capacity(pairs.len());
-    for chunk in pairs.chunks(super::ROWS_PER_STATEMENT) {
-        let values = super::values_list_from(3, chunk.len(), 2);
+    let mut found: HashMap<CheckFor, SendCheck> = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        let values = super::values_list_from(3, chunk.len(), 3);
         let sql = format!(
-            "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, s.email, s.name, s.uuid, \
+            "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, v.column3 AS campaign_id, \
+               s.email, s.name, s.uuid, \
                (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = v.column2) \
                  AS subscription_status, \
+               (SELECT cp.status FROM campaigns cp WHERE cp.id = v.column3) AS campaign_status, \
                (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
                (SELECT COUNT(*) FROM consent_events c WHERE c.subscriber_id = s.id AND \
                  ((c.kind = 'agree' AND c.policy_version = $1) \
@@ -326,16 +339,22 @@ pub async fn send_checks(
              FROM (VALUES {values}) AS v JOIN subscribers s ON s.id = v.column1"
         );
         let mut all: Vec<sea_orm::Value> = vec![version.into(), since.into()];
-        for &(subscriber_id, list_id) in chunk {
-            all.push(subscriber_id.into());
-            all.push(list_id.into());
+        for row in chunk {
+            all.push(row.subscriber_id.into());
+            all.push(row.list_id.into());
+            all.push(row.campaign_id.into());
         }
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, all);
         for row in CheckedRow::find_by_statement(stmt).all(db).await? {
-            found.insert((row.subscriber_id, row.list_id), row.check);
+            let key = CheckFor {
+                subscriber_id: row.subscriber_id,
+                list_id: row.list_id,
+                campaign_id: row.campaign_id,
+            };
+            found.insert(key, row.check);
         }
     }
-    Ok(pairs.iter().map(|p| found.get(p).cloned()).collect())
+    Ok(rows.iter().map(|r| found.get(r).cloned()).collect())
 }
 
 pub fn new_campaign(

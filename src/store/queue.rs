@@ -55,6 +55,8 @@ pub enum Outcome {
     Skipped {
         reason: String,
     },
+    /// Not sent because what it belonged to was cancelled meanwhile.
+    Cancelled,
 }
 
 fn truncate(mut s: String) -> String {
@@ -135,6 +137,7 @@ impl Queue {
                 format!("status = '{}', last_error = $3", self.skipped_status),
                 vec![truncate(reason).into()],
             ),
+            Outcome::Cancelled => ("status = 'cancelled', last_error = NULL".into(), vec![]),
         };
         let sql = format!(
             "UPDATE {} SET {set}, lease_owner = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
