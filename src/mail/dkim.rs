@@ -2,8 +2,10 @@
 //! relaxed/relaxed, no `l=`. lettre's own signer uses the pure-Rust `rsa` crate and signs about
 //! 6x slower, which would cap the whole mailer.
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
+use mail_auth::common::crypto::{
+    Algorithm, Ed25519Key, HashContext, HashImpl, HashOutput, RsaKey, Sha256, SigningKey,
+};
+use mail_auth::common::headers::{HeaderWriter, Writable, Writer};
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -93,9 +95,35 @@ impl DkimKey {
     }
 }
 
+/// A signing key whose body hash is taken in one call. mail-auth's relaxed body
+/// canonicalization hands the hasher one byte at a time, and a SHA-256 update per byte cost
+/// more than the RSA signature itself for a 20 KB message (perf: 14% of a DKIM campaign run's
+/// CPU against 26% for RSA). Collected into a buffer first, it costs a copy.
+struct HashAtOnce<K>(K);
+
+impl<K: SigningKey> SigningKey for HashAtOnce<K> {
+    type Hasher = K::Hasher;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn hash(&self, data: impl Writable) -> HashOutput {
+        let mut canonical = Vec::with_capacity(32 * 1024);
+        data.write(&mut canonical);
+        let mut hasher = <K::Hasher as HashImpl>::hasher();
+        hasher.write(&canonical);
+        hasher.complete()
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
 enum Inner {
-    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
-    Ed25519(DkimSigner<Ed25519Key, Done>),
+    Rsa(DkimSigner<HashAtOnce<RsaKey<Sha256>>, Done>),
+    Ed25519(DkimSigner<HashAtOnce<Ed25519Key>, Done>),
 }
 
 /// Signs formatted messages for one domain and selector.
@@ -108,7 +136,7 @@ impl Signer {
         // The key was parsed successfully when the configuration was read.
         let inner = match parse_rsa(&key.pem).ok().flatten() {
             Some(k) => Inner::Rsa(
-                DkimSigner::from_key(k)
+                DkimSigner::from_key(HashAtOnce(k))
                     .domain(domain)
                     .selector(selector)
                     .headers(SIGNED_HEADERS.iter().copied())
@@ -116,7 +144,7 @@ impl Signer {
                     .body_canonicalization(Canonicalization::Relaxed),
             ),
             None => Inner::Ed25519(
-                DkimSigner::from_key(parse_ed25519(&key.pem).expect("checked at start-up"))
+                DkimSigner::from_key(HashAtOnce(parse_ed25519(&key.pem).expect("checked at start-up")))
                     .domain(domain)
                     .selector(selector)
                     .headers(SIGNED_HEADERS.iter().copied())
