@@ -35,7 +35,7 @@ pub async fn enqueue_many(db: &impl ConnectionTrait, msgs: Vec<NewOutboxMessage>
         let sql = format!(
             "INSERT INTO outbox (kind, subscriber_id, recipient, payload, next_attempt_at_ms, dedupe_key, \
              created_at, status, attempts) VALUES {} ON CONFLICT (dedupe_key) DO NOTHING",
-            super::values_list(chunk.len(), COLS)
+            super::values_list(db.get_database_backend(), chunk.len(), COLS)
         );
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for m in chunk {

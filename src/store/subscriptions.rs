@@ -53,7 +53,7 @@ pub async fn upsert_subscribers(
              VALUES {} \
              ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name) \
              RETURNING id, uuid, email_key",
-            super::values_list(chunk.len(), COLS)
+            super::values_list(db.get_database_backend(), chunk.len(), COLS)
         );
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for (email, hash, name) in chunk {
@@ -143,7 +143,7 @@ pub async fn request_subscriptions(
                status = CASE WHEN subscriptions.status = 'unsubscribed' \
                  THEN 'pending' ELSE subscriptions.status END \
              RETURNING subscriber_id, list_id, status, pending_since_ms",
-            super::values_list(chunk.len(), 5)
+            super::values_list(db.get_database_backend(), chunk.len(), 5)
         );
         let mut values = Vec::with_capacity(chunk.len() * 5);
         for &(subscriber_id, list_id) in chunk {
@@ -198,7 +198,7 @@ pub async fn pending_confirmations(
              JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
              JOIN lists l ON l.id = x.list_id \
              WHERE s.id IN ({}) ORDER BY s.id, l.id",
-            super::params(1, chunk.len())
+            super::in_list(db.get_database_backend(), chunk.len())
         );
         let values = chunk.iter().map(|&id| id.into());
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
@@ -287,7 +287,7 @@ pub async fn record_consents(db: &impl ConnectionTrait, events: Vec<NewConsentEv
         let sql = format!(
             "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source, ip, user_agent, \
              policy_version, consent_text, detail) VALUES {}",
-            super::values_list(chunk.len(), COLS)
+            super::values_list(db.get_database_backend(), chunk.len(), COLS)
         );
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for e in chunk {
