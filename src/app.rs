@@ -228,6 +228,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(crate::delivery::run(self.state.clone(), stop_rx.clone()));
         let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
+        let checkpoints = tokio::spawn(crate::store::checkpoints(self.state.db.clone(), stop_rx.clone()));
         let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
         tracing::info!(addr = %self.local_addr(), "listening");
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -241,6 +242,7 @@ impl Application {
         let _ = worker.await;
         let _ = pruner.await;
         let _ = retention.await;
+        let _ = checkpoints.await;
         Ok(())
     }
 }
