@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use letterhead::app::Application;
 use letterhead::campaigns::{self, CampaignInput};
 use letterhead::config::{Config, Settings};
+use letterhead::mail::{ComposedMessage, ListHeaders, MailClass};
 use sea_orm::{ConnectionTrait, Statement};
 
 const SINK_PORT: u16 = 2531;
@@ -54,8 +55,8 @@ fn unsafe_is_root() -> bool {
         .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
-/// smtp-source with `sessions` parallel sessions sending `count` 8 KB messages.
-fn smtp_source_rate(sessions: usize, count: usize) -> f64 {
+/// smtp-source with `sessions` parallel sessions sending `count` messages of `bytes` bytes.
+fn smtp_source_rate(sessions: usize, count: usize, bytes: usize) -> f64 {
     let started = Instant::now();
     let status = Command::new("smtp-source")
         .args([
@@ -64,7 +65,7 @@ fn smtp_source_rate(sessions: usize, count: usize) -> f64 {
             "-m",
             &count.to_string(),
             "-l",
-            "8192",
+            &bytes.to_string(),
         ])
         .args(["-f", "news@example.com", "-t", "reader@example.org"])
         .arg(format!("127.0.0.1:{SINK_PORT}"))
@@ -108,6 +109,36 @@ async fn seed(db: &sea_orm::DatabaseConnection, n: i64) {
     ))
     .await
     .unwrap();
+}
+
+/// The size on the wire of this campaign's message to one recipient (stamped, and signed when
+/// DKIM is on), so that smtp-source can also be measured with messages as large as ours.
+async fn message_bytes(state: &letterhead::app::AppState, campaign_id: i64) -> usize {
+    let prepared = campaigns::prepare(state, campaign_id).await.unwrap();
+    let list = &prepared.lists[0];
+    let unsubscribe_url = state.unsubscribe_url(uuid::Uuid::new_v4(), list.id);
+    let preferences_url = state.preferences_url(uuid::Uuid::new_v4());
+    let mut fields = campaigns::RecipientFields::sample(&list.name);
+    fields.unsubscribe_url = unsubscribe_url.to_string();
+    fields.preferences_url = preferences_url.to_string();
+    let (html, text) = prepared.content.render(&fields).unwrap();
+    let composed = ComposedMessage {
+        to: letterhead::domain::EmailAddress::parse("reader1@example.org").unwrap(),
+        to_name: letterhead::domain::DisplayName::parse("Reader 1").ok(),
+        subject: prepared.subject.clone(),
+        html: templates::email::trusted_html(html),
+        text,
+        reason: format!("You receive this because you subscribed to {}.", list.name),
+        class: MailClass::Marketing {
+            list: ListHeaders {
+                slug: list.slug.clone(),
+                unsubscribe_url,
+                preferences_url,
+            },
+            from: None,
+        },
+    };
+    state.stamp.stamp(composed).unwrap().bytes().len()
 }
 
 #[tokio::main]
@@ -177,6 +208,7 @@ async fn main() {
     };
     let valid = campaigns::validate(&state, input).await.unwrap().unwrap();
     let campaign = campaigns::create(&state, valid).await.unwrap();
+    let our_bytes = message_bytes(&state, campaign.id).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -203,18 +235,22 @@ async fn main() {
     let _ = stop_tx.send(());
     let _ = server.await;
     let rate = progress.sent as f64 / elapsed.as_secs_f64();
-    let source = smtp_source_rate(sessions, 20_000.min(n as usize * 2).max(2_000));
+    let count = 20_000.min(n as usize * 2).max(2_000);
+    let source = smtp_source_rate(sessions, count, 8192);
+    let source_same_size = smtp_source_rate(sessions, count, our_bytes);
     let _ = sink.kill();
     let _ = sink.wait();
     println!(
         "{recipients} recipients, DKIM {}: snapshot {:.2} s; delivered {} in {:.1} s = {rate:.0} msg/s \
-         (failed {}); smtp-source with {sessions} sessions: {source:.0} msg/s (ratio {:.2}); peak RSS {:.0} MB",
+         (failed {}); smtp-source with {sessions} sessions: {source:.0} msg/s of 8 KB (ratio {:.2}), \
+         {source_same_size:.0} msg/s of {our_bytes} bytes like ours (ratio {:.2}); peak RSS {:.0} MB",
         if dkim { "on" } else { "off" },
         snapshot.as_secs_f64(),
         progress.sent,
         elapsed.as_secs_f64(),
         progress.failed,
         rate / source,
+        rate / source_same_size,
         peak_rss_mb()
     );
 }
