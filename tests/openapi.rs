@@ -367,6 +367,14 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
             StatusCode::OK,
         ),
         (
+            "post",
+            "/api/v1/lists/{slug}/subscribers/import",
+            http.post(app.url("/api/v1/lists/weekly/subscribers/import"))
+                .bearer_auth(&key)
+                .multipart(reqwest::multipart::Form::new().text("file", "email\nbo@example.org\n")),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
             "get",
             "/api/v1/lists/{slug}/subscribers/export",
             http.get(app.url("/api/v1/lists/weekly/subscribers/export"))

@@ -254,6 +254,29 @@ async fn an_import_reports_counts_and_line_errors() {
 
     let (code, _) = import(&app, &key, "", "name\nx\n".into()).await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "no email column");
+    // A file upload form is not read as CSV: a clear 415, nothing imported.
+    let res = app
+        .http
+        .post(app.url("/api/v1/lists/news/subscribers/import"))
+        .bearer_auth(&key)
+        .multipart(reqwest::multipart::Form::new().text(
+            "file",
+            "email,consented_at,consent_source\nform@example.org,2025-01-01,crm\n",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let problem: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("text/csv"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email = 'form@example.org'")
+            .await,
+        0
+    );
     let res = app
         .http
         .post(app.url("/api/v1/lists/nope/subscribers/import"))

@@ -355,13 +355,41 @@ struct ImportRow {
     consent: Consent,
 }
 
-#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, super::openapi::NotFound))]
+/// Whether the body is declared as CSV (or as plain text, or not declared at all).
+fn is_csv_body(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let media = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    ["text/csv", "application/csv", "text/plain"]
+        .iter()
+        .any(|m| media.eq_ignore_ascii_case(m))
+}
+
+#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, (status = 415, description = "The body is declared as something other than CSV (`text/csv`, `application/csv` or `text/plain`; no Content-Type is taken as CSV)", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
 async fn import(
     State(state): State<AppState>,
     Path(slug): Path<String>,
     Query(q): Query<ImportQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<ImportReport>, AppError> {
+    if !is_csv_body(&headers) {
+        // A file upload form (multipart) or a JSON body would be read as CSV and come back
+        // as a page of puzzling per-line errors.
+        return Err(AppError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "The import takes the CSV itself as the request body, sent as Content-Type: text/csv \
+             (with curl: --data-binary @people.csv -H 'Content-Type: text/csv').",
+        ));
+    }
     let list = lists::by_slug(&state.db, &slug)
         .await?
         .ok_or_else(AppError::not_found)?;
