@@ -749,3 +749,26 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     );
     restarted.stop().await;
 }
+
+/// A preview the database cannot serve is the server's failure (500), not a problem with the
+/// campaign (400), so a client does not go looking for a fault in its template.
+#[tokio::test]
+async fn a_preview_the_database_fails_is_a_server_error() {
+    let (app, key) = app_with(vec![]).await;
+    let id = create(
+        &app,
+        &key,
+        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+    )
+    .await
+    .json::<serde_json::Value>()
+    .await
+    .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // The campaign's lists can no longer be read; the campaign itself and the API key can.
+    app.execute("DROP TABLE campaign_lists").await;
+    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/preview")).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}

@@ -149,9 +149,11 @@ struct Preview {
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), (status = 400, description = "The id is not a number, or the campaign does not render", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
 async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
     load(&state, id).await?;
-    let prepared = campaigns::prepare(&state, id)
-        .await
-        .map_err(AppError::bad_request)?;
+    let prepared = campaigns::prepare(&state, id).await.map_err(|e| match e {
+        campaigns::PrepareError::Database(e) => AppError::from(e),
+        campaigns::PrepareError::Gone => AppError::not_found(),
+        campaigns::PrepareError::Invalid(why) => AppError::bad_request(why),
+    })?;
     let sample = RecipientFields::sample(prepared.lists.first().map(|l| l.name.as_str()).unwrap_or(""));
     let (html, text) = prepared.content.render(&sample).map_err(AppError::bad_request)?;
     Ok(Json(Preview {

@@ -34,24 +34,35 @@ pub fn source_of(c: &campaign::Model) -> Source {
     }
 }
 
-pub async fn prepare(state: &AppState, id: i64) -> Result<Prepared, String> {
-    let c = db::get(&state.db, id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the campaign is gone")?;
-    let lists = db::lists_of(&state.db, id).await.map_err(|e| e.to_string())?;
+pub async fn prepare(state: &AppState, id: i64) -> Result<Prepared, PrepareError> {
+    let c = db::get(&state.db, id).await?.ok_or(PrepareError::Gone)?;
+    let lists = db::lists_of(&state.db, id).await?;
     let sample = lists.first().map(|l| l.name.as_str()).unwrap_or("");
+    let invalid = |e: String| PrepareError::Invalid(e);
     Ok(Prepared {
-        subject: HeaderText::parse(&c.subject).map_err(|e| e.to_string())?,
+        subject: HeaderText::parse(&c.subject).map_err(|e| invalid(e.to_string()))?,
         from: c
             .from_address
             .as_deref()
             .map(EmailAddress::parse)
             .transpose()
-            .map_err(|e| e.to_string())?,
-        content: Content::compile(&source_of(&c), sample)?,
+            .map_err(|e| invalid(e.to_string()))?,
+        content: Content::compile(&source_of(&c), sample).map_err(invalid)?,
         lists,
     })
+}
+
+/// Why a campaign could not be prepared: the API answers a database failure as a server
+/// error, not as a problem with the campaign.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("the campaign is gone")]
+    Gone,
+    /// The stored campaign does not compile or render (subject, sender, template).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What the API accepts for a campaign.

@@ -49,7 +49,11 @@ impl CampaignJob {
         if let Some(p) = self.prepared.lock().expect("cache lock").get(&campaign_id) {
             return Ok(p.clone());
         }
-        let p = Arc::new(campaigns::prepare(state, campaign_id).await?);
+        let p = Arc::new(
+            campaigns::prepare(state, campaign_id)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         self.prepared
             .lock()
             .expect("cache lock")

@@ -106,7 +106,9 @@ async fn campaign_test(
     to: EmailAddress,
     campaign_id: i64,
 ) -> Result<Option<ComposedMessage>, String> {
-    let prepared = crate::campaigns::prepare(state, campaign_id).await?;
+    let prepared = crate::campaigns::prepare(state, campaign_id)
+        .await
+        .map_err(|e| e.to_string())?;
     let Some(list) = prepared.lists.first() else {
         return Ok(None);
     };
