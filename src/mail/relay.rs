@@ -18,7 +18,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::transport::{SendError, Turn, classify};
+use super::transport::{SendError, classify};
 
 /// A pooled connection is used again only if it idled less than this (relays close idle
 /// sessions; a stale one would look like a relay outage).
@@ -32,9 +32,6 @@ pub struct SmtpRelay {
     hello: ClientId,
     timeout: Duration,
     idle: Mutex<Vec<(Connection, Instant)>>,
-    /// At most this many sessions at once (DELIVERY_CONCURRENCY): every worker of the process
-    /// shares them.
-    sessions: tokio::sync::Semaphore,
     max_idle_connections: usize,
 }
 
@@ -45,7 +42,7 @@ impl SmtpRelay {
         require_tls: bool,
         credentials: Option<Credentials>,
         hello: ClientId,
-        max_connections: usize,
+        max_idle_connections: usize,
     ) -> Self {
         SmtpRelay {
             host,
@@ -55,8 +52,7 @@ impl SmtpRelay {
             hello,
             timeout: Duration::from_secs(60),
             idle: Mutex::new(Vec::new()),
-            sessions: tokio::sync::Semaphore::new(max_connections.max(1)),
-            max_idle_connections: max_connections,
+            max_idle_connections,
         }
     }
 
@@ -115,13 +111,9 @@ impl SmtpRelay {
         }
     }
 
-    pub async fn send(&self, envelope: &Envelope, bytes: &[u8], turn: Option<Turn>) -> Result<(), SendError> {
-        let _session = self
-            .sessions
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        drop(turn);
+    /// Sends over an idle session or a new one. The caller holds the number of sends at once
+    /// to the pool's size (see `Transport`).
+    pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
         if let Some(mut conn) = self.take_idle() {
             match conn.send(envelope, bytes).await {
                 Ok(()) => {

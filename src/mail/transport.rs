@@ -34,20 +34,58 @@ pub enum SendError {
 /// A place in line for a relay session (see [`Transport::send_in_turn`]).
 pub type Turn = tokio::sync::OwnedSemaphorePermit;
 
-pub enum Transport {
+pub struct Transport {
+    wire: Wire,
+    /// At most this many sends at once (DELIVERY_CONCURRENCY): the sessions with the relay
+    /// that every worker of the process shares. (lettre's pool would open extra connections
+    /// when all of its are busy.)
+    sessions: tokio::sync::Semaphore,
+}
+
+enum Wire {
     /// `smtp://`, `smtp+starttls://`: our pool over lettre's SMTP client, with TCP_NODELAY.
     Relay(SmtpRelay),
-    /// `smtps://`: lettre's pooled transport (implicit TLS). Its pool opens extra connections
-    /// when all are busy, so `sessions` holds sends to DELIVERY_CONCURRENCY, as the relay does.
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        sessions: tokio::sync::Semaphore,
-    },
+    /// `smtps://`: lettre's pooled transport (implicit TLS).
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
 impl Transport {
     pub fn from_config(config: &Config) -> Result<Self, String> {
+        Ok(Transport {
+            wire: Wire::from_config(config)?,
+            sessions: tokio::sync::Semaphore::new(config.delivery.concurrency.max(1)),
+        })
+    }
+
+    pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
+        self.send_in_turn(message, None).await
+    }
+
+    /// Sends, giving up `turn` as soon as the message has a session with the relay (delivery
+    /// keeps the number of checked messages waiting for a session small with it).
+    pub async fn send_in_turn(&self, message: &StampedMessage, turn: Option<Turn>) -> Result<(), SendError> {
+        let _session = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| SendError::Unavailable("the transport is shut down".into()))?;
+        drop(turn);
+        let (envelope, bytes) = (message.envelope(), message.bytes());
+        match &self.wire {
+            Wire::File(t) => t
+                .send_raw(envelope, bytes)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
+            Wire::Relay(r) => r.send(envelope, bytes).await,
+            Wire::Smtp(t) => t.send_raw(envelope, bytes).await.map(|_| ()).map_err(classify),
+        }
+    }
+}
+
+impl Wire {
+    fn from_config(config: &Config) -> Result<Self, String> {
         match &config.mail_transport {
             MailTransportConfig::File(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -56,14 +94,14 @@ impl Transport {
                         dir.display()
                     )
                 })?;
-                Ok(Transport::File(AsyncFileTransport::new(dir)))
+                Ok(Wire::File(AsyncFileTransport::new(dir)))
             }
             MailTransportConfig::Smtp {
                 host,
                 port,
                 tls,
                 credentials,
-            } if *tls != SmtpTls::Implicit => Ok(Transport::Relay(SmtpRelay::new(
+            } if *tls != SmtpTls::Implicit => Ok(Wire::Relay(SmtpRelay::new(
                 host.clone(),
                 *port,
                 *tls == SmtpTls::Required,
@@ -97,39 +135,7 @@ impl Transport {
                 if let Some((user, pass)) = credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_owned()));
                 }
-                Ok(Transport::Smtp {
-                    transport: builder.build(),
-                    sessions: tokio::sync::Semaphore::new(config.delivery.concurrency.max(1)),
-                })
-            }
-        }
-    }
-
-    pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
-        self.send_in_turn(message, None).await
-    }
-
-    /// Sends, giving up `turn` as soon as the message has a session with the relay (delivery
-    /// keeps the number of checked messages waiting for a session small with it).
-    pub async fn send_in_turn(&self, message: &StampedMessage, turn: Option<Turn>) -> Result<(), SendError> {
-        match self {
-            Transport::File(t) => t
-                .send_raw(message.envelope(), message.bytes())
-                .await
-                .map(|_| ())
-                .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
-            Transport::Relay(r) => r.send(message.envelope(), message.bytes(), turn).await,
-            Transport::Smtp { transport, sessions } => {
-                let _session = sessions
-                    .acquire()
-                    .await
-                    .map_err(|_| SendError::Unavailable("the transport is shut down".into()))?;
-                drop(turn);
-                transport
-                    .send_raw(message.envelope(), message.bytes())
-                    .await
-                    .map(|_| ())
-                    .map_err(classify)
+                Ok(Wire::Smtp(builder.build()))
             }
         }
     }
