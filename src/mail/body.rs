@@ -32,11 +32,8 @@ fn with_crlf(text: &str) -> String {
     let mut lines = text.split('\n').peekable();
     while let Some(line) = lines.next() {
         out.push_str(line);
-        if lines.peek().is_some() && !line.ends_with('\r') {
-            out.push('\r');
-        }
         if lines.peek().is_some() {
-            out.push('\n');
+            out.push_str(if line.ends_with('\r') { "\n" } else { "\r\n" });
         }
     }
     out
