@@ -66,6 +66,17 @@ async fn create(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::R
         .unwrap()
 }
 
+/// Creates a draft and returns its id.
+async fn draft(app: &TestApp, key: &str, body: serde_json::Value) -> i64 {
+    create(app, key, body)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
 async fn post(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
     app.http
         .post(app.url(path))
@@ -260,17 +271,12 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
         .unwrap()
         .id;
     app.sink.delay_data(150);
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
     app.sink.wait_for(2, WAIT).await;
     // The last person leaves while the campaign is under way.
@@ -306,17 +312,12 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
     }
     app.sink.reply(Stage::Rcpt, "greylisted@", 451, Some(1));
     app.sink.reply(Stage::Rcpt, "gone@", 550, None);
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
     let done = wait_status(&app, &key, id, "sent").await;
     assert_eq!(
@@ -339,17 +340,12 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
         "{printed}"
     );
     // CS-11: the suppressed address is left out of the next campaign.
-    let id2 = create(
+    let id2 = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Again", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
     let done = wait_status(&app, &key, id2, "sent").await;
     assert_eq!(done["recipients"].as_i64(), Some(3));
@@ -369,17 +365,12 @@ async fn pause_resume_and_cancel() {
         seed(&app, &format!("p{i}@example.org"), None, &["news"], "confirmed").await;
     }
     app.sink.delay_data(100);
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
     app.sink.wait_for(2, WAIT).await;
     let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/pause")).await;
@@ -415,17 +406,12 @@ async fn pause_resume_and_cancel() {
     let done = wait_status(&app, &key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(8));
 
-    let id2 = create(
+    let id2 = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Second", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     let before = app.sink.messages().len();
     post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
     app.sink.wait_for(before + 1, WAIT).await;
@@ -457,17 +443,12 @@ async fn a_scheduled_campaign_starts_on_time() {
     let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Later", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     let res = app
         .http
         .post(app.url(&format!("/api/v1/campaigns/{id}/schedule")))
@@ -581,17 +562,12 @@ async fn drafts_are_checked_when_written() {
 #[tokio::test]
 async fn test_sends_go_only_to_team_test_recipients() {
     let (app, key) = app_with(vec![]).await;
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": SUBJECT, "lists": ["news"], "markdown": "Hello {{ name }}"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     let test = |to: &'static str| {
         app.http
             .post(app.url(&format!("/api/v1/campaigns/{id}/test")))
@@ -645,17 +621,12 @@ async fn two_instances_share_a_campaign_without_duplicates() {
         seed(&first, &format!("m{i}@example.org"), None, &["news"], "confirmed").await;
     }
     first.sink.delay_data(5);
-    let id = create(
+    let id = draft(
         &first,
         &key,
         serde_json::json!({"subject": "Shared", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     post(&first, &key, &format!("/api/v1/campaigns/{id}/send")).await;
     second.state.campaign_wakeup.notify_waiters();
     let done = wait_status(&first, &key, id, "sent").await;
@@ -755,17 +726,12 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
 #[tokio::test]
 async fn a_preview_the_database_fails_is_a_server_error() {
     let (app, key) = app_with(vec![]).await;
-    let id = create(
+    let id = draft(
         &app,
         &key,
         serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
     )
-    .await
-    .json::<serde_json::Value>()
-    .await
-    .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    .await;
     // The campaign's lists can no longer be read; the campaign itself and the API key can.
     app.execute("DROP TABLE campaign_lists").await;
     let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/preview")).await;
