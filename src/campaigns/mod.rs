@@ -38,16 +38,15 @@ pub async fn prepare(state: &AppState, id: i64) -> Result<Prepared, PrepareError
     let c = db::get(&state.db, id).await?.ok_or(PrepareError::Gone)?;
     let lists = db::lists_of(&state.db, id).await?;
     let sample = lists.first().map(|l| l.name.as_str()).unwrap_or("");
-    let invalid = |e: String| PrepareError::Invalid(e);
     Ok(Prepared {
-        subject: HeaderText::parse(&c.subject).map_err(|e| invalid(e.to_string()))?,
+        subject: HeaderText::parse(&c.subject).map_err(|e| PrepareError::Invalid(e.to_string()))?,
         from: c
             .from_address
             .as_deref()
             .map(EmailAddress::parse)
             .transpose()
-            .map_err(|e| invalid(e.to_string()))?,
-        content: Content::compile(&source_of(&c), sample).map_err(invalid)?,
+            .map_err(|e| PrepareError::Invalid(e.to_string()))?,
+        content: Content::compile(&source_of(&c), sample).map_err(PrepareError::Invalid)?,
         lists,
     })
 }
