@@ -6,7 +6,8 @@
 #   bash benches/subscribe.sh                      # SQLite (a fresh file)
 #   BENCH_DB=postgres bash benches/subscribe.sh    # PostgreSQL on 127.0.0.1:5432 (a fresh database)
 #
-# Needs wrk and smtp-sink (Debian packages wrk and postfix). DURATION, CONNECTIONS, THREADS tune it.
+# Needs wrk and smtp-sink (Debian packages wrk and postfix). DURATION, CONNECTIONS, THREADS tune it;
+# BENCH_BIN=path runs that binary instead of building this checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/letterhead/target}"
@@ -15,8 +16,9 @@ PORT=3999; SMTP_PORT=2526
 command -v wrk >/dev/null && command -v smtp-sink >/dev/null || {
   echo "needs wrk and smtp-sink: apt-get install wrk postfix" >&2; exit 1; }
 
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/letterhead"
+# BENCH_BIN runs a binary built elsewhere (to compare two commits in one sitting).
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/letterhead}"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 

@@ -123,11 +123,13 @@ async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
 
     // OI-3: the evidence.
     let n = app
-        .query_i64(
+        .query_i64(&format!(
             "SELECT COUNT(*) FROM consent_events WHERE kind = 'signup' AND ip = '127.0.0.1' \
              AND user_agent = 'SignupTest/1.0' AND source = 'form:/subscribe' AND policy_version = '2026-01' \
-             AND consent_text IS NOT NULL AND list_id IS NOT NULL",
-        )
+             AND consent_text = '{}' AND detail = '{{\"age_confirmed\":true,\"list\":\"weekly\"}}' \
+             AND list_id IS NOT NULL",
+            letterhead::signup::CONSENT_TEXT
+        ))
         .await;
     assert_eq!(n, 1);
     // Nothing but the confirmation went out.
