@@ -21,7 +21,7 @@ use crate::store::entities::list;
 use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::store::{self, Db, begin_write, lists, policies, spent_tokens};
+use crate::store::{self, Db, begin_write, lists, policies, signups, spent_tokens};
 use crate::tokens::Claims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
@@ -140,6 +140,9 @@ async fn write_and_answer(ctx: &WriterContext, queued: Vec<Queued>) {
 /// identical requests at once): the n-th occurrences are written in the n-th round, so each
 /// multi-row statement touches a person once, and each round sees what the one before wrote.
 async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbErr> {
+    if store::is_postgres(&ctx.db) {
+        return write_batch_postgres(ctx, signups).await;
+    }
     let now = store::now();
     let now_ms = store::now_ms();
     let tx = begin_write(&ctx.db).await?;
@@ -157,6 +160,68 @@ async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbE
         write_round(ctx, &tx, &round, &existing, policy.as_deref(), now_ms).await?;
     }
     tx.commit().await
+}
+
+/// [`write_batch`] on PostgreSQL: a round is one statement (see [`store::signups`]), atomic on
+/// its own; only a batch of several rounds needs a transaction around them.
+async fn write_batch_postgres(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbErr> {
+    let payload = serde_json::to_string(&Payload::Confirmation).expect("payload serializes");
+    let rule = signups::ConfirmationRule {
+        payload: &payload,
+        consent_text: CONSENT_TEXT,
+        per_day: ctx.cfg.confirmations_per_day,
+        resend_after_ms: i64::try_from(ctx.cfg.resend_after.as_millis()).unwrap_or(i64::MAX),
+    };
+    let rounds = rounds(signups);
+    let hashes: Vec<Vec<AddressHash>> = rounds
+        .iter()
+        .map(|round| round.iter().map(|s| ctx.hasher.hash(&s.email)).collect())
+        .collect();
+    if let [round] = rounds.as_slice() {
+        let (people, choices) = round_rows(round, &hashes[0]);
+        return signups::write_round_postgres(&ctx.db, &people, &choices, &rule).await;
+    }
+    let tx = begin_write(&ctx.db).await?;
+    for (round, hashes) in rounds.iter().zip(&hashes) {
+        let (people, choices) = round_rows(round, hashes);
+        signups::write_round_postgres(&tx, &people, &choices, &rule).await?;
+    }
+    tx.commit().await
+}
+
+/// A round's rows for [`signups::write_round_postgres`].
+fn round_rows<'a>(
+    round: &[&'a Signup],
+    hashes: &'a [AddressHash],
+) -> (Vec<signups::SignupPerson<'a>>, Vec<signups::SignupChoice>) {
+    let mut people = Vec::with_capacity(round.len());
+    let mut choices = Vec::with_capacity(round.len());
+    for (s, hash) in round.iter().zip(hashes) {
+        people.push(signups::SignupPerson {
+            uuid: uuid::Uuid::new_v4(),
+            email: s.email.as_str(),
+            email_key: s.email.normalized(),
+            name: s.name.as_ref().map(DisplayName::as_str),
+            hmac: hash.as_str(),
+            source: &s.origin.source,
+            ip: s.origin.ip.as_deref(),
+            user_agent: s.origin.user_agent.as_deref(),
+        });
+        let all: HashSet<i64> = s.lists.iter().map(|l| l.id).collect();
+        for list in chosen_lists(s, &all) {
+            choices.push(signups::SignupChoice {
+                email_key: s.email.normalized(),
+                list_id: list.id,
+                detail: consent_detail(list).to_string(),
+            });
+        }
+    }
+    (people, choices)
+}
+
+/// The detail of a signup's consent event for one list.
+fn consent_detail(list: &list::Model) -> serde_json::Value {
+    serde_json::json!({ "age_confirmed": true, "list": list.slug })
 }
 
 /// Splits signups into rounds in which every address comes at most once.
@@ -228,7 +293,7 @@ async fn write_round(
                 user_agent: s.origin.user_agent.clone(),
                 policy_version: policy.map(str::to_owned),
                 consent_text: Some(CONSENT_TEXT.to_owned()),
-                detail: Some(serde_json::json!({ "age_confirmed": true, "list": list.slug })),
+                detail: Some(consent_detail(list)),
                 occurred_at: None,
             });
         }

@@ -9,6 +9,7 @@ pub mod lists;
 pub mod outbox;
 pub mod policies;
 pub mod queue;
+pub mod signups;
 pub mod spent_tokens;
 pub mod subscriptions;
 pub mod suppressions;
