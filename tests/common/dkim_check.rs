@@ -60,5 +60,29 @@ pub async fn verify(raw: &[u8]) -> Vec<DkimResult> {
 
 pub async fn passes(raw: &[u8]) -> bool {
     let results = verify(raw).await;
-    !results.is_empty() && results.iter().all(|r| *r == DkimResult::Pass)
+    !results.is_empty() && results.iter().all(|r| *r == DkimResult::Pass) && b_value_ends_the_tag(raw)
+}
+
+/// Whether the signature's `b=` value runs up to its `;` (or the header's end) with no folding
+/// after its last character. A verifier rebuilds the signed header by deleting the value;
+/// mail-auth also deletes the whitespace around it, dkimpy (the compliance suite's verifier)
+/// deletes only the value's own characters and the whitespace inside it, so a fold between
+/// the value and `;` stays in what it hashes and the signature fails there.
+pub fn b_value_ends_the_tag(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let header: String = text
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("DKIM-Signature:"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| format!("{l}\r\n"))
+        .collect();
+    let Some(start) = header.find("; b=").map(|at| at + 4) else {
+        return false;
+    };
+    let value = &header[start..];
+    let end = value.find(';').unwrap_or(value.len());
+    let last = value[..end].trim_end_matches([' ', '\t', '\r', '\n']).len();
+    // Only the header's own final CRLF may follow the value when it has no `;`.
+    value[last..end].is_empty() || (end == value.len() && &value[last..] == "\r\n")
 }
