@@ -354,7 +354,8 @@ pub async fn queue_confirmation(
 /// renders at send time and covers every list pending by then), and either the last
 /// confirmation does not cover what is pending or it is old enough to send again; at most N a
 /// day go to one address (OI-6). The dedupe key chains on the newest confirmation, so
-/// concurrent requests that saw the same history insert only one.
+/// concurrent requests that saw the same history insert only one. PostgreSQL signups apply
+/// the same rule in SQL (`store::signups::WRITE_ROUND`): a change here goes there too.
 fn confirmation_due(
     cfg: &SignupConfig,
     history: &ConfirmationHistory,

@@ -123,10 +123,7 @@ impl<K: SigningKey> SigningKey for PrecomputedBody<'_, K> {
 
 /// The body of a formatted message: what follows the first empty line.
 fn body_of(message: &[u8]) -> &[u8] {
-    message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&[][..], |at| &message[at + 4..])
+    memchr::memmem::find(message, b"\r\n\r\n").map_or(&[][..], |at| &message[at + 4..])
 }
 
 /// Appends the body's relaxed canonical form (RFC 6376, 3.4.4) to `out`: whitespace at the end
