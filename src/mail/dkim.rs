@@ -293,6 +293,7 @@ mod tests {
         );
     }
 
+    /// DK-1: a signature that verifies with every verifier, dkimpy included.
     #[test]
     fn the_b_value_is_never_folded_from_its_semicolon() {
         use super::{DkimKey, Signer};
