@@ -207,8 +207,8 @@ fn round_rows<'a>(
             ip: s.origin.ip.as_deref(),
             user_agent: s.origin.user_agent.as_deref(),
         });
-        let all: HashSet<i64> = s.lists.iter().map(|l| l.id).collect();
-        for list in chosen_lists(s, &all) {
+        // Lists deleted meanwhile are left out by the statement itself.
+        for list in distinct_lists(s) {
             choices.push(signups::SignupChoice {
                 email_key: s.email.normalized(),
                 list_id: list.id,
@@ -320,9 +320,14 @@ async fn write_round(
 
 /// The lists of a signup that still exist, each once.
 fn chosen_lists<'a>(signup: &'a Signup, existing: &'a HashSet<i64>) -> impl Iterator<Item = &'a list::Model> {
+    distinct_lists(signup).filter(|l| existing.contains(&l.id))
+}
+
+/// The lists of a signup, each once (a form may name a list twice).
+fn distinct_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
     let mut seen = Vec::with_capacity(signup.lists.len());
     signup.lists.iter().filter(move |l| {
-        let new = existing.contains(&l.id) && !seen.contains(&l.id);
+        let new = !seen.contains(&l.id);
         seen.push(l.id);
         new
     })

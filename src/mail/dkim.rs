@@ -264,11 +264,11 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use mail_auth::common::crypto::{HashContext, HashImpl, Sha256};
+    use mail_auth::common::headers::HeaderWriter;
     use mail_auth::dkim::Canonicalization;
     use mail_auth::dkim::canonicalize::BodyHasher;
 
     use super::{Key, relaxed_body};
-    use mail_auth::common::headers::HeaderWriter;
 
     fn ours(body: &str) -> String {
         let mut out = Vec::new();
