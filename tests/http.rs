@@ -1,5 +1,5 @@
 //! The HTTP surface every capability shares: health, errors as pages or problem+json, API keys,
-//! rate limits, security headers.
+//! rate limits, security headers; and the database connections under it.
 
 mod common;
 
@@ -15,6 +15,47 @@ async fn healthz_answers_when_the_database_does() {
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
     assert_eq!(res.headers()["cache-control"], "no-store");
+}
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on for its sockets: over TLS a statement above 16 KB (a
+/// batch of signups under load) then waited for PostgreSQL's delayed ACK, 40 ms. Every
+/// connection of the pool must have TCP_NODELAY. (SQLite has no sockets.)
+#[tokio::test]
+async fn postgres_connections_have_nagle_off() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let app = spawn_app().await;
+    if !app.db.is_postgres() {
+        return;
+    }
+    // Queries at once, so that the pool opens several connections; each names its own socket.
+    let port_query = || {
+        app.state.db.query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT inet_client_port() AS port FROM pg_sleep(0.1)",
+        ))
+    };
+    let rows = futures::future::join_all((0..4).map(|_| port_query())).await;
+    let mut ports: Vec<u16> = rows
+        .into_iter()
+        .map(|row| {
+            let port: i32 = row
+                .unwrap()
+                .unwrap()
+                .try_get("", "port")
+                .expect("a TCP connection");
+            u16::try_from(port).unwrap()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert!(ports.len() > 1, "several connections were opened: {ports:?}");
+    for port in ports {
+        assert_eq!(
+            letterhead::store::nodelay::nodelay_of_local_port(port),
+            Some(true),
+            "the connection from local port {port}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod campaigns;
 pub mod entities;
 pub mod keys;
 pub mod lists;
+pub mod nodelay;
 pub mod outbox;
 pub mod policies;
 pub mod queue;
@@ -50,6 +51,9 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
         opts.max_connections(16)
             .min_connections(1)
             .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(1000));
+        if let Some(port) = nodelay::port_of(url) {
+            opts.map_sqlx_postgres_pool_opts(move |o| o.after_connect(nodelay::after_connect(port)));
+        }
     }
     Database::connect(opts).await
 }
