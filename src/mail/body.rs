@@ -7,20 +7,24 @@
 //! is simple: quoted-printable, which leaves mostly-ASCII text readable and keeps every line
 //! under 76 characters whatever the template produced, or base64 when most bytes would need
 //! escaping (text in a non-Latin script).
+//!
+//! The quoted-printable encoder is our own: it turns line ends into CRLF as it goes and copies
+//! runs of plain characters whole (the `quoted_printable` crate, which pushes byte by byte, was
+//! 9% of the CPU of a campaign's delivery in perf).
 
 use lettre::message::Body;
 use lettre::message::header::ContentTransferEncoding;
 
 /// `text` as a transfer-encoded body with CRLF line endings.
 pub fn encode(text: &str) -> Body {
-    let crlf = with_crlf(text);
-    if mostly_printable_ascii(crlf.as_bytes()) {
+    if mostly_printable_ascii(text.as_bytes()) {
         Body::dangerous_pre_encoded(
-            quoted_printable::encode(crlf.as_bytes()),
+            quoted_printable_crlf(text.as_bytes()),
             ContentTransferEncoding::QuotedPrintable,
         )
     } else {
         // base64 accepts any body; should that ever change, let lettre choose.
+        let crlf = with_crlf(text);
         Body::new_with_encoding(crlf, ContentTransferEncoding::Base64)
             .unwrap_or_else(|raw| Body::new(String::from_utf8_lossy(&raw).into_owned()))
     }
@@ -39,14 +43,102 @@ fn with_crlf(text: &str) -> String {
     out
 }
 
-/// Whether quoted-printable stays compact: at most a third of the bytes need an escape (the
-/// same rule lettre applies).
+/// Bytes that quoted-printable carries as they are (RFC 2045, 6.7): printable ASCII but `=`,
+/// and space and tab, which must not end a line.
+const fn literal_table() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b >= 33 && b <= 126 && b != b'=' as usize) || b == b' ' as usize || b == b'\t' as usize;
+        b += 1;
+    }
+    table
+}
+const LITERAL: [bool; 256] = literal_table();
+
+/// Characters on an encoded line before a soft line break's `=` (RFC 2045: at most 76 in all).
+const LINE: usize = 75;
+
+/// Quoted-printable of `text` with each line end (`\n` or `\r\n`) as a hard CRLF break.
+fn quoted_printable_crlf(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 16 + 16);
+    let mut lines = text.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let last = lines.peek().is_none();
+        let line = if last {
+            line
+        } else {
+            line.strip_suffix(b"\r").unwrap_or(line)
+        };
+        encode_line(line, &mut out);
+        if !last {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// One line without its line end, with soft breaks so that no encoded line is over 76.
+fn encode_line(line: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Space or tab at the end of the line is escaped (a transport may strip it).
+    let (body, tail) = match line.last() {
+        Some(b' ' | b'\t') => line.split_at(line.len() - 1),
+        _ => (line, &[][..]),
+    };
+    let mut column = 0;
+    let mut rest = body;
+    while !rest.is_empty() {
+        // A run of literal bytes that fits on this line, copied whole.
+        let room = LINE - column;
+        let run = rest
+            .iter()
+            .take(room)
+            .position(|&b| !LITERAL[usize::from(b)])
+            .unwrap_or(room.min(rest.len()));
+        if run > 0 {
+            out.extend_from_slice(&rest[..run]);
+            column += run;
+            rest = &rest[run..];
+            if rest.is_empty() {
+                break;
+            }
+        }
+        if LITERAL[usize::from(rest[0])] {
+            // The line is full.
+            out.extend_from_slice(b"=\r\n");
+            column = 0;
+            continue;
+        }
+        if column + 3 > LINE {
+            out.extend_from_slice(b"=\r\n");
+            column = 0;
+        }
+        let b = rest[0];
+        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        column += 3;
+        rest = &rest[1..];
+    }
+    if let Some(&b) = tail.first() {
+        if column + 3 > LINE + 1 {
+            // The last escape may end the line at 76: no soft break follows it.
+            out.extend_from_slice(b"=\r\n");
+        }
+        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
+}
+
+/// Whether quoted-printable stays compact: at most a third of the bytes (with CRLF line ends)
+/// need an escape (the same rule lettre applies).
 fn mostly_printable_ascii(bytes: &[u8]) -> bool {
     let escaped = bytes
         .iter()
         .filter(|&&b| !matches!(b, b'\t' | b'\r' | b'\n' | b' '..=b'~'))
         .count();
-    escaped <= bytes.len() / 3
+    let crs_added = memchr::memchr_iter(b'\n', bytes)
+        .filter(|&at| at == 0 || bytes[at - 1] != b'\r')
+        .count();
+    escaped <= (bytes.len() + crs_added) / 3
 }
 
 #[cfg(test)]
@@ -107,6 +199,66 @@ mod tests {
             assert_eq!(decoded(&body), with_crlf(text), "{text:?}");
         }
         assert_eq!(with_crlf("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
+    }
+
+    /// Lines of pseudo-random text from an alphabet of what goes wrong: spaces and tabs (also at
+    /// line ends and before breaks), `=`, lone CRs, non-ASCII, long words, empty lines.
+    #[test]
+    fn generated_text_round_trips_with_no_line_over_76_and_no_whitespace_at_a_line_end() {
+        const PIECES: [&str; 12] = [
+            " ",
+            "\t",
+            "=",
+            "\r",
+            "\n",
+            "\r\n",
+            "ü",
+            "—",
+            "word",
+            "a",
+            ".",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for case in 0..2_000 {
+            let mut text = String::new();
+            for _ in 0..(case % 97) * 3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(PIECES[(seed % PIECES.len() as u64) as usize]);
+            }
+            let encoded = quoted_printable_crlf(text.as_bytes());
+            let wire = std::str::from_utf8(&encoded).expect("ASCII");
+            for line in wire.split("\r\n") {
+                assert!(line.len() <= 76, "line of {} in {text:?}: {line:?}", line.len());
+                assert!(
+                    !line.ends_with([' ', '\t']),
+                    "whitespace at a line end in {text:?}: {line:?}"
+                );
+                assert!(!line.contains(['\r', '\n']), "bare line break in {line:?}");
+            }
+            let back = quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+            assert_eq!(String::from_utf8(back).unwrap(), with_crlf(&text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn lines_break_at_76_and_escapes_are_never_split() {
+        let encoded = |t: &str| String::from_utf8(quoted_printable_crlf(t.as_bytes())).unwrap();
+        let long = "x".repeat(80);
+        assert_eq!(
+            encoded(&long),
+            format!("{}=\r\n{}", "x".repeat(75), "x".repeat(5))
+        );
+        // 74 characters, then an escape that does not fit: it moves to the next line whole.
+        let text = format!("{}=y", "x".repeat(74));
+        assert_eq!(encoded(&text), format!("{}=\r\n=3Dy", "x".repeat(74)));
+        // A space at the very end is escaped; a line of 73 + `=20` is exactly 76 long.
+        let text = format!("{} \nnext", "x".repeat(73));
+        assert_eq!(encoded(&text), format!("{}=20\r\nnext", "x".repeat(73)));
+        assert_eq!(encoded("tab\t\r\n"), "tab=09\r\n");
+        assert_eq!(encoded(""), "");
     }
 
     #[test]
