@@ -69,6 +69,11 @@ pub fn nodelay_of_local_port(local_port: u16) -> Option<bool> {
     found
 }
 
+#[cfg(not(target_os = "linux"))]
+pub fn nodelay_of_local_port(_local_port: u16) -> Option<bool> {
+    None
+}
+
 /// Calls `f` on each open TCP socket whose peer port is `port`; counts the `true`s.
 #[cfg(target_os = "linux")]
 fn sockets_to(port: u16, mut f: impl FnMut(&socket2::SockRef<'_>) -> bool) -> usize {
