@@ -197,24 +197,25 @@ fn round_rows<'a>(
     let mut people = Vec::with_capacity(round.len());
     let mut choices = Vec::with_capacity(round.len());
     for (s, hash) in round.iter().zip(hashes) {
+        let email_key = s.email.normalized();
+        // Lists deleted meanwhile are left out by the statement itself.
+        for list in distinct_lists(s) {
+            choices.push(signups::SignupChoice {
+                email_key: email_key.clone(),
+                list_id: list.id,
+                detail: consent_detail(list).to_string(),
+            });
+        }
         people.push(signups::SignupPerson {
             uuid: uuid::Uuid::new_v4(),
             email: s.email.as_str(),
-            email_key: s.email.normalized(),
+            email_key,
             name: s.name.as_ref().map(DisplayName::as_str),
             hmac: hash.as_str(),
             source: &s.origin.source,
             ip: s.origin.ip.as_deref(),
             user_agent: s.origin.user_agent.as_deref(),
         });
-        // Lists deleted meanwhile are left out by the statement itself.
-        for list in distinct_lists(s) {
-            choices.push(signups::SignupChoice {
-                email_key: s.email.normalized(),
-                list_id: list.id,
-                detail: consent_detail(list).to_string(),
-            });
-        }
     }
     (people, choices)
 }
