@@ -4,6 +4,7 @@
 //! of one and waits for nothing.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,10 +20,31 @@ impl<I: Send + 'static, O: Send + 'static> Grouped<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<O>> + Send,
     {
+        Self::start_lingering(max, Duration::ZERO, handle)
+    }
+
+    /// As [`Grouped::start`], but a group's first item waits up to `linger` for more (fewer,
+    /// larger groups where callers arrive one by one, at the price of that wait).
+    pub fn start_lingering<F, Fut>(max: usize, linger: Duration, handle: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
+        let max = max.max(1);
         let (queue, mut rx) = mpsc::channel::<(I, oneshot::Sender<O>)>(max * 2);
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(max);
             while rx.recv_many(&mut group, max).await > 0 {
+                if !linger.is_zero() && group.len() < max {
+                    let deadline = tokio::time::Instant::now() + linger;
+                    while group.len() < max {
+                        let room = max - group.len();
+                        tokio::select! {
+                            n = rx.recv_many(&mut group, room) => if n == 0 { break },
+                            _ = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                }
                 let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = group.drain(..).unzip();
                 let outputs = handle(items).await;
                 debug_assert_eq!(outputs.len(), answers.len(), "one output per item");
@@ -77,6 +99,39 @@ mod tests {
         assert!(
             groups.iter().all(|&n| n <= 16),
             "no group above the maximum: {groups:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lingering_group_gathers_callers_that_arrive_one_by_one() {
+        let (sizes_tx, mut sizes) = mpsc::unbounded_channel();
+        let grouped = std::sync::Arc::new(Grouped::start_lingering(
+            8,
+            std::time::Duration::from_millis(200),
+            move |items: Vec<u32>| {
+                let _ = sizes_tx.send(items.len());
+                async move { items.into_iter().map(|i| i + 1).collect() }
+            },
+        ));
+        let mut calls = Vec::new();
+        for i in 0..10u32 {
+            let g = grouped.clone();
+            calls.push(tokio::spawn(async move { (i, g.call(i).await) }));
+            // Each caller comes alone: without the linger, each would be a group of one.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        for call in calls {
+            let (i, out) = call.await.unwrap();
+            assert_eq!(out, Some(i + 1));
+        }
+        let mut groups = Vec::new();
+        while let Ok(n) = sizes.try_recv() {
+            groups.push(n);
+        }
+        assert_eq!(
+            groups,
+            vec![8, 2],
+            "full groups go at once, the rest after the linger"
         );
     }
 }

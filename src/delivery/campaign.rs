@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Delivered, Job, Relay, retry_later, stamp_and_send};
+use super::{Delivered, Job, Relay, retry_later, send_stamped};
 use crate::app::AppState;
 use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::group::Grouped;
-use crate::mail::{ComposedMessage, ListHeaders, MailClass, Turn};
+use crate::mail::{ComposedMessage, ListHeaders, MailClass};
 use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::policy_version;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
@@ -20,9 +20,24 @@ pub struct CampaignJob {
     prepared: Mutex<HashMap<i64, Arc<Prepared>>>,
     /// The material policy version in force, as of the start of the current batch.
     material: Mutex<Option<policy_version::Model>>,
-    /// The checks right before concurrent sends, read together (started with the worker).
+    /// The send checks of rows entering the rows in flight, read together (started with the
+    /// worker; they wait up to CHECK_LINGER for each other).
     checks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
+    /// Checks made again, without lingering, when a first one grew stale waiting for a turn.
+    rechecks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
 }
+
+/// A send check older than this when its message has a turn for a relay session is made
+/// again before the message goes (CS-7). With a fast relay, checks are a few milliseconds old
+/// and grouped; with a slow one (hundreds of ms per message), the rows ahead can take long
+/// enough to make it stale, and one check per message costs little next to the relay.
+const CHECK_FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long the first send check of a group waits for more: checks come in as rows enter
+/// the rows in flight, one by one, and each statement costs the database about the same
+/// whatever its row count. The wait is spent before the row's turn for a relay session, so no
+/// session idles for it.
+const CHECK_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A recipient row to check, and the material policy version (and its start) in force.
 type CheckRequest = (CheckFor, Option<(String, time::OffsetDateTime)>);
@@ -61,7 +76,7 @@ impl CampaignJob {
         Ok(p)
     }
 
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient, turn: Turn) -> Outcome {
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
         let cfg = &state.config.delivery;
         let prepared = match self.prepared(state, row.campaign_id).await {
             Ok(p) => p,
@@ -77,56 +92,18 @@ impl CampaignJob {
         // (looked up once per batch, in `before_claim`).
         let material = self.material.lock().expect("material lock").clone();
         let material_key = material.as_ref().map(|m| (m.version.clone(), m.effective_at));
-        let checks = self.checks.get_or_init(|| {
-            let state = state.clone();
-            Grouped::start(state.config.delivery.in_flight(), move |requests| {
-                let state = state.clone();
-                async move { check_group(&state, requests).await }
-            })
-        });
         let check_for = CheckFor {
             subscriber_id,
             list_id: row.list_id,
             campaign_id: row.campaign_id,
         };
-        let check = match checks.call((check_for, material_key)).await {
-            Some(Ok(Some(c))) => c,
-            Some(Ok(None)) => {
-                return Outcome::Skipped {
-                    reason: "erased".into(),
-                };
-            }
-            Some(Err(e)) => return retry_later(cfg, row.attempts, e),
-            None => return retry_later(cfg, row.attempts, "the send check has stopped".into()),
+        let checked_at = std::time::Instant::now();
+        let check = match self.check(state, false, (check_for, material_key.clone())).await {
+            Ok(c) => c,
+            Err(outcome) => return outcome.unwrap_or_else(|e| retry_later(cfg, row.attempts, e)),
         };
-        // Paused or cancelled since the row was claimed: it goes back to the queue without
-        // spending an attempt (claimed again on resume), or is cancelled with the rest.
-        match check.campaign_status.as_deref() {
-            Some("sending") => {}
-            Some("paused") => {
-                return Outcome::Deferred {
-                    at_ms: crate::store::now_ms(),
-                    error: "the campaign was paused".into(),
-                };
-            }
-            _ => return Outcome::Cancelled,
-        }
-        if check.subscription_status.as_deref() != Some("confirmed") {
-            return Outcome::Skipped {
-                reason: "unsubscribed".into(),
-            };
-        }
-        if let Some(reason) = check.suppression {
-            return Outcome::Skipped {
-                reason: format!("suppressed ({reason})"),
-            };
-        }
-        if let Some(m) = &material
-            && check.fresh_consents == 0
-        {
-            return Outcome::Skipped {
-                reason: format!("held: consent predates material policy version {}", m.version),
-            };
+        if let Some(outcome) = verdict(&check, material.as_ref()) {
+            return outcome;
         }
         let Ok(to) = EmailAddress::parse(&check.email) else {
             return Outcome::Failed {
@@ -174,8 +151,96 @@ impl CampaignJob {
             },
         };
         let hash = state.address_hasher.hash(&to);
-        stamp_and_send(state, relay, composed, &hash, row.attempts, turn).await
+        let stamped = match state.stamp.stamp(composed) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed { error: e.to_string() },
+        };
+        let turn = match relay.take_turn().await {
+            Ok(turn) => turn,
+            Err(e) => return retry_later(cfg, row.attempts, e),
+        };
+        if checked_at.elapsed() > CHECK_FRESH_FOR {
+            let again = match self.check(state, true, (check_for, material_key)).await {
+                Ok(c) => c,
+                Err(outcome) => return outcome.unwrap_or_else(|e| retry_later(cfg, row.attempts, e)),
+            };
+            if let Some(outcome) = verdict(&again, material.as_ref()) {
+                return outcome;
+            }
+            if again.email != check.email || again.name != check.name {
+                // Corrected meanwhile (GD-2): rendered again from the new details.
+                return Outcome::Deferred {
+                    at_ms: crate::store::now_ms(),
+                    error: "the recipient's details changed".into(),
+                };
+            }
+        }
+        send_stamped(state, relay, &stamped, turn, &hash, row.attempts).await
     }
+
+    /// One recipient's send check: `Err(Ok(outcome))` when there is no one to check (erased),
+    /// `Err(Err(error))` when the check failed.
+    async fn check(
+        &self,
+        state: &AppState,
+        again: bool,
+        request: CheckRequest,
+    ) -> Result<SendCheck, Result<Outcome, String>> {
+        let (cell, linger) = if again {
+            (&self.rechecks, std::time::Duration::ZERO)
+        } else {
+            (&self.checks, CHECK_LINGER)
+        };
+        let checks = cell.get_or_init(|| {
+            let state = state.clone();
+            Grouped::start_lingering(state.config.delivery.in_flight(), linger, move |requests| {
+                let state = state.clone();
+                async move { check_group(&state, requests).await }
+            })
+        });
+        match checks.call(request).await {
+            Some(Ok(Some(c))) => Ok(c),
+            Some(Ok(None)) => Err(Ok(Outcome::Skipped {
+                reason: "erased".into(),
+            })),
+            Some(Err(e)) => Err(Err(e)),
+            None => Err(Err("the send check has stopped".into())),
+        }
+    }
+}
+
+/// What the send check says of a recipient: `None` to send, else the outcome instead (CS-7).
+fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Option<Outcome> {
+    // Paused or cancelled since the row was claimed: it goes back to the queue without
+    // spending an attempt (claimed again on resume), or is cancelled with the rest.
+    match check.campaign_status.as_deref() {
+        Some("sending") => {}
+        Some("paused") => {
+            return Some(Outcome::Deferred {
+                at_ms: crate::store::now_ms(),
+                error: "the campaign was paused".into(),
+            });
+        }
+        _ => return Some(Outcome::Cancelled),
+    }
+    if check.subscription_status.as_deref() != Some("confirmed") {
+        return Some(Outcome::Skipped {
+            reason: "unsubscribed".into(),
+        });
+    }
+    if let Some(reason) = &check.suppression {
+        return Some(Outcome::Skipped {
+            reason: format!("suppressed ({reason})"),
+        });
+    }
+    if let Some(m) = material
+        && check.fresh_consents == 0
+    {
+        return Some(Outcome::Skipped {
+            reason: format!("held: consent predates material policy version {}", m.version),
+        });
+    }
+    None
 }
 
 impl Job for CampaignJob {
@@ -221,8 +286,8 @@ impl Job for CampaignJob {
         &CAMPAIGN_RECIPIENTS
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient, turn: Turn) -> Delivered {
-        let outcome = self.attempt(state, relay, &row, turn).await;
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient) -> Delivered {
+        let outcome = self.attempt(state, relay, &row).await;
         Delivered {
             id: row.id,
             kind: "campaign".into(),

@@ -11,10 +11,12 @@
 mod campaign;
 mod lookups;
 mod payload;
+mod recorder;
 
 pub use payload::Payload;
 
 use lookups::Lookups;
+use recorder::Recorder;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -28,8 +30,7 @@ use crate::address_hash::AddressHash;
 use crate::app::AppState;
 use crate::config::DeliveryConfig;
 use crate::domain::EmailAddress;
-use crate::group::Grouped;
-use crate::mail::{ComposedMessage, SendError, Turn};
+use crate::mail::{ComposedMessage, SendError, StampedMessage, Turn};
 use crate::store::outbox::{self, ClaimedMessage};
 use crate::store::queue::{OUTBOX, Outcome, Queue};
 use crate::store::suppressions::{self, SuppressionReason};
@@ -38,10 +39,11 @@ use crate::store::suppressions::{self, SuppressionReason};
 /// reachable.
 pub struct Relay {
     rate: Option<DefaultDirectRateLimiter>,
-    /// Turns for the relay's sessions, taken before the send check and given up when the
-    /// message has a session: at most DELIVERY_CONCURRENCY checked messages wait, so a check
-    /// is at most about one SMTP transaction old when its message goes (CS-7), and a pause or
-    /// cancel stops delivery as quickly.
+    /// Turns for the relay's sessions, taken once a message is signed and given up when it
+    /// has a session. A send check (CS-7) is made when its row enters the rows in flight, so
+    /// it is at most as old as sending the rows ahead of it takes (`in_flight`: a few dozen,
+    /// tens of milliseconds at thousands per second), and a pause or cancel stops delivery as
+    /// quickly.
     turns: Arc<tokio::sync::Semaphore>,
     paused_until: Mutex<Option<Instant>>,
     pause: Mutex<Duration>,
@@ -78,6 +80,15 @@ impl Relay {
         this
     }
 
+    /// Waits for a turn for a relay session.
+    async fn take_turn(&self) -> Result<Turn, String> {
+        self.turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "the relay's turns are closed".to_string())
+    }
+
     fn reachable(&self) {
         *self.pause.lock().expect("relay lock") = FIRST_PAUSE;
     }
@@ -97,7 +108,6 @@ trait Job: Send + Sync + 'static {
         state: &AppState,
         relay: &Relay,
         row: Self::Row,
-        turn: Turn,
     ) -> impl std::future::Future<Output = Delivered> + Send;
     /// After each batch (campaigns: mark finished ones).
     async fn after_batch(&self, _state: &AppState) {}
@@ -116,20 +126,15 @@ async fn run_job<J: Job>(
     let job = Arc::new(job);
     let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
     let cfg = state.config.delivery.clone();
-    // Outcomes of concurrent sends are recorded together (see `crate::group`); each row
-    // stays in flight until its outcome is recorded, so what is unrecorded at a crash stays
-    // bounded by `in_flight`.
+    // Outcomes are recorded in groups, off the senders' path (see `recorder`): what is sent
+    // and not yet recorded at a crash stays bounded by the rows in flight plus the recorder's.
     let in_flight_max = cfg.in_flight();
-    let recorder = {
-        let (state, owner, queue) = (state.clone(), owner.clone(), job.queue());
-        Arc::new(Grouped::start(
-            in_flight_max,
-            move |outcomes: Vec<(i64, Outcome)>| {
-                let (state, owner) = (state.clone(), owner.clone());
-                async move { queue.record_many(&state.db, &owner, outcomes).await }
-            },
-        ))
-    };
+    let recorder = Arc::new(Recorder::start(
+        state.clone(),
+        job.queue(),
+        owner.clone(),
+        in_flight_max,
+    ));
     tracing::info!(
         worker = job.name(),
         concurrency = cfg.concurrency,
@@ -193,11 +198,8 @@ async fn run_job<J: Job>(
                             let (job, state, relay, recorder) =
                                 (job.clone(), state.clone(), relay.clone(), recorder.clone());
                             in_flight.spawn(async move {
-                                let Ok(turn) = relay.turns.clone().acquire_owned().await else {
-                                    return; // never closed
-                                };
-                                let delivered = job.deliver(&state, &relay, row, turn).await;
-                                finish(&recorder, delivered).await;
+                                let delivered = job.deliver(&state, &relay, row).await;
+                                recorder.submit(delivered).await;
                             });
                         }
                         None => open = false,
@@ -213,6 +215,8 @@ async fn run_job<J: Job>(
             }
         };
         let (claimed_any, ()) = tokio::join!(claimer, senders);
+        // Finished campaigns are found by their recorded outcomes.
+        recorder.flush().await;
         if claimed_any {
             job.after_batch(&state).await;
         } else {
@@ -223,6 +227,7 @@ async fn run_job<J: Job>(
             }
         }
     }
+    recorder.flush().await;
     tracing::info!(worker = job.name(), "delivery worker stopped");
 }
 
@@ -279,16 +284,32 @@ async fn stamp_and_send(
     composed: ComposedMessage,
     hash: &AddressHash,
     attempts: i32,
-    turn: Turn,
 ) -> Outcome {
     let stamped = match state.stamp.stamp(composed) {
         Ok(s) => s,
         Err(e) => return Outcome::Failed { error: e.to_string() },
     };
+    let turn = match relay.take_turn().await {
+        Ok(turn) => turn,
+        Err(e) => return retry_later(&state.config.delivery, attempts, e),
+    };
+    send_stamped(state, relay, &stamped, turn, hash, attempts).await
+}
+
+/// Sends a stamped message in its turn; turns the result into an outcome (and suppresses a
+/// refused mailbox).
+async fn send_stamped(
+    state: &AppState,
+    relay: &Relay,
+    stamped: &StampedMessage,
+    turn: Turn,
+    hash: &AddressHash,
+    attempts: i32,
+) -> Outcome {
     if let Some(rate) = &relay.rate {
         rate.until_ready().await;
     }
-    match state.transport.send_in_turn(&stamped, Some(turn)).await {
+    match state.transport.send_in_turn(stamped, Some(turn)).await {
         Ok(()) => {
             relay.reachable();
             Outcome::Sent {
@@ -326,31 +347,6 @@ pub(crate) struct Delivered {
     outcome: Outcome,
 }
 
-/// Logs an outcome and records it, fenced by the lease.
-async fn finish(recorder: &Grouped<(i64, Outcome), Result<bool, String>>, delivered: Delivered) {
-    let Delivered { id, kind, outcome } = delivered;
-    match &outcome {
-        Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
-        Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
-        Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
-        Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
-        Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
-        Outcome::Cancelled => tracing::debug!(id, kind, "cancelled before it was sent"),
-    }
-    match recorder.call((id, outcome)).await {
-        Some(Ok(true)) => {}
-        Some(Ok(false)) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
-        Some(Err(e)) => {
-            tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
-        }
-        None => tracing::error!(
-            id,
-            kind,
-            "the outcome recorder has stopped; the lease will expire"
-        ),
-    }
-}
-
 /// The outbox: confirmations, notices, data-rights emails, tests.
 struct OutboxJob {
     lookups: Lookups,
@@ -382,8 +378,8 @@ impl Job for OutboxJob {
         &OUTBOX
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage, turn: Turn) -> Delivered {
-        let outcome = self.attempt(state, relay, &row, turn).await;
+    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage) -> Delivered {
+        let outcome = self.attempt(state, relay, &row).await;
         Delivered {
             id: row.id,
             kind: row.kind,
@@ -393,7 +389,7 @@ impl Job for OutboxJob {
 }
 
 impl OutboxJob {
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage, turn: Turn) -> Outcome {
+    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
         let cfg = &state.config.delivery;
         let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
             return Outcome::Failed {
@@ -419,7 +415,7 @@ impl OutboxJob {
             Err(e) => return retry_later(cfg, row.attempts, e),
         }
         match payload.render(state, &self.lookups, recipient, row).await {
-            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts, turn).await,
+            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
             Ok(None) => Outcome::Skipped {
                 reason: "no longer wanted".into(),
             },

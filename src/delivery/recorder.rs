@@ -1,0 +1,128 @@
+//! Records the outcomes of a worker's sends in groups, off the senders' path.
+//!
+//! A send hands its outcome in and is done: its slot among the rows in flight goes to the next
+//! row at once, instead of waiting for a database round trip. The recorder writes what has
+//! gathered once it has waited [`LINGER`] after the first outcome of a group, or as soon as a
+//! group is full. Each statement costs the database about the same whatever its row count
+//! (PostgreSQL's CPU per message was mostly per-statement work: parsing, TLS, wake-ups), so
+//! fewer, larger groups are what lets the database keep up.
+//!
+//! Crash bound: an outcome is unrecorded while it waits in the channel (at most `capacity`)
+//! or in the group being written (at most `capacity`). With the rows in flight, that is what a
+//! `kill -9` can leave sent but not recorded, to be sent again when their leases expire.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Delivered;
+use crate::app::AppState;
+use crate::store::queue::{Outcome, Queue};
+
+/// How long the first outcome of a group waits for more. Long enough to gather a few dozen
+/// outcomes at thousands of messages per second, short next to a lease (minutes) and to what a
+/// person watching the progress counts notices.
+const LINGER: Duration = Duration::from_millis(5);
+
+enum Entry {
+    Outcome(Delivered),
+    /// Answered once everything handed in before it is recorded.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(super) struct Recorder {
+    entries: mpsc::Sender<Entry>,
+}
+
+impl Recorder {
+    /// Starts the recording task; it ends when the `Recorder` is dropped, after writing what
+    /// it holds.
+    pub(super) fn start(state: AppState, queue: &'static Queue, owner: String, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (entries, mut rx) = mpsc::channel::<Entry>(capacity);
+        tokio::spawn(async move {
+            let mut group: Vec<Delivered> = Vec::with_capacity(capacity);
+            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut open = true;
+                match first {
+                    Entry::Outcome(d) => {
+                        group.push(d);
+                        // Gather more until the group is full, the linger is over, or a flush
+                        // is asked for.
+                        let deadline = tokio::time::Instant::now() + LINGER;
+                        while group.len() < capacity && waiting.is_empty() {
+                            tokio::select! {
+                                entry = rx.recv() => match entry {
+                                    Some(Entry::Outcome(d)) => group.push(d),
+                                    Some(Entry::Flush(done)) => waiting.push(done),
+                                    None => { open = false; break; }
+                                },
+                                _ = tokio::time::sleep_until(deadline) => break,
+                            }
+                        }
+                    }
+                    Entry::Flush(done) => waiting.push(done),
+                }
+                if !group.is_empty() {
+                    record(&state, queue, &owner, std::mem::take(&mut group)).await;
+                }
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
+                }
+                if !open {
+                    break;
+                }
+            }
+        });
+        Recorder { entries }
+    }
+
+    /// Hands in an outcome; waits only while the recorder is full (it is then writing).
+    pub(super) async fn submit(&self, delivered: Delivered) {
+        log(&delivered);
+        if self.entries.send(Entry::Outcome(delivered)).await.is_err() {
+            tracing::error!("the outcome recorder has stopped; the lease will expire");
+        }
+    }
+
+    /// Returns once every outcome handed in before the call is recorded (or failed to be).
+    pub(super) async fn flush(&self) {
+        let (done, recorded) = oneshot::channel();
+        if self.entries.send(Entry::Flush(done)).await.is_ok() {
+            let _ = recorded.await;
+        }
+    }
+}
+
+fn log(delivered: &Delivered) {
+    let Delivered { id, kind, outcome } = delivered;
+    match outcome {
+        Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
+        Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
+        Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
+        Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
+        Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
+        Outcome::Cancelled => tracing::debug!(id, kind, "cancelled before it was sent"),
+    }
+}
+
+/// Writes one group, fenced by the lease, and logs what could not be recorded.
+async fn record(state: &AppState, queue: &Queue, owner: &str, group: Vec<Delivered>) {
+    let mut kinds = Vec::with_capacity(group.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    for d in group {
+        kinds.push((d.id, d.kind));
+        outcomes.push((d.id, d.outcome));
+    }
+    let results = queue.record_many(&state.db, owner, outcomes).await;
+    for ((id, kind), result) in kinds.into_iter().zip(results) {
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
+            Err(e) => {
+                tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
+            }
+        }
+    }
+}
