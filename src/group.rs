@@ -35,16 +35,7 @@ impl<I: Send + 'static, O: Send + 'static> Grouped<I, O> {
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(max);
             while rx.recv_many(&mut group, max).await > 0 {
-                if !linger.is_zero() && group.len() < max {
-                    let deadline = tokio::time::Instant::now() + linger;
-                    while group.len() < max {
-                        let room = max - group.len();
-                        tokio::select! {
-                            n = rx.recv_many(&mut group, room) => if n == 0 { break },
-                            _ = tokio::time::sleep_until(deadline) => break,
-                        }
-                    }
-                }
+                gather_more(&mut rx, &mut group, max, linger, |_| false).await;
                 let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = group.drain(..).unzip();
                 let outputs = handle(items).await;
                 debug_assert_eq!(outputs.len(), answers.len(), "one output per item");
@@ -61,6 +52,32 @@ impl<I: Send + 'static, O: Send + 'static> Grouped<I, O> {
         let (answer, output) = oneshot::channel();
         self.queue.send((item, answer)).await.ok()?;
         output.await.ok()
+    }
+}
+
+/// Lets a group that has its first items wait up to `linger` for more: it returns once
+/// `group` holds `max`, the linger is over, the channel is closed, or an item arrived that
+/// `urgent` says must not wait.
+pub(crate) async fn gather_more<T>(
+    rx: &mut mpsc::Receiver<T>,
+    group: &mut Vec<T>,
+    max: usize,
+    linger: Duration,
+    urgent: impl Fn(&T) -> bool,
+) {
+    if linger.is_zero() || group.iter().any(&urgent) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while group.len() < max {
+        let (seen, room) = (group.len(), max - group.len());
+        tokio::select! {
+            n = rx.recv_many(group, room) => if n == 0 { return },
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+        if group[seen..].iter().any(&urgent) {
+            return;
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Delivered, Job, Relay, retry_later, send_stamped};
+use super::{Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
 use crate::app::AppState;
 use crate::campaigns::{self, Prepared};
 use crate::domain::{DisplayName, EmailAddress};
@@ -98,9 +98,12 @@ impl CampaignJob {
             campaign_id: row.campaign_id,
         };
         let checked_at = std::time::Instant::now();
-        let check = match self.check(state, false, (check_for, material_key.clone())).await {
+        let check = match self
+            .check(state, false, (check_for, material_key.clone()), row.attempts)
+            .await
+        {
             Ok(c) => c,
-            Err(outcome) => return outcome.unwrap_or_else(|e| retry_later(cfg, row.attempts, e)),
+            Err(outcome) => return outcome,
         };
         if let Some(outcome) = verdict(&check, material.as_ref()) {
             return outcome;
@@ -151,18 +154,17 @@ impl CampaignJob {
             },
         };
         let hash = state.address_hasher.hash(&to);
-        let stamped = match state.stamp.stamp(composed) {
-            Ok(s) => s,
-            Err(e) => return Outcome::Failed { error: e.to_string() },
-        };
-        let turn = match relay.take_turn().await {
-            Ok(turn) => turn,
-            Err(e) => return retry_later(cfg, row.attempts, e),
+        let (stamped, turn) = match stamp_for_turn(state, relay, composed, row.attempts).await {
+            Ok(ready) => ready,
+            Err(outcome) => return outcome,
         };
         if checked_at.elapsed() > CHECK_FRESH_FOR {
-            let again = match self.check(state, true, (check_for, material_key)).await {
+            let again = match self
+                .check(state, true, (check_for, material_key), row.attempts)
+                .await
+            {
                 Ok(c) => c,
-                Err(outcome) => return outcome.unwrap_or_else(|e| retry_later(cfg, row.attempts, e)),
+                Err(outcome) => return outcome,
             };
             if let Some(outcome) = verdict(&again, material.as_ref()) {
                 return outcome;
@@ -178,14 +180,15 @@ impl CampaignJob {
         send_stamped(state, relay, &stamped, turn, &hash, row.attempts).await
     }
 
-    /// One recipient's send check: `Err(Ok(outcome))` when there is no one to check (erased),
-    /// `Err(Err(error))` when the check failed.
+    /// One recipient's send check, or the outcome instead: skipped when there is no one to
+    /// check (erased), retried when the check failed.
     async fn check(
         &self,
         state: &AppState,
         again: bool,
         request: CheckRequest,
-    ) -> Result<SendCheck, Result<Outcome, String>> {
+        attempts: i32,
+    ) -> Result<SendCheck, Outcome> {
         let (cell, linger) = if again {
             (&self.rechecks, std::time::Duration::ZERO)
         } else {
@@ -198,13 +201,14 @@ impl CampaignJob {
                 async move { check_group(&state, requests).await }
             })
         });
+        let retry = |e| retry_later(&state.config.delivery, attempts, e);
         match checks.call(request).await {
             Some(Ok(Some(c))) => Ok(c),
-            Some(Ok(None)) => Err(Ok(Outcome::Skipped {
+            Some(Ok(None)) => Err(Outcome::Skipped {
                 reason: "erased".into(),
-            })),
-            Some(Err(e)) => Err(Err(e)),
-            None => Err(Err("the send check has stopped".into())),
+            }),
+            Some(Err(e)) => Err(retry(e)),
+            None => Err(retry("the send check has stopped".into())),
         }
     }
 }

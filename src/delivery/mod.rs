@@ -285,15 +285,28 @@ async fn stamp_and_send(
     hash: &AddressHash,
     attempts: i32,
 ) -> Outcome {
-    let stamped = match state.stamp.stamp(composed) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Failed { error: e.to_string() },
-    };
-    let turn = match relay.take_turn().await {
-        Ok(turn) => turn,
-        Err(e) => return retry_later(&state.config.delivery, attempts, e),
-    };
-    send_stamped(state, relay, &stamped, turn, hash, attempts).await
+    match stamp_for_turn(state, relay, composed, attempts).await {
+        Ok((stamped, turn)) => send_stamped(state, relay, &stamped, turn, hash, attempts).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Stamps (and signs) a message, then waits for its turn for a relay session.
+async fn stamp_for_turn(
+    state: &AppState,
+    relay: &Relay,
+    composed: ComposedMessage,
+    attempts: i32,
+) -> Result<(StampedMessage, Turn), Outcome> {
+    let stamped = state
+        .stamp
+        .stamp(composed)
+        .map_err(|e| Outcome::Failed { error: e.to_string() })?;
+    let turn = relay
+        .take_turn()
+        .await
+        .map_err(|e| retry_later(&state.config.delivery, attempts, e))?;
+    Ok((stamped, turn))
 }
 
 /// Sends a stamped message in its turn; turns the result into an outcome (and suppresses a

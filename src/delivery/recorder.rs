@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Delivered;
 use crate::app::AppState;
+use crate::group::gather_more;
 use crate::store::queue::{Outcome, Queue};
 
 /// How long the first outcome of a group waits for more. Long enough to gather a few dozen
@@ -41,37 +42,27 @@ impl Recorder {
         let capacity = capacity.max(1);
         let (entries, mut rx) = mpsc::channel::<Entry>(capacity);
         tokio::spawn(async move {
-            let mut group: Vec<Delivered> = Vec::with_capacity(capacity);
-            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
-            while let Some(first) = rx.recv().await {
-                let mut open = true;
-                match first {
-                    Entry::Outcome(d) => {
-                        group.push(d);
-                        // Gather more until the group is full, the linger is over, or a flush
-                        // is asked for.
-                        let deadline = tokio::time::Instant::now() + LINGER;
-                        while group.len() < capacity && waiting.is_empty() {
-                            tokio::select! {
-                                entry = rx.recv() => match entry {
-                                    Some(Entry::Outcome(d)) => group.push(d),
-                                    Some(Entry::Flush(done)) => waiting.push(done),
-                                    None => { open = false; break; }
-                                },
-                                _ = tokio::time::sleep_until(deadline) => break,
-                            }
-                        }
+            let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
+            // Ends once every `Recorder` is dropped and what they handed in is written.
+            while rx.recv_many(&mut entries, capacity).await > 0 {
+                // A flush cuts the linger short.
+                gather_more(&mut rx, &mut entries, capacity, LINGER, |e| {
+                    matches!(e, Entry::Flush(_))
+                })
+                .await;
+                let mut group = Vec::with_capacity(entries.len());
+                let mut waiting = Vec::new();
+                for entry in entries.drain(..) {
+                    match entry {
+                        Entry::Outcome(d) => group.push(d),
+                        Entry::Flush(done) => waiting.push(done),
                     }
-                    Entry::Flush(done) => waiting.push(done),
                 }
                 if !group.is_empty() {
-                    record(&state, queue, &owner, std::mem::take(&mut group)).await;
+                    record(&state, queue, &owner, group).await;
                 }
-                for done in waiting.drain(..) {
+                for done in waiting {
                     let _ = done.send(());
-                }
-                if !open {
-                    break;
                 }
             }
         });
