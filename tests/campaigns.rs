@@ -14,6 +14,17 @@ use letterhead::domain::{DisplayName, EmailAddress};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 
+/// Undoes the escapes minijinja's HTML auto-escaping makes in an attribute value.
+fn unescape_html(value: &str) -> String {
+    value
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 async fn app_with(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
     let app = spawn(Spawn {
         overrides,
@@ -224,6 +235,18 @@ async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
             );
             assert!(part.contains("1 Example Street"), "CS-4");
         }
+        // The markdown's own link to `{{ unsubscribe_url }}` is this recipient's link, the
+        // one the List-Unsubscribe header carries.
+        let leave = html
+            .split_once("\">Leave</a>")
+            .and_then(|(before, _)| before.rsplit_once("href=\""))
+            .map(|(_, href)| unescape_html(href))
+            .expect("the Leave link");
+        assert_eq!(
+            format!("<{leave}>"),
+            header_values(&raw, "List-Unsubscribe")[0],
+            "{html}"
+        );
         // GD-7: no tracking pixels or per-recipient redirects were added.
         assert!(!html.contains("<img"));
         let parsed_to = parsed.to().unwrap().first().unwrap();

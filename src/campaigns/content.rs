@@ -71,22 +71,34 @@ fn protect_tags(src: &str) -> (String, Vec<String>) {
     (out, tags)
 }
 
+/// The forms a placeholder's markers can take in the converter's output: as they are, or
+/// percent-encoded where the tag was a link destination (`[Leave]({{ unsubscribe_url }})`:
+/// pulldown-cmark escapes non-ASCII in `href` and `src`).
+const MARKER_FORMS: [(&str, &str); 2] = [("\u{E000}", "\u{E001}"), ("%EE%80%80", "%EE%80%81")];
+
 fn restore_tags(html: &str, tags: &[String]) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
-    while let Some(start) = rest.find(OPEN) {
+    // The earliest placeholder next, whichever its form.
+    let next = |rest: &str| {
+        MARKER_FORMS
+            .iter()
+            .filter_map(|&(open, close)| rest.find(open).map(|at| (at, open, close)))
+            .min_by_key(|&(at, _, _)| at)
+    };
+    while let Some((start, open, close)) = next(rest) {
         out.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len_utf8()..];
+        let after = &rest[start + open.len()..];
         match after
-            .find(CLOSE)
+            .find(close)
             .and_then(|e| after[..e].parse::<usize>().ok().map(|i| (e, i)))
         {
             Some((e, i)) if i < tags.len() => {
                 out.push_str(&tags[i]);
-                rest = &after[e + CLOSE.len_utf8()..];
+                rest = &after[e + close.len()..];
             }
             _ => {
-                out.push(OPEN);
+                out.push_str(open);
                 rest = after;
             }
         }
@@ -159,6 +171,28 @@ mod tests {
         );
         assert!(html.contains("<em>Fresh</em> news for Weekly &lt;News&gt;."));
         assert!(text.starts_with("# Hello <script>"), "text is not HTML-escaped");
+    }
+
+    #[test]
+    fn a_tag_as_a_link_destination_becomes_the_recipients_link() {
+        let md = "[Leave]({{ unsubscribe_url }}) or ![logo]({{ preferences_url }} \"{{ name }}\")";
+        let c = Content::compile(&Source::Markdown(md.into()), "Weekly").unwrap();
+        let mut f = RecipientFields::sample("Weekly");
+        f.unsubscribe_url = "https://example.com/unsubscribe/abc?x=1&y=2".into();
+        f.name = "Zoë".into();
+        let (html, _) = c.render(&f).unwrap();
+        assert!(
+            html.contains(
+                r#"<a href="https:&#x2f;&#x2f;example.com&#x2f;unsubscribe&#x2f;abc?x=1&amp;y=2">Leave</a>"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"src="https:&#x2f;&#x2f;example.invalid&#x2f;preferences&#x2f;sample""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"title="Zoë""#), "{html}");
+        assert!(!html.contains('\u{E000}') && !html.contains("%EE%80"), "{html}");
     }
 
     #[test]
