@@ -667,11 +667,11 @@ async fn two_instances_share_a_campaign_without_duplicates() {
 /// in flight.
 #[tokio::test]
 async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
-    // Two sessions: at most 2 × 4 = 8 rows in flight, and 16 outcomes held by the recorder
-    // (DeliveryConfig::in_flight).
+    // One session: a few rows in flight (8), and twice as many outcomes held by the recorder
+    // (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
     let (app, key) = app_with(vec![
         ("DELIVERY_LEASE_SECONDS", "5".into()),
-        ("DELIVERY_CONCURRENCY", "2".into()),
+        ("DELIVERY_CONCURRENCY", "1".into()),
     ])
     .await;
     const N: usize = 60;
@@ -680,6 +680,7 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     }
     let db = app.db.clone();
     let sink = app.sink.clone();
+    let unrecorded_at_most = 3 * app.state.config.delivery.in_flight();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -739,8 +740,8 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     let unique: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
     assert_eq!(unique.len(), N, "everyone got it");
     assert!(
-        msgs.len() - N <= 3 * 8,
-        "{} duplicates; at most the 8 in flight (2 sessions × 4) and the recorder's 16",
+        msgs.len() - N <= unrecorded_at_most,
+        "{} duplicates; at most the rows in flight and the recorder's, {unrecorded_at_most}",
         msgs.len() - N
     );
     restarted.stop().await;

@@ -250,7 +250,9 @@ async fn publishing_is_idempotent_and_conflicts_are_409() {
 /// A restart while notices are being sent: each person still gets exactly one.
 #[tokio::test]
 async fn a_restart_mid_sending_does_not_double_notices() {
-    // One message per batch, so that stopping lands between sends.
+    // One message per batch, so that stopping lands between sends; more people than a
+    // stopping worker finishes (what it has claimed: twice DeliveryConfig::in_flight).
+    const PEOPLE: usize = 24;
     let app = spawn(Spawn {
         overrides: vec![
             ("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into()),
@@ -261,7 +263,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     })
     .await;
     add_list(&app, "weekly", "Weekly News").await;
-    for i in 0..12 {
+    for i in 0..PEOPLE {
         confirmed(&app, &format!("p{i}@example.org"), &["weekly"]).await;
     }
     let before = app.sink.messages().len();
@@ -281,7 +283,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
         "--url",
         "https://example.com/privacy/v3",
     ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("12 notices queued"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{PEOPLE} notices queued")));
     app.state.outbox_wakeup.notify_one();
     while sink.messages().len() < before + 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -289,7 +291,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     app.stop().await;
     let delivered_before_restart = sink.messages().len() - before;
     assert!(
-        delivered_before_restart < 12,
+        delivered_before_restart < PEOPLE,
         "stopped mid-way ({delivered_before_restart} sent)"
     );
     sink.delay_data(0);
@@ -302,7 +304,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     restarted
         .wait_until(
             "SELECT COUNT(*) FROM outbox WHERE kind = 'policy_notice' AND status = 'sent'",
-            12,
+            PEOPLE as i64,
             WAIT,
         )
         .await;
@@ -311,7 +313,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
         .map(|m| m.rcpt_to[0].clone())
         .collect();
     let unique: HashSet<&String> = notices.iter().collect();
-    assert_eq!((notices.len(), unique.len()), (12, 12));
+    assert_eq!((notices.len(), unique.len()), (PEOPLE, PEOPLE));
     // The CLI answers a repeat like the API.
     let out = restarted.run_cli(&[
         "policy",
