@@ -55,6 +55,8 @@ pub struct App {
     pub signups: SignupWriter,
     /// The lists the signup form offers, cached briefly.
     pub public_lists: PublicLists,
+    /// The delivery workers' turns at SQLite's write lock (see [`store::BackgroundWrites`]).
+    pub background_writes: store::BackgroundWrites,
 }
 
 pub type AppState = Arc<App>;
@@ -143,6 +145,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         },
         signups: SignupWriter::start(db.clone(), address_hasher.clone(), config.signup.clone()),
         public_lists: PublicLists::default(),
+        background_writes: store::BackgroundWrites::for_db(&db),
         address_hasher,
         db,
         config,

@@ -163,6 +163,7 @@ async fn run_job<J: Job>(
                 let mut claimed_any = false;
                 loop {
                     if claimed_any {
+                        let _turn = state.background_writes.turn().await;
                         job.after_batch(state).await;
                     }
                     if *shutdown.borrow() || relay.wait().is_some() {
@@ -171,7 +172,10 @@ async fn run_job<J: Job>(
                     job.before_claim(state).await;
                     let now = crate::store::now_ms();
                     let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
-                    let batch = job.claim(state, owner, now, lease_until).await;
+                    let batch = {
+                        let _turn = state.background_writes.turn().await;
+                        job.claim(state, owner, now, lease_until).await
+                    };
                     if batch.is_empty() {
                         break;
                     }
@@ -218,6 +222,7 @@ async fn run_job<J: Job>(
         // Finished campaigns are found by their recorded outcomes.
         recorder.flush().await;
         if claimed_any {
+            let _turn = state.background_writes.turn().await;
             job.after_batch(&state).await;
         } else {
             tokio::select! {

@@ -106,7 +106,10 @@ async fn record(state: &AppState, queue: &Queue, owner: &str, group: Vec<Deliver
         kinds.push((d.id, d.kind));
         outcomes.push((d.id, d.outcome));
     }
-    let results = queue.record_many(&state.db, owner, outcomes).await;
+    let results = {
+        let _turn = state.background_writes.turn().await;
+        queue.record_many(&state.db, owner, outcomes).await
+    };
     for ((id, kind), result) in kinds.into_iter().zip(results) {
         match result {
             Ok(true) => {}
