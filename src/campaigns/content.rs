@@ -71,9 +71,9 @@ fn protect_tags(src: &str) -> (String, Vec<String>) {
     (out, tags)
 }
 
-/// The forms a placeholder's markers can take in the converter's output: as they are, or
-/// percent-encoded where the tag was a link destination (`[Leave]({{ unsubscribe_url }})`:
-/// pulldown-cmark escapes non-ASCII in `href` and `src`).
+/// The forms a placeholder's markers can take in the converter's output: as they are (`OPEN`,
+/// `CLOSE`), or percent-encoded where the tag was a link destination
+/// (`[Leave]({{ unsubscribe_url }})`: pulldown-cmark escapes non-ASCII in `href` and `src`).
 const MARKER_FORMS: [(&str, &str); 2] = [("\u{E000}", "\u{E001}"), ("%EE%80%80", "%EE%80%81")];
 
 fn restore_tags(html: &str, tags: &[String]) -> String {

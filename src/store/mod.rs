@@ -81,7 +81,7 @@ pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
 /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its busy
 /// handler, 1, 2, 5, 10, 15, 20 … ms between tries, with no queue: while the outcome recorder
 /// wrote every few milliseconds, the claimer could miss the lock again and again (strace of a
-/// 40k campaign: 150 such sleeps in 3 s, 0.8 s asleep in all) and the relay sessions ran dry.
+/// 40k campaign: 146 such sleeps in 3 s, 0.8 s asleep in all) and the relay sessions ran dry.
 /// Here they wait in order and wake as soon as the one before is done. The request path (the
 /// signup writer, the API) takes no turn, so it meets at most one background writer at the
 /// lock and keeps its priority. On PostgreSQL writers of different rows do not exclude each
