@@ -324,6 +324,8 @@ pub async fn send_checks(
         material.unwrap_or(("", time::OffsetDateTime::now_utc() + time::Duration::days(36_500)));
     let mut found: HashMap<CheckFor, SendCheck> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        // A repeated row is looked up again and lands on the same key.
+        let chunk = super::padded_to_shape(chunk);
         let values = super::values_list_from(3, chunk.len(), 3);
         let sql = format!(
             "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, v.column3 AS campaign_id, \
@@ -339,7 +341,7 @@ pub async fn send_checks(
              FROM (VALUES {values}) AS v JOIN subscribers s ON s.id = v.column1"
         );
         let mut all: Vec<sea_orm::Value> = vec![version.into(), since.into()];
-        for row in chunk {
+        for row in chunk.iter() {
             all.push(row.subscriber_id.into());
             all.push(row.list_id.into());
             all.push(row.campaign_id.into());

@@ -203,6 +203,8 @@ impl Queue {
         struct Recorded {
             id: i64,
         }
+        // A repeated row matches the same recipient row, which is updated once.
+        let sent = super::padded_to_shape(sent);
         let values = super::values_list_from(3, sent.len(), 2);
         let sql = format!(
             "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
@@ -213,7 +215,7 @@ impl Queue {
         let mut all: Vec<Value> = Vec::with_capacity(2 + 2 * sent.len());
         all.push(owner.into());
         all.push(super::now().into());
-        for (_, id, message_id) in sent {
+        for (_, id, message_id) in sent.iter() {
             all.push((*id).into());
             all.push(message_id.as_str().into());
         }

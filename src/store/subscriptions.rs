@@ -193,6 +193,8 @@ pub async fn pending_confirmations(
 ) -> Result<HashMap<i64, PendingConfirmation>, DbErr> {
     let mut out: HashMap<i64, PendingConfirmation> = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        // An id asked twice is found once (`IN`).
+        let chunk = super::padded_to_shape(chunk);
         let sql = format!(
             "SELECT s.id AS subscriber_id, s.uuid, s.name, l.name AS list_name FROM subscribers s \
              JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
@@ -344,6 +346,8 @@ pub async fn confirmation_histories(
 ) -> Result<HashMap<i64, ConfirmationHistory>, DbErr> {
     let mut out = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        // An id asked twice is found once (`IN`).
+        let chunk = super::padded_to_shape(chunk);
         let sql = format!(
             "SELECT h.subscriber_id, h.last_id, h.recent, h.queued, o.created_at AS last_created_at \
              FROM (SELECT subscriber_id, MAX(id) AS last_id, \
