@@ -143,8 +143,7 @@ async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbE
     if store::is_postgres(&ctx.db) {
         return write_batch_postgres(ctx, signups).await;
     }
-    let now = store::now();
-    let now_ms = store::now_ms();
+    let (now, now_ms) = store::now_and_ms();
     let tx = begin_write(&ctx.db).await?;
     let policy = policies::in_force(&tx, now).await?.map(|p| p.version);
     // The lists were checked against a cached copy: one deleted since is left out, the rest

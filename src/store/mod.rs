@@ -140,6 +140,16 @@ pub fn now() -> time::OffsetDateTime {
         .unwrap_or(now)
 }
 
+/// [`now`] and the same instant in epoch milliseconds, from one reading of the clock. A
+/// timestamp and a millisecond field written beside it must agree: the confirmation rule
+/// compares a subscription's `pending_since_ms` with its confirmation's `created_at`, and two
+/// readings that fell on either side of a millisecond made a repeat signup look newer than
+/// the confirmation that covers it, which then went out again (a CI run caught it, OI-9).
+pub fn now_and_ms() -> (time::OffsetDateTime, i64) {
+    let now = now();
+    (now, (now.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -234,6 +244,14 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_timestamp_and_its_milliseconds_agree() {
+        for _ in 0..10_000 {
+            let (now, ms) = super::now_and_ms();
+            assert_eq!(now.unix_timestamp_nanos().div_euclid(1_000_000), i128::from(ms));
+        }
+    }
+
     #[test]
     fn rows_are_padded_to_a_power_of_two_with_the_last_repeated() {
         assert!(super::padded_to_shape::<i64>(&[]).is_empty());

@@ -27,7 +27,7 @@ pub async fn enqueue(db: &impl ConnectionTrait, msg: NewOutboxMessage) -> Result
 /// dedupe key was already used are left out).
 pub async fn enqueue_many(db: &impl ConnectionTrait, msgs: Vec<NewOutboxMessage>) -> Result<u64, DbErr> {
     const COLS: usize = 9;
-    let (now, now_ms) = (super::now(), super::now_ms());
+    let (now, now_ms) = super::now_and_ms();
     let mut inserted = 0;
     let mut msgs = msgs.into_iter().peekable();
     while msgs.peek().is_some() {

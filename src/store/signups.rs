@@ -52,8 +52,7 @@ pub async fn write_round_postgres(
     choices: &[SignupChoice],
     rule: &ConfirmationRule<'_>,
 ) -> Result<(), DbErr> {
-    let now = super::now();
-    let now_ms = super::now_ms();
+    let (now, now_ms) = super::now_and_ms();
     let since = now - time::Duration::days(1);
     let people = serde_json::to_string(people).map_err(|e| DbErr::Custom(e.to_string()))?;
     let choices = serde_json::to_string(choices).map_err(|e| DbErr::Custom(e.to_string()))?;
