@@ -105,13 +105,12 @@ pub struct DeliveryConfig {
 impl DeliveryConfig {
     /// Rows a worker has between claim and recorded outcome: eight per SMTP session, so that
     /// while a session carries one message, the send checks of the next ones (which wait a
-    /// millisecond for each other) and the outcome records of the last ones
-    /// run beside it instead of keeping the session idle. Measured with 8 sessions to
-    /// smtp-sink, before the checks were grouped: 1× 3,900, 2× 4,840, 4× 5,340, 8× 5,550
-    /// msg/s; with grouped checks (sitting 8, PostgreSQL, 100k): 4× 5,437–5,797, 8×
-    /// 5,982–6,115 msg/s. The outcome recorder holds at most twice as many again (its queue
-    /// and the group it is writing), so three times this bounds the duplicates after a crash:
-    /// sent, not yet recorded.
+    /// millisecond for each other) and the outcome records of the last ones run beside it
+    /// instead of keeping the session idle. Measured with 8 sessions to smtp-sink, before the
+    /// checks were grouped: 1× 3,900, 2× 4,840, 4× 5,340, 8× 5,550 msg/s; with grouped checks
+    /// (sitting 8, PostgreSQL, 100k): 4× 5,437–5,797, 8× 5,982–6,115 msg/s. The outcome
+    /// recorder holds at most twice as many again (its queue and the group it is writing), so
+    /// three times this bounds the duplicates after a crash: sent, not yet recorded.
     pub fn in_flight(&self) -> usize {
         self.concurrency.max(1) * 8
     }

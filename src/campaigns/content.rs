@@ -40,8 +40,8 @@ pub struct Content {
     env: Environment<'static>,
 }
 
-const OPEN: char = '\u{E000}';
-const CLOSE: char = '\u{E001}';
+const OPEN: &str = "\u{E000}";
+const CLOSE: &str = "\u{E001}";
 
 /// Replaces template tags by private-use placeholders, returning the tags.
 fn protect_tags(src: &str) -> (String, Vec<String>) {
@@ -61,9 +61,9 @@ fn protect_tags(src: &str) -> (String, Vec<String>) {
             break;
         };
         out.push_str(&rest[..start]);
-        out.push(OPEN);
+        out.push_str(OPEN);
         out.push_str(&tags.len().to_string());
-        out.push(CLOSE);
+        out.push_str(CLOSE);
         tags.push(rest[start..end].to_owned());
         rest = &rest[end..];
     }
@@ -71,10 +71,10 @@ fn protect_tags(src: &str) -> (String, Vec<String>) {
     (out, tags)
 }
 
-/// The forms a placeholder's markers can take in the converter's output: as they are (`OPEN`,
-/// `CLOSE`), or percent-encoded where the tag was a link destination
+/// The forms a placeholder's markers can take in the converter's output: as they are, or
+/// percent-encoded (their UTF-8 bytes) where the tag was a link destination
 /// (`[Leave]({{ unsubscribe_url }})`: pulldown-cmark escapes non-ASCII in `href` and `src`).
-const MARKER_FORMS: [(&str, &str); 2] = [("\u{E000}", "\u{E001}"), ("%EE%80%80", "%EE%80%81")];
+const MARKER_FORMS: [(&str, &str); 2] = [(OPEN, CLOSE), ("%EE%80%80", "%EE%80%81")];
 
 fn restore_tags(html: &str, tags: &[String]) -> String {
     let mut out = String::with_capacity(html.len());
@@ -192,7 +192,7 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(r#"title="Zoë""#), "{html}");
-        assert!(!html.contains('\u{E000}') && !html.contains("%EE%80"), "{html}");
+        assert!(!html.contains(OPEN) && !html.contains("%EE%80"), "{html}");
     }
 
     #[test]

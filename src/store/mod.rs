@@ -151,7 +151,7 @@ pub fn now_and_ms() -> (time::OffsetDateTime, i64) {
 }
 
 pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    now_and_ms().1
 }
 
 /// True when the error is a unique-constraint violation (an idempotent repeat, or a 409).
