@@ -189,36 +189,41 @@ impl Connection {
         // packets under TCP_NODELAY). `command` writes a string, so this needs UTF-8, which
         // every message we format is; anything else goes the long way.
         match std::str::from_utf8(bytes) {
-            Ok(text) => self.conn.command(DataBlock(text)).await.map(|_| ()),
+            Ok(text) => self.conn.command(data_block(text)).await.map(|_| ()),
             Err(_) => self.conn.message(bytes).await.map(|_| ()),
         }
     }
 }
 
-/// A message as the DATA phase sends it: dot-stuffed (RFC 5321 4.5.2), then `CRLF . CRLF`.
-struct DataBlock<'a>(&'a str);
-
-impl std::fmt::Display for DataBlock<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut at_line_start = true;
-        for line in self.0.split_inclusive('\n') {
-            if at_line_start && line.starts_with('.') {
-                f.write_str(".")?;
-            }
-            f.write_str(line)?;
-            at_line_start = line.ends_with('\n');
-        }
-        f.write_str("\r\n.\r\n")
+/// A message as the DATA phase sends it: dot-stuffed (RFC 5321 4.5.2), then `CRLF . CRLF`,
+/// in a string of exactly its size (lettre's `command` sends a `String` with one copy; built
+/// through `Display`, it grew by doubling and copied itself each time).
+fn data_block(text: &str) -> String {
+    let mut starts = memchr::memmem::find_iter(text.as_bytes(), b"\n.").map(|at| at + 1);
+    let first_dot = text.starts_with('.').then_some(0);
+    let stuffed: Vec<usize> = first_dot.into_iter().chain(&mut starts).collect();
+    let mut block = String::with_capacity(text.len() + stuffed.len() + 5);
+    let mut copied = 0;
+    for at in stuffed {
+        block.push_str(&text[copied..at]);
+        block.push('.');
+        copied = at;
     }
+    block.push_str(&text[copied..]);
+    block.push_str("\r\n.\r\n");
+    block
 }
 
 #[cfg(test)]
 mod tests {
-    use super::DataBlock;
+    use super::data_block;
 
     #[test]
     fn lines_starting_with_a_dot_are_stuffed_and_the_block_ends_with_a_lone_dot() {
-        let block = DataBlock(".first\r\nmiddle . dot\r\n..two\r\n.\r\nlast").to_string();
+        let block = data_block(".first\r\nmiddle . dot\r\n..two\r\n.\r\nlast");
         assert_eq!(block, "..first\r\nmiddle . dot\r\n...two\r\n..\r\nlast\r\n.\r\n");
+        assert_eq!(block.capacity(), block.len());
+        assert_eq!(data_block("no dots"), "no dots\r\n.\r\n");
+        assert_eq!(data_block(""), "\r\n.\r\n");
     }
 }
