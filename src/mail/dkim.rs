@@ -126,7 +126,8 @@ fn body_of(message: &[u8]) -> &[u8] {
     memchr::memmem::find(message, b"\r\n\r\n").map_or(&[][..], |at| &message[at + 4..])
 }
 
-/// Appends the body's relaxed canonical form (RFC 6376, 3.4.4) to `out`: whitespace at the end
+/// Writes the body's relaxed canonical form (RFC 6376, 3.4.4) to `out` (the hasher itself, so
+/// the canonical form is never held whole): whitespace at the end
 /// of each line removed, every other run of spaces and tabs reduced to one space, empty lines
 /// at the end removed, and each remaining line ended with CRLF (an empty body stays empty).
 ///
@@ -134,7 +135,7 @@ fn body_of(message: &[u8]) -> &[u8] {
 /// mail-auth's own canonicalization keeps it (dkimpy and the RFC do not). Our bodies never end
 /// that way (the last line is a MIME boundary), and both give the same bytes for everything
 /// else, which the unit tests check.
-fn relaxed_body(body: &[u8], out: &mut Vec<u8>) {
+fn relaxed_body(body: &[u8], out: &mut impl Writer) {
     let mut empty_lines = 0;
     let mut rest = body;
     loop {
@@ -146,11 +147,11 @@ fn relaxed_body(body: &[u8], out: &mut Vec<u8>) {
         let end = line.iter().rposition(|&b| b != b' ' && b != b'\t');
         if let Some(end) = end {
             for _ in 0..empty_lines {
-                out.extend_from_slice(b"\r\n");
+                out.write(b"\r\n");
             }
             empty_lines = 0;
             push_reduced(&line[..=end], out);
-            out.extend_from_slice(b"\r\n");
+            out.write(b"\r\n");
         } else {
             empty_lines += 1; // kept only if something follows
         }
@@ -161,36 +162,33 @@ fn relaxed_body(body: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends a line without whitespace at its end, each run of spaces and tabs as one space.
-/// Most lines have neither tabs nor two spaces in a row and are copied whole.
-fn push_reduced(line: &[u8], out: &mut Vec<u8>) {
+/// Writes a line without whitespace at its end, each run of spaces and tabs as one space.
+/// Most lines have neither tabs nor two spaces in a row and are written whole.
+fn push_reduced(line: &[u8], out: &mut impl Writer) {
     let clean = memchr::memchr(b'\t', line).is_none()
         && !memchr::memchr_iter(b' ', line).any(|at| line.get(at + 1) == Some(&b' '));
     if clean {
-        out.extend_from_slice(line);
+        out.write(line);
         return;
     }
-    let mut in_space = false;
-    for &b in line {
-        if b == b' ' || b == b'\t' {
-            in_space = true;
-        } else {
-            if in_space {
-                out.push(b' ');
-                in_space = false;
-            }
-            out.push(b);
+    // Words as they are, each gap between them as one space.
+    let mut first = true;
+    for word in line.split(|&b| b == b' ' || b == b'\t') {
+        if word.is_empty() {
+            continue;
         }
+        if !first || matches!(line.first(), Some(b' ' | b'\t')) {
+            out.write(b" ");
+        }
+        out.write(word);
+        first = false;
     }
 }
 
 /// The SHA-256 of the body's relaxed canonical form.
 fn body_hash<K: SigningKey>(message: &[u8]) -> HashOutput {
-    let body = body_of(message);
-    let mut canonical = Vec::with_capacity(body.len() + 2);
-    relaxed_body(body, &mut canonical);
     let mut hasher = <K::Hasher as HashImpl>::hasher();
-    hasher.write(&canonical);
+    relaxed_body(body_of(message), &mut hasher);
     hasher.complete()
 }
 
