@@ -122,7 +122,11 @@ impl Stamp {
         let html = templates::email::html_part(msg.subject.as_str(), &msg.html, &footer).into_string();
         let text = templates::email::text_part(&msg.text, &footer);
 
+        let envelope = Envelope::new(Some(from.to_lettre()), vec![msg.to.to_lettre()])
+            .map_err(|e| StampError::Build(e.to_string()))?;
+        // Given its envelope, lettre does not parse the From and To headers back to make one.
         let mut builder = lettre::Message::builder()
+            .envelope(envelope.clone())
             .from(Mailbox::new(Some(self.org_name.clone()), from.to_lettre()))
             .reply_to(Mailbox::new(Some(self.org_name.clone()), reply_to.to_lettre()))
             .to(Mailbox::new(
@@ -175,8 +179,6 @@ impl Stamp {
             )
             .map_err(|e| StampError::Build(e.to_string()))?;
 
-        let envelope = Envelope::new(Some(from.to_lettre()), vec![msg.to.to_lettre()])
-            .map_err(|e| StampError::Build(e.to_string()))?;
         let mut bytes = message.formatted();
         if let Some(signer) = &self.signer {
             let header = signer.sign(&bytes).map_err(StampError::Dkim)?;
