@@ -126,10 +126,10 @@ fn body_of(message: &[u8]) -> &[u8] {
     memchr::memmem::find(message, b"\r\n\r\n").map_or(&[][..], |at| &message[at + 4..])
 }
 
-/// Writes the body's relaxed canonical form (RFC 6376, 3.4.4) to `out` (the hasher itself, so
-/// the canonical form is never held whole): whitespace at the end
-/// of each line removed, every other run of spaces and tabs reduced to one space, empty lines
-/// at the end removed, and each remaining line ended with CRLF (an empty body stays empty).
+/// Writes the body's relaxed canonical form (RFC 6376, 3.4.4) to `out`, the hasher itself when
+/// signing (the canonical form is never held whole): whitespace at the end of each line
+/// removed, every other run of spaces and tabs reduced to one space, empty lines at the end
+/// removed, and each remaining line ended with CRLF (an empty body stays empty).
 ///
 /// A line of nothing but whitespace is an empty line, so at the end of the body it goes too;
 /// mail-auth's own canonicalization keeps it (dkimpy and the RFC do not). Our bodies never end

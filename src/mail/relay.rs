@@ -199,9 +199,10 @@ impl Connection {
 /// in a string of exactly its size (lettre's `command` sends a `String` with one copy; built
 /// through `Display`, it grew by doubling and copied itself each time).
 fn data_block(text: &str) -> String {
-    let mut starts = memchr::memmem::find_iter(text.as_bytes(), b"\n.").map(|at| at + 1);
-    let first_dot = text.starts_with('.').then_some(0);
-    let stuffed: Vec<usize> = first_dot.into_iter().chain(&mut starts).collect();
+    // Where a line starts with a dot: the text's start, or just after a line feed.
+    let stuffed: Vec<usize> = (text.starts_with('.').then_some(0).into_iter())
+        .chain(memchr::memmem::find_iter(text.as_bytes(), b"\n.").map(|at| at + 1))
+        .collect();
     let mut block = String::with_capacity(text.len() + stuffed.len() + 5);
     let mut copied = 0;
     for at in stuffed {
