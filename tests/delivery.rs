@@ -191,6 +191,41 @@ async fn commands_are_pipelined_only_when_the_relay_offers_it() {
     );
 }
 
+/// GY-6 on a reused session: the relay's refusal is the outcome, whichever session carried
+/// it. (It was taken for the failure of a session gone stale while idle, and the message went
+/// again at once on a new connection, where this refusal, scripted once, let it through.)
+#[tokio::test]
+async fn a_refusal_on_a_reused_session_is_final() {
+    let app = spawn_app().await;
+    app.sink.reply(Stage::Rcpt, "refused@example.org", 550, Some(1));
+    queue_test_message(&app, "one@example.org").await;
+    // Recorded as sent only after its session went back to the idle ones.
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 1, WAIT)
+        .await;
+    queue_test_message(&app, "refused@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND attempts = 1",
+        1,
+        WAIT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.sink.most_sessions_at_once(), 1, "one session, used twice");
+    assert_eq!(
+        app.sink.rcpt_commands(),
+        2,
+        "the refused recipient was asked for once"
+    );
+    let got: Vec<_> = app.sink.messages().iter().map(|m| m.rcpt_to.join(",")).collect();
+    assert_eq!(got, ["one@example.org"]);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'hard_bounce'")
+            .await,
+        1,
+        "the refused mailbox is suppressed"
+    );
+}
+
 /// DELIVERY_CONCURRENCY caps the sessions with the relay for the whole process: the outbox
 /// worker and any other sender (here: direct sends, as the campaign worker makes) share them.
 #[tokio::test]

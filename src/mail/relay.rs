@@ -120,7 +120,11 @@ impl SmtpRelay {
                     self.put_back(conn);
                     return Ok(());
                 }
-                Err(e) if e.is_response() => return Err(classify(e)),
+                // The relay answered (a 4xx or 5xx, or a reply we could not read): that is the
+                // outcome, whichever session it came on. (lettre's `is_response` covers only
+                // the last; a refusal on a reused session used to be sent again at once.)
+                Err(e) if e.status().is_some() || e.is_response() => return Err(classify(e)),
+                // The session had gone stale while idle (the relay closed it): a new one.
                 Err(_) => {}
             }
         }

@@ -52,6 +52,8 @@ pub struct SmtpSink {
     /// Sessions open now, and the most ever open at once.
     open_sessions: std::sync::atomic::AtomicUsize,
     most_sessions: std::sync::atomic::AtomicUsize,
+    /// RCPT commands received, refused ones too.
+    rcpt_commands: std::sync::atomic::AtomicUsize,
 }
 
 impl SmtpSink {
@@ -95,6 +97,11 @@ impl SmtpSink {
     pub fn without_pipelining(&self) {
         self.no_pipelining
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many RCPT commands arrived, answered with whatever code.
+    pub fn rcpt_commands(&self) -> usize {
+        self.rcpt_commands.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many transactions the client pipelined.
@@ -177,6 +184,8 @@ impl SmtpSink {
                 rcpts.clear();
                 "250 2.1.0 ok".into()
             } else if upper.starts_with("RCPT TO:") {
+                self.rcpt_commands
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let to = addr(&cmd[8..]);
                 match self.scripted(Stage::Rcpt, std::slice::from_ref(&to)) {
                     Some(code) => format!(
