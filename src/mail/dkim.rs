@@ -171,17 +171,14 @@ fn push_reduced(line: &[u8], out: &mut impl Writer) {
         out.write(line);
         return;
     }
-    // Words as they are, each gap between them as one space.
-    let mut first = true;
-    for word in line.split(|&b| b == b' ' || b == b'\t') {
-        if word.is_empty() {
-            continue;
-        }
-        if !first || matches!(line.first(), Some(b' ' | b'\t')) {
+    // Words as they are, each gap before one (leading whitespace too) as one space.
+    let mut gap_before = matches!(line.first(), Some(b' ' | b'\t'));
+    for word in line.split(|&b| b == b' ' || b == b'\t').filter(|w| !w.is_empty()) {
+        if gap_before {
             out.write(b" ");
         }
         out.write(word);
-        first = false;
+        gap_before = true;
     }
 }
 
