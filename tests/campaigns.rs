@@ -764,3 +764,104 @@ async fn a_preview_the_database_fails_is_a_server_error() {
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
+
+/// A campaign's recipients in bulk, straight into the database: `n` confirmed subscribers of
+/// the list `slug`.
+async fn seed_confirmed(db: &sea_orm::DatabaseConnection, slug: &str, n: i64) {
+    let backend = db.get_database_backend();
+    let numbers = if backend == sea_orm::DbBackend::Postgres {
+        format!("SELECT i FROM generate_series(1, {n}) AS i")
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n"
+        )
+    };
+    let uuid = if backend == sea_orm::DbBackend::Postgres {
+        "gen_random_uuid()"
+    } else {
+        "randomblob(16)"
+    };
+    let now = time::OffsetDateTime::now_utc();
+    for sql in [
+        format!(
+            "INSERT INTO subscribers (uuid, email, email_key, address_hmac, name, created_at, updated_at) \
+             SELECT {uuid}, 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'h' || i, \
+             'Reader ' || i, $1, $1 FROM ({numbers}) AS numbers"
+        ),
+        format!(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) \
+             SELECT id, (SELECT id FROM lists WHERE slug = '{slug}'), 'confirmed', $1, $1 FROM subscribers"
+        ),
+    ] {
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into()]))
+            .await
+            .unwrap();
+    }
+}
+
+/// Each worker claims its next batch in the order of the partial index of claimable rows, on
+/// either database, so a claim stops after its batch instead of sorting every due row. Regression: PostgreSQL was
+/// given SQLite's `+campaign_id` (which keeps SQLite off another index), misjudged the join
+/// from it, and read and sorted every due row for each claim.
+#[tokio::test]
+async fn a_claim_takes_the_claimable_index_on_either_database() {
+    use letterhead::campaigns::{self, CampaignInput};
+    use letterhead::store::queue::CAMPAIGN_RECIPIENTS;
+
+    let db = common::TestDb::new().await;
+    let settings = common::base_settings(&db.url, 9); // nothing is sent: no server runs
+    let config = letterhead::config::Config::from_settings(&letterhead::config::Settings::from_pairs(
+        settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ))
+    .unwrap();
+    let app = letterhead::app::Application::build(config).await.unwrap();
+    let state = app.state();
+    let slug = letterhead::domain::ListSlug::parse("news").unwrap();
+    letterhead::store::lists::create(&state.db, &slug, "News", None, true)
+        .await
+        .unwrap();
+    seed_confirmed(&state.db, "news", 10_000).await;
+    let input = CampaignInput {
+        subject: Some("Bulk".into()),
+        lists: Some(vec!["news".into()]),
+        markdown: Some("Hello {{ name }}".into()),
+        ..Default::default()
+    };
+    let valid = campaigns::validate(&state, input).await.unwrap().unwrap();
+    let campaign = campaigns::create(&state, valid).await.unwrap();
+    // The start snapshots the audience (and, on PostgreSQL, refreshes the statistics).
+    assert_eq!(campaigns::start(&state, campaign.id).await.unwrap(), Some(10_000));
+
+    let postgres = db.is_postgres();
+    let sql = CAMPAIGN_RECIPIENTS.claim_sql(postgres, "id");
+    let explain = if postgres { "EXPLAIN" } else { "EXPLAIN QUERY PLAN" };
+    let backend = state.db.get_database_backend();
+    let values: [sea_orm::Value; 4] = ["w".into(), i64::MAX.into(), i64::MAX.into(), 200i64.into()];
+    let plan: Vec<String> = state
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!("{explain} {sql}"),
+            values,
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            // PostgreSQL: one column of text; SQLite: (id, parent, notused, detail).
+            let column = if postgres { 0 } else { 3 };
+            row.try_get_by_index::<String>(column).unwrap()
+        })
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("campaign_recipients_claimable"),
+        "the claim reads the claimable index:\n{plan}"
+    );
+    // The index gives the claim order: no sort of the due rows (PostgreSQL's `Sort`, SQLite's
+    // temporary B-tree).
+    assert!(
+        !plan.contains("Sort Key: ") && !plan.contains("TEMP B-TREE"),
+        "the claim sorts nothing:\n{plan}"
+    );
+}

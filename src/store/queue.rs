@@ -14,23 +14,33 @@ pub struct Queue {
     table: &'static str,
     /// The status of rows deliberately not sent.
     skipped_status: &'static str,
-    /// Extra condition on claimable rows.
-    claim_filter: &'static str,
+    /// Extra condition on claimable rows, per database (`true`: PostgreSQL).
+    claim_filter: fn(bool) -> &'static str,
 }
 
 pub static OUTBOX: Queue = Queue {
     table: "outbox",
     skipped_status: "cancelled",
-    claim_filter: "",
+    claim_filter: |_| "",
 };
 
 pub static CAMPAIGN_RECIPIENTS: Queue = Queue {
     table: "campaign_recipients",
     skipped_status: "skipped",
-    // The unary `+` keeps SQLite from choosing the (campaign_id, …) index, which without
-    // statistics it prefers, and then sorting every due row of the campaign for each claim
-    // (31 ms at 200k rows against 2 ms through the claimable index).
-    claim_filter: "AND +campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+    claim_filter: |postgres| {
+        if postgres {
+            // PostgreSQL estimates the join from campaign_id's statistics and takes the
+            // claimable index. (With SQLite's `+` below it could not: it guessed that 0.5% of
+            // the due rows join, and sorted all of them for each claim, 12.4 ms against
+            // 0.27 ms with 12k due.)
+            "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')"
+        } else {
+            // The unary `+` keeps SQLite from choosing the (campaign_id, …) index, which
+            // without statistics it prefers, and then sorting every due row of the campaign
+            // for each claim (31 ms at 200k rows against 2 ms through the claimable index).
+            "AND +campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')"
+        }
+    },
 };
 
 /// The outcome of one send.
@@ -71,6 +81,21 @@ fn truncate(mut s: String) -> String {
 }
 
 impl Queue {
+    /// The claim statement: takes up to `$4` due rows, oldest first, for owner `$1` with a
+    /// lease until `$2` (due: `next_attempt_at_ms <= $3`), and returns `returning`.
+    pub fn claim_sql(&self, postgres: bool, returning: &str) -> String {
+        let lock = if postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        format!(
+            "UPDATE {t} SET status = 'sending', lease_owner = $1, next_attempt_at_ms = $2, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM {t} WHERE status IN ('queued', 'sending') \
+             AND next_attempt_at_ms <= $3 {f} ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
+             RETURNING {returning}",
+            t = self.table,
+            f = (self.claim_filter)(postgres),
+        )
+    }
+
     pub async fn claim<T: FromQueryResult>(
         &self,
         db: &impl ConnectionTrait,
@@ -80,23 +105,9 @@ impl Queue {
         limit: u32,
         returning: &str,
     ) -> Result<Vec<T>, DbErr> {
-        let lock = if is_postgres(db) {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE {t} SET status = 'sending', lease_owner = $1, next_attempt_at_ms = $2, \
-             attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM {t} WHERE status IN ('queued', 'sending') \
-             AND next_attempt_at_ms <= $3 {f} ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
-             RETURNING {returning}",
-            t = self.table,
-            f = self.claim_filter,
-        );
         T::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
-            sql,
+            self.claim_sql(is_postgres(db), returning),
             [
                 owner.into(),
                 lease_until_ms.into(),
