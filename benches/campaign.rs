@@ -193,6 +193,18 @@ async fn seed(db: &sea_orm::DatabaseConnection, n: i64) {
     ))
     .await
     .unwrap();
+    // The evidence a double opt-in leaves: the signup and its confirmation (as the send
+    // checks find it for real subscribers).
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source, ip, user_agent, \
+         policy_version) SELECT s.id, (SELECT id FROM lists WHERE slug = 'news'), k.kind, $1, 'form:bench', \
+         '192.0.2.1', 'bench', '1' FROM subscribers s \
+         CROSS JOIN (SELECT 'signup' AS kind UNION ALL SELECT 'confirm') AS k",
+        [now.into()],
+    ))
+    .await
+    .unwrap();
 }
 
 /// The size on the wire of this campaign's message to one recipient (stamped, and signed when
