@@ -323,21 +323,20 @@ pub async fn send_checks(
 ) -> Result<Vec<Option<SendCheck>>, DbErr> {
     // Nearly always no material change is in force, and then no one's consents are counted
     // (an index scan of consent_events per recipient).
-    let (fresh_consents, first_value, params): (&str, usize, Vec<sea_orm::Value>) = match material {
+    let (fresh_consents, params): (&str, Vec<sea_orm::Value>) = match material {
         Some((version, since)) => (
             "(SELECT COUNT(*) FROM consent_events c WHERE c.subscriber_id = s.id AND \
                ((c.kind = 'agree' AND c.policy_version = $1) \
                 OR (c.kind IN ('confirm', 'api_add', 'import', 'resubscribe') AND c.occurred_at >= $2)))",
-            3,
             vec![version.into(), since.into()],
         ),
-        None => ("CAST(0 AS BIGINT)", 1, Vec::new()),
+        None => ("CAST(0 AS BIGINT)", Vec::new()),
     };
     let mut found: HashMap<CheckFor, SendCheck> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         // A repeated row is looked up again and lands on the same key.
         let chunk = super::padded_to_shape(chunk);
-        let values = super::values_list_from(first_value, chunk.len(), 3);
+        let values = super::values_list_from(params.len() + 1, chunk.len(), 3);
         let sql = format!(
             "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, v.column3 AS campaign_id, \
                s.email, s.name, s.uuid, \
