@@ -20,7 +20,10 @@ use letterhead::app::Application;
 use letterhead::campaigns::{self, CampaignInput};
 use letterhead::config::{Config, Settings};
 use letterhead::mail::{ComposedMessage, ListHeaders, MailClass};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
+
+#[path = "../tests/common/bulk.rs"]
+mod bulk;
 
 const SINK_PORT: u16 = 2531;
 
@@ -161,52 +164,6 @@ fn smtp_source(sessions: usize, count: usize, bytes: usize, how: Sessions) -> So
     }
 }
 
-async fn seed(db: &sea_orm::DatabaseConnection, n: i64) {
-    let backend = db.get_database_backend();
-    let postgres = backend == sea_orm::DbBackend::Postgres;
-    let numbers = if postgres {
-        format!("SELECT i FROM generate_series(1, {n}) AS i")
-    } else {
-        format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n"
-        )
-    };
-    let uuid = if postgres {
-        "gen_random_uuid()"
-    } else {
-        "randomblob(16)"
-    };
-    let sql = format!(
-        "INSERT INTO subscribers (uuid, email, email_key, address_hmac, name, created_at, updated_at) \
-         SELECT {uuid}, 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'h' || i, \
-         'Reader ' || i, $1, $1 FROM ({numbers}) AS numbers"
-    );
-    let now = time::OffsetDateTime::now_utc();
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into()]))
-        .await
-        .unwrap();
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) \
-         SELECT id, (SELECT id FROM lists WHERE slug = 'news'), 'confirmed', $1, $1 FROM subscribers",
-        [now.into()],
-    ))
-    .await
-    .unwrap();
-    // The evidence a double opt-in leaves: the signup and its confirmation (as the send
-    // checks find it for real subscribers).
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source, ip, user_agent, \
-         policy_version) SELECT s.id, (SELECT id FROM lists WHERE slug = 'news'), k.kind, $1, 'form:bench', \
-         '192.0.2.1', 'bench', '1' FROM subscribers s \
-         CROSS JOIN (SELECT 'signup' AS kind UNION ALL SELECT 'confirm') AS k",
-        [now.into()],
-    ))
-    .await
-    .unwrap();
-}
-
 /// The size on the wire of this campaign's message to one recipient (stamped, and signed when
 /// DKIM is on), so that smtp-source can also be measured with messages as large as ours.
 async fn message_bytes(state: &letterhead::app::AppState, campaign_id: i64) -> usize {
@@ -285,7 +242,7 @@ async fn main() {
         .await
         .unwrap();
     let seeded = Instant::now();
-    seed(&state.db, n).await;
+    bulk::seed_confirmed(&state.db, "news", n).await;
     let postgres = letterhead::store::is_postgres(&state.db);
     if postgres {
         // The statistics autovacuum would have for a list this size (as pgbench vacuums first).

@@ -765,40 +765,6 @@ async fn a_preview_the_database_fails_is_a_server_error() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
-/// A campaign's recipients in bulk, straight into the database: `n` confirmed subscribers of
-/// the list `slug`.
-async fn seed_confirmed(db: &sea_orm::DatabaseConnection, slug: &str, n: i64) {
-    let backend = db.get_database_backend();
-    let numbers = if backend == sea_orm::DbBackend::Postgres {
-        format!("SELECT i FROM generate_series(1, {n}) AS i")
-    } else {
-        format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n"
-        )
-    };
-    let uuid = if backend == sea_orm::DbBackend::Postgres {
-        "gen_random_uuid()"
-    } else {
-        "randomblob(16)"
-    };
-    let now = time::OffsetDateTime::now_utc();
-    for sql in [
-        format!(
-            "INSERT INTO subscribers (uuid, email, email_key, address_hmac, name, created_at, updated_at) \
-             SELECT {uuid}, 'reader' || i || '@example.org', 'reader' || i || '@example.org', 'h' || i, \
-             'Reader ' || i, $1, $1 FROM ({numbers}) AS numbers"
-        ),
-        format!(
-            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) \
-             SELECT id, (SELECT id FROM lists WHERE slug = '{slug}'), 'confirmed', $1, $1 FROM subscribers"
-        ),
-    ] {
-        db.execute_raw(Statement::from_sql_and_values(backend, sql, [now.into()]))
-            .await
-            .unwrap();
-    }
-}
-
 /// Each worker claims its next batch in the order of the partial index of claimable rows, on
 /// either database, so a claim stops after its batch instead of sorting every due row. Regression: PostgreSQL was
 /// given SQLite's `+campaign_id` (which keeps SQLite off another index), misjudged the join
@@ -820,7 +786,7 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
     letterhead::store::lists::create(&state.db, &slug, "News", None, true)
         .await
         .unwrap();
-    seed_confirmed(&state.db, "news", 10_000).await;
+    common::bulk::seed_confirmed(&state.db, "news", 10_000).await;
     let input = CampaignInput {
         subject: Some("Bulk".into()),
         lists: Some(vec!["news".into()]),

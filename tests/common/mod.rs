@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod bulk;
 pub mod dkim_check;
 pub mod flows;
 pub mod smtp_sink;
