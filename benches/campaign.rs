@@ -17,9 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use letterhead::app::Application;
-use letterhead::campaigns::{self, CampaignInput};
 use letterhead::config::{Config, Settings};
 use letterhead::mail::{ComposedMessage, ListHeaders, MailClass};
+use letterhead::services::campaigns::CampaignInput;
 use sea_orm::ConnectionTrait;
 
 #[path = "../tests/common/bulk.rs"]
@@ -166,12 +166,16 @@ fn smtp_source(sessions: usize, count: usize, bytes: usize, how: Sessions) -> So
 
 /// The size on the wire of this campaign's message to one recipient (stamped, and signed when
 /// DKIM is on), so that smtp-source can also be measured with messages as large as ours.
-async fn message_bytes(state: &letterhead::app::AppState, campaign_id: i64) -> usize {
-    let prepared = campaigns::prepare(state, campaign_id).await.unwrap();
+async fn message_bytes(
+    state: &letterhead::edge::AppState,
+    delivery: &letterhead::delivery::Context,
+    campaign_id: i64,
+) -> usize {
+    let prepared = state.campaigns.prepare(campaign_id).await.unwrap();
     let list = &prepared.lists[0];
-    let unsubscribe_url = state.unsubscribe_url(uuid::Uuid::new_v4(), list.id);
-    let preferences_url = state.preferences_url(uuid::Uuid::new_v4());
-    let mut fields = campaigns::RecipientFields::sample(&list.name);
+    let unsubscribe_url = state.links.unsubscribe(uuid::Uuid::new_v4(), list.id);
+    let preferences_url = state.links.preferences(uuid::Uuid::new_v4());
+    let mut fields = letterhead::mail::content::RecipientFields::sample(&list.name);
     fields.unsubscribe_url = unsubscribe_url.to_string();
     fields.preferences_url = preferences_url.to_string();
     let (html, text) = prepared.content.render(&fields).unwrap();
@@ -191,7 +195,7 @@ async fn message_bytes(state: &letterhead::app::AppState, campaign_id: i64) -> u
             from: None,
         },
     };
-    state.stamp.stamp(composed).unwrap().bytes().len()
+    delivery.stamp.stamp(composed).unwrap().bytes().len()
 }
 
 #[tokio::main]
@@ -237,6 +241,7 @@ async fn main() {
     let sessions = config.delivery.concurrency;
     let app = Application::build(config).await.unwrap();
     let state = app.state();
+    let delivery = app.delivery();
     let slug = letterhead::domain::ListSlug::parse("news").unwrap();
     letterhead::store::lists::create(&state.db, &slug, "Weekly News", None, true)
         .await
@@ -265,9 +270,9 @@ async fn main() {
         markdown: Some(markdown),
         ..Default::default()
     };
-    let valid = campaigns::validate(&state, input).await.unwrap().unwrap();
-    let campaign = campaigns::create(&state, valid).await.unwrap();
-    let our_bytes = message_bytes(&state, campaign.id).await;
+    let valid = state.campaigns.validate(input).await.unwrap().unwrap();
+    let campaign = state.campaigns.create(valid).await.unwrap();
+    let our_bytes = message_bytes(&state, &delivery, campaign.id).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -280,7 +285,7 @@ async fn main() {
         cpu_seconds(&sink_pid),
         postgres_cpu_seconds(),
     );
-    let recipients = campaigns::start(&state, campaign.id).await.unwrap().unwrap();
+    let recipients = state.campaigns.start(campaign.id).await.unwrap().unwrap();
     let snapshot = started.elapsed();
     loop {
         // Often enough that the poll does not blur a run of a few seconds.

@@ -3,15 +3,15 @@
 //! build exactly what production runs (on port 0, with their own database and SMTP sink).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,97 +19,30 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::address_hash::AddressHasher;
 use crate::config::Config;
+use crate::delivery::{self, Wakeups};
+use crate::domain::AddressHasher;
+use crate::edge::{App, AppState, Limits, TokenVerifier};
 use crate::mail::{Stamp, Transport};
-use crate::signup::SignupWriter;
+use crate::services::campaigns::Campaigns;
+use crate::services::leaving::Leaving;
+use crate::services::notices::Notices;
+use crate::services::signup::Signups;
+use crate::services::subscribers::Subscribers;
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::lists::PublicLists;
-use crate::store::{self, Db};
-use crate::tokens::{Claims, Keyring, Purpose, TokenError};
-use crate::web::rate_limit::{IpLimiter, KeyedLimiter};
+use crate::store::{self, BackgroundWrites};
+use crate::tokens::{Keyring, Links, SharedKeyring};
 
-pub struct Limits {
-    pub public: Arc<IpLimiter>,
-    pub signup: Arc<IpLimiter>,
-    pub one_click: Arc<IpLimiter>,
-    pub api: Arc<KeyedLimiter<i64>>,
+/// The application's two halves: what the HTTP handlers share, and what the delivery workers
+/// need. They share the database pool, the keys and the wake-ups, nothing else.
+pub struct Parts {
+    pub state: AppState,
+    pub delivery: Arc<delivery::Context>,
 }
 
-/// Everything a handler or worker needs, shared behind one `Arc`.
-pub struct App {
-    pub config: Config,
-    pub db: Db,
-    pub stamp: Stamp,
-    pub transport: Transport,
-    /// Swapped when another instance rotated the keys (see [`App::verify_token`]).
-    keyring: RwLock<Arc<Keyring>>,
-    last_key_reload: Mutex<Option<Instant>>,
-    pub address_hasher: AddressHasher,
-    /// Poked when this process queues mail, so the worker starts at once instead of polling.
-    pub outbox_wakeup: Notify,
-    /// Poked when a campaign starts or resumes.
-    pub campaign_wakeup: Notify,
-    pub limits: Limits,
-    /// Writes signups in batches (see [`SignupWriter`]).
-    pub signups: SignupWriter,
-    /// The lists the signup form offers, cached briefly.
-    pub public_lists: PublicLists,
-    /// The delivery workers' turns at SQLite's write lock (see [`store::BackgroundWrites`]).
-    pub background_writes: store::BackgroundWrites,
-}
-
-pub type AppState = Arc<App>;
-
-impl App {
-    pub fn keyring(&self) -> Arc<Keyring> {
-        self.keyring.read().expect("keyring lock").clone()
-    }
-
-    /// Verifies a link token. A key id we do not know may be a key another instance just
-    /// rotated in: the keys are reloaded from the database (at most every few seconds) and the
-    /// token tried once more.
-    pub async fn verify_token(&self, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
-        match self.keyring().verify(token, purpose) {
-            Err(TokenError::UnknownKey) if self.config.token_keys.is_none() && self.reload_keys().await => {
-                self.keyring().verify(token, purpose)
-            }
-            other => other,
-        }
-    }
-
-    async fn reload_keys(&self) -> bool {
-        {
-            let mut last = self.last_key_reload.lock().expect("reload lock");
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-                return false;
-            }
-            *last = Some(Instant::now());
-        }
-        match keys::load(&self.db, KeyPurpose::Token).await {
-            Ok(k) if !k.is_empty() => {
-                *self.keyring.write().expect("keyring lock") = Arc::new(Keyring::new(&k));
-                true
-            }
-            Ok(_) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "reloading token keys failed");
-                false
-            }
-        }
-    }
-
-    pub fn site(&self) -> templates::pages::SiteIdentity<'_> {
-        templates::pages::SiteIdentity {
-            org_name: self.config.identity.org_name.as_str(),
-            postal_address: &self.config.identity.postal_address,
-            contact_email: self.config.identity.contact_email.as_str(),
-        }
-    }
-}
-
-/// Connects, migrates, loads (or creates) the server's keys, and builds the state.
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+/// Connects, migrates, loads (or creates) the server's keys, and builds both halves.
+pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
     let db = store::connect(config.database_url.expose()).await?;
     store::migrate(&db).await?;
     let token_keys: Vec<(String, String)> = match &config.token_keys {
@@ -128,28 +61,65 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .1
         }
     };
-    let transport = Transport::from_config(&config).map_err(anyhow::Error::msg)?;
+    let keyring = SharedKeyring::new(Keyring::new(&token_keys));
+    let links = Links::new(keyring.clone(), config.public_url.clone());
     let address_hasher = AddressHasher::new(&address_key);
-    Ok(Arc::new(App {
+    let wakeups = Arc::new(Wakeups::default());
+    let delivery = Arc::new(delivery::Context {
+        db: db.clone(),
         stamp: Stamp::new(&config),
-        transport,
-        keyring: RwLock::new(Arc::new(Keyring::new(&token_keys))),
-        last_key_reload: Mutex::new(None),
-        outbox_wakeup: Notify::new(),
-        campaign_wakeup: Notify::new(),
-        limits: Limits {
-            public: KeyedLimiter::per_minute(config.rate_limits.public_per_minute),
-            signup: KeyedLimiter::per_minute(config.rate_limits.signup_per_minute),
-            one_click: KeyedLimiter::per_minute(config.rate_limits.unsubscribe_per_minute),
-            api: KeyedLimiter::per_minute(config.rate_limits.api_per_minute),
-        },
-        signups: SignupWriter::start(db.clone(), address_hasher.clone(), config.signup.clone()),
+        transport: Transport::from_config(&config).map_err(anyhow::Error::msg)?,
+        links: links.clone(),
+        address_hasher: address_hasher.clone(),
+        cfg: config.delivery.clone(),
+        identity: config.identity.clone(),
+        confirm_ttl: config.signup.confirm_ttl,
+        background_writes: BackgroundWrites::for_db(&db),
+        wakeups: wakeups.clone(),
+    });
+    let state = Arc::new(App {
+        tokens: TokenVerifier::new(keyring, config.token_keys.is_none()),
+        links,
+        limits: Limits::new(&config.rate_limits),
         public_lists: PublicLists::default(),
-        background_writes: store::BackgroundWrites::for_db(&db),
+        signup: Signups::new(
+            db.clone(),
+            address_hasher.clone(),
+            config.signup.clone(),
+            wakeups.clone(),
+        ),
+        leaving: Leaving {
+            db: db.clone(),
+            address_hasher: address_hasher.clone(),
+            identity: config.identity.clone(),
+            wakeups: wakeups.clone(),
+        },
+        subscribers: Subscribers {
+            db: db.clone(),
+            address_hasher: address_hasher.clone(),
+            signup: config.signup.clone(),
+            wakeups: wakeups.clone(),
+        },
+        notices: Notices {
+            db: db.clone(),
+            wakeups: wakeups.clone(),
+        },
+        campaigns: Campaigns {
+            db: db.clone(),
+            sender_domains: config.sender_domains().into_iter().map(str::to_owned).collect(),
+            wakeups: wakeups.clone(),
+        },
         address_hasher,
+        wakeups,
         db,
         config,
-    }))
+    });
+    Ok(Parts { state, delivery })
+}
+
+/// What the HTTP handlers share (the command line uses it to run services).
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    Ok(build_parts(config).await?.state)
 }
 
 /// The whole HTTP surface with its middleware, outermost first.
@@ -160,8 +130,9 @@ pub fn router(state: AppState) -> Router {
     // its own.
     let routes = Router::new()
         .merge(crate::web::public_routes(state.clone()))
+        .merge(crate::api::document_routes(state.clone()))
         .merge(crate::api::routes(state.clone()))
-        .fallback(|| async { crate::web::AppError::not_found() })
+        .fallback(|| async { crate::edge::AppError::not_found() })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -193,7 +164,7 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
                 }))
                 .layer(security_headers)
-                .layer(middleware::from_fn_with_state(state.clone(), crate::web::error::render_errors))
+                .layer(middleware::from_fn_with_state(state.clone(), crate::edge::error::render_errors))
                 // Innermost, so it sees the matched route; its 404 is rendered like any error.
                 .layer(middleware::from_fn(crate::api::refuse_undocumented)),
         )
@@ -203,6 +174,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    delivery: Arc<delivery::Context>,
 }
 
 impl Application {
@@ -211,8 +183,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
-        let state = build_state(config).await?;
-        Ok(Self { listener, state })
+        let Parts { state, delivery } = build_parts(config).await?;
+        Ok(Self {
+            listener,
+            state,
+            delivery,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -225,11 +201,15 @@ impl Application {
         self.state.clone()
     }
 
+    pub fn delivery(&self) -> Arc<delivery::Context> {
+        self.delivery.clone()
+    }
+
     /// Serves HTTP and runs the delivery worker until `shutdown` resolves; then stops taking
     /// connections, lets in-flight requests finish, and lets the worker finish its batch.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(crate::delivery::run(self.state.clone(), stop_rx.clone()));
+        let worker = tokio::spawn(delivery::run(self.delivery.clone(), stop_rx.clone()));
         let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
         let checkpoints = tokio::spawn(crate::store::checkpoints(self.state.db.clone(), stop_rx.clone()));
         let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
@@ -253,11 +233,11 @@ impl Application {
 /// Runs the retention job now and then every `RETENTION_INTERVAL_SECONDS`.
 async fn run_retention(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
-        match crate::retention::run(
+        match store::retention::run(
             &state.db,
             &state.config.retention,
             time::OffsetDateTime::now_utc(),
-            crate::retention::Mode::Apply,
+            store::retention::Mode::Apply,
         )
         .await
         {
@@ -275,10 +255,7 @@ async fn prune_limiters(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                state.limits.public.prune();
-                state.limits.signup.prune();
-                state.limits.one_click.prune();
-                state.limits.api.prune();
+                state.limits.prune();
             }
             _ = stop.changed() => return,
         }

@@ -242,20 +242,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 anyhow::anyhow!(msgs.join("; "))
             })?;
             let state = app::build_state(config).await?;
-            match letterhead::notices::publish_policy_idempotent(&state, new).await? {
-                letterhead::notices::PublishOutcome::Published { policy, queued } => {
+            match state.notices.publish_policy_idempotent(new).await? {
+                letterhead::services::notices::PublishOutcome::Published { policy, queued } => {
                     println!(
                         "published version {}; {queued} notices queued (the service sends them)",
                         policy.version
                     )
                 }
-                letterhead::notices::PublishOutcome::AlreadyPublished { policy } => {
+                letterhead::services::notices::PublishOutcome::AlreadyPublished { policy } => {
                     println!(
                         "version {} was already published with this content; nothing new queued",
                         policy.version
                     )
                 }
-                letterhead::notices::PublishOutcome::Conflict => {
+                letterhead::services::notices::PublishOutcome::Conflict => {
                     anyhow::bail!("this version was published before with other content")
                 }
             }
@@ -276,7 +276,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
                 Some(ids)
             };
-            letterhead::leaving::unsubscribe_by_address(&state, &email, ids.as_deref(), "operator:cli")
+            state
+                .leaving
+                .unsubscribe_by_address(&email, ids.as_deref(), "operator:cli")
                 .await?;
             println!("opt-out recorded; it takes effect at once");
             Ok(())
@@ -285,13 +287,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = store::connect(config.database_url.expose()).await?;
             store::migrate(&db).await?;
             let mode = if dry_run {
-                letterhead::retention::Mode::DryRun
+                store::retention::Mode::DryRun
             } else {
-                letterhead::retention::Mode::Apply
+                store::retention::Mode::Apply
             };
             let report =
-                letterhead::retention::run(&db, &config.retention, time::OffsetDateTime::now_utc(), mode)
-                    .await?;
+                store::retention::run(&db, &config.retention, time::OffsetDateTime::now_utc(), mode).await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             println!(
                 "{verb}: {} unconfirmed subscriptions, {} never-confirmed people, {} people who left, {} bounced people; \

@@ -304,7 +304,7 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
     post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
     app.sink.wait_for(2, WAIT).await;
     // The last person leaves while the campaign is under way.
-    let url = app.state.unsubscribe_url(people[9], news).path().to_owned();
+    let url = app.state.links.unsubscribe(people[9], news).path().to_owned();
     let res = app
         .http
         .post(app.url(&url))
@@ -652,7 +652,7 @@ async fn two_instances_share_a_campaign_without_duplicates() {
     )
     .await;
     post(&first, &key, &format!("/api/v1/campaigns/{id}/send")).await;
-    second.state.campaign_wakeup.notify_waiters();
+    second.state.wakeups.campaigns.notify_waiters();
     let done = wait_status(&first, &key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(N as i64));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -771,7 +771,7 @@ async fn a_preview_the_database_fails_is_a_server_error() {
 /// from it, and read and sorted every due row for each claim.
 #[tokio::test]
 async fn a_claim_takes_the_claimable_index_on_either_database() {
-    use letterhead::campaigns::{self, CampaignInput};
+    use letterhead::services::campaigns::CampaignInput;
     use letterhead::store::queue::CAMPAIGN_RECIPIENTS;
 
     let db = common::TestDb::new().await;
@@ -793,10 +793,10 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
         markdown: Some("Hello {{ name }}".into()),
         ..Default::default()
     };
-    let valid = campaigns::validate(&state, input).await.unwrap().unwrap();
-    let campaign = campaigns::create(&state, valid).await.unwrap();
+    let valid = state.campaigns.validate(input).await.unwrap().unwrap();
+    let campaign = state.campaigns.create(valid).await.unwrap();
     // The start snapshots the audience (and, on PostgreSQL, refreshes the statistics).
-    assert_eq!(campaigns::start(&state, campaign.id).await.unwrap(), Some(10_000));
+    assert_eq!(state.campaigns.start(campaign.id).await.unwrap(), Some(10_000));
 
     let postgres = db.is_postgres();
     let sql = CAMPAIGN_RECIPIENTS.claim_sql(postgres, "id");

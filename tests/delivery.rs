@@ -26,7 +26,7 @@ async fn queue_test_message(app: &common::TestApp, to: &str) {
     )
     .await
     .unwrap();
-    app.state.outbox_wakeup.notify_one();
+    app.state.wakeups.outbox.notify_one();
 }
 
 /// CS-1, CS-4, MF-1, MF-2, MF-3, MF-9, MF-10, DK-1, DK-3, DK-4, DK-5, GY-1, GY-7.
@@ -240,7 +240,7 @@ async fn all_senders_share_the_relay_sessions_the_concurrency_allows() {
         queue_test_message(&app, &format!("queued{i}@example.org")).await;
     }
     let direct = (0..6).map(|i| {
-        let state = app.state.clone();
+        let delivery = app.delivery.clone();
         async move {
             let composed = letterhead::mail::ComposedMessage {
                 to: EmailAddress::parse(&format!("direct{i}@example.org")).unwrap(),
@@ -253,8 +253,8 @@ async fn all_senders_share_the_relay_sessions_the_concurrency_allows() {
                     preferences_url: None,
                 },
             };
-            let stamped = state.stamp.stamp(composed).unwrap();
-            state.transport.send(&stamped).await.unwrap();
+            let stamped = delivery.stamp.stamp(composed).unwrap();
+            delivery.transport.send(&stamped).await.unwrap();
         }
     });
     futures::future::join_all(direct).await;
@@ -343,7 +343,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     app.execute(&insert("orphan@example.org", now_ms - 1_000)).await;
     app.execute(&insert("inflight@example.org", now_ms + 600_000))
         .await;
-    app.state.outbox_wakeup.notify_one();
+    app.state.wakeups.outbox.notify_one();
     let msgs = app.sink.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["orphan@example.org".to_string()]);
     app.wait_until(
@@ -378,7 +378,7 @@ async fn two_instances_share_the_outbox_without_duplicates() {
     for i in 0..N {
         queue_test_message(&first, &format!("reader{i}@example.org")).await;
     }
-    second.state.outbox_wakeup.notify_one();
+    second.state.wakeups.outbox.notify_one();
     let msgs = first.sink.wait_for(N, Duration::from_secs(60)).await;
     first
         .wait_until(

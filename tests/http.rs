@@ -17,9 +17,9 @@ async fn healthz_answers_when_the_database_does() {
     assert_eq!(res.headers()["cache-control"], "no-store");
 }
 
-/// sqlx 0.9.0 leaves Nagle's algorithm on for its sockets: over TLS a statement above 16 KB (a
-/// batch of signups under load) then waited for PostgreSQL's delayed ACK, 40 ms. Every
-/// connection of the pool must have TCP_NODELAY. (SQLite has no sockets.)
+/// With Nagle's algorithm on, a statement above 16 KB over TLS (a batch of signups under load)
+/// waits for PostgreSQL's delayed ACK, 40 ms. Every connection of the pool must have
+/// TCP_NODELAY (sqlx sets it since 0.9.1). SQLite has no sockets.
 #[tokio::test]
 async fn postgres_connections_have_nagle_off() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -51,11 +51,57 @@ async fn postgres_connections_have_nagle_off() {
     assert!(ports.len() > 1, "several connections were opened: {ports:?}");
     for port in ports {
         assert_eq!(
-            letterhead::store::nodelay::nodelay_of_local_port(port),
+            nodelay_of_local_port(port),
             Some(true),
             "the connection from local port {port}"
         );
     }
+}
+
+/// Whether this process's TCP socket bound to `local_port` has TCP_NODELAY (`None` when there
+/// is none). Each socket is looked at through a duplicate of its descriptor, which
+/// `pidfd_getfd` hands out without unsafe code.
+fn nodelay_of_local_port(local_port: u16) -> Option<bool> {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).ok()?;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.as_os_str().as_encoded_bytes().starts_with(b"socket:"));
+        if !is_socket {
+            continue;
+        }
+        let Ok(copy) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let socket = socket2::SockRef::from(&copy);
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port());
+        if port == Some(local_port) {
+            return socket.tcp_nodelay().ok();
+        }
+    }
+    None
+}
+
+/// The probe above tells the two settings apart (else the test above could not fail).
+#[test]
+fn the_socket_probe_tells_nagle_on_from_off() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let local = stream.local_addr().unwrap().port();
+    assert_eq!(
+        nodelay_of_local_port(local),
+        Some(false),
+        "Nagle is on by default"
+    );
+    stream.set_nodelay(true).unwrap();
+    assert_eq!(nodelay_of_local_port(local), Some(true));
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
     let a = confirmed(&app, "form@example.org").await;
     let b = confirmed(&app, "multi@example.org").await;
 
-    let url_a = path_of(&app.state.unsubscribe_url(a, weekly));
+    let url_a = path_of(&app.state.links.unsubscribe(a, weekly));
     let res = app
         .http
         .post(app.url(&url_a))
@@ -68,7 +68,7 @@ async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
         "only that list (LU-4)"
     );
 
-    let url_b = path_of(&app.state.unsubscribe_url(b, weekly));
+    let url_b = path_of(&app.state.links.unsubscribe(b, weekly));
     let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
     let res = app
         .http
@@ -112,7 +112,7 @@ async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
 async fn lu6_get_on_the_unsubscribe_uri_changes_nothing() {
     let app = app().await;
     let a = confirmed(&app, "reader@example.org").await;
-    let url = path_of(&app.state.unsubscribe_url(a, list_id(&app, "weekly").await));
+    let url = path_of(&app.state.links.unsubscribe(a, list_id(&app, "weekly").await));
     for _ in 0..3 {
         let res = app.http.get(app.url(&url)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
@@ -133,13 +133,15 @@ async fn lu5_forged_and_swapped_tokens_are_4xx_and_change_nothing() {
     let weekly = list_id(&app, "weekly").await;
     let token = app
         .state
-        .unsubscribe_url(a, weekly)
+        .links
+        .unsubscribe(a, weekly)
         .path()
         .trim_start_matches("/unsubscribe/")
         .to_owned();
     let manage = app
         .state
-        .preferences_url(a)
+        .links
+        .preferences(a)
         .path()
         .trim_start_matches("/preferences/")
         .to_owned();
@@ -212,7 +214,7 @@ async fn cs8_old_links_survive_key_rotation() {
     let app = app().await;
     let a = confirmed(&app, "keeper@example.org").await;
     let weekly = list_id(&app, "weekly").await;
-    let old_link = path_of(&app.state.unsubscribe_url(a, weekly));
+    let old_link = path_of(&app.state.links.unsubscribe(a, weekly));
     let out = app.run_cli(&["keys", "rotate"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("new signing key"));
 
@@ -223,7 +225,7 @@ async fn cs8_old_links_survive_key_rotation() {
         ..Default::default()
     })
     .await;
-    let new_link = path_of(&second.state.preferences_url(a));
+    let new_link = path_of(&second.state.links.preferences(a));
     let kid = |link: &str| {
         let token = link.rsplit('/').next().unwrap();
         jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
@@ -251,7 +253,7 @@ async fn cs8_old_links_survive_key_rotation() {
 async fn cs9_unsubscribe_from_all_on_the_preference_page() {
     let app = app().await;
     let a = confirmed(&app, "all@example.org").await;
-    let prefs = path_of(&app.state.preferences_url(a));
+    let prefs = path_of(&app.state.links.preferences(a));
     let page = app.http.get(app.url(&prefs)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
@@ -291,7 +293,7 @@ async fn cs9_unsubscribe_from_all_on_the_preference_page() {
 async fn preferences_change_lists_and_name() {
     let app = app().await;
     let a = confirmed(&app, "toggler@example.org").await;
-    let prefs = path_of(&app.state.preferences_url(a));
+    let prefs = path_of(&app.state.links.preferences(a));
     let res = app
         .http
         .post(app.url(&prefs))
@@ -344,7 +346,7 @@ async fn preferences_change_lists_and_name() {
 async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
     let app = app().await;
     let a = confirmed(&app, "old@example.org").await;
-    let prefs = path_of(&app.state.preferences_url(a));
+    let prefs = path_of(&app.state.links.preferences(a));
     let before = app.sink.messages().len();
     let res = app
         .http
@@ -392,7 +394,7 @@ async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
 async fn gd1_export_arrives_by_mail_and_holds_everything() {
     let app = app().await;
     let a = confirmed(&app, "curious@example.org").await;
-    let prefs = path_of(&app.state.preferences_url(a));
+    let prefs = path_of(&app.state.links.preferences(a));
     let before = app.sink.messages().len();
     let res = app
         .http
@@ -504,7 +506,7 @@ async fn occurrences(app: &TestApp, needle: &str) -> Vec<String> {
 async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
     let app = app().await;
     let a = confirmed(&app, "Forget.Me@example.org").await;
-    let prefs = path_of(&app.state.preferences_url(a));
+    let prefs = path_of(&app.state.links.preferences(a));
     app.http
         .post(app.url(&format!("{prefs}/export")))
         .send()
@@ -650,7 +652,8 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
         (
             "/unsubscribe/",
             app.state
-                .unsubscribe_url(a, weekly)
+                .links
+                .unsubscribe(a, weekly)
                 .path()
                 .rsplit('/')
                 .next()
@@ -660,7 +663,8 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
         (
             "/preferences/",
             app.state
-                .preferences_url(a)
+                .links
+                .preferences(a)
                 .path()
                 .rsplit('/')
                 .next()
@@ -670,7 +674,8 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
         (
             "/export/",
             app.state
-                .export_url(a)
+                .links
+                .export(a)
                 .path()
                 .rsplit('/')
                 .next()
@@ -680,7 +685,8 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
         (
             "/change-address/",
             app.state
-                .address_change_url(uuid::Uuid::new_v4())
+                .links
+                .address_change(uuid::Uuid::new_v4())
                 .path()
                 .rsplit('/')
                 .next()

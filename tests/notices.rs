@@ -29,7 +29,7 @@ async fn population(app: &TestApp, key: &str) -> HashSet<String> {
         .id;
     confirmed(app, "confirmed@example.org", &["weekly"]).await;
     let left = confirmed(app, "left@example.org", &["weekly"]).await;
-    let url = app.state.unsubscribe_url(left, weekly);
+    let url = app.state.links.unsubscribe(left, weekly);
     app.http
         .post(url.as_str().replace("http://127.0.0.1:3000", &app.base))
         .body("List-Unsubscribe=One-Click")
@@ -37,14 +37,14 @@ async fn population(app: &TestApp, key: &str) -> HashSet<String> {
         .await
         .unwrap();
     let all_gone = confirmed(app, "leftall@example.org", &["weekly"]).await;
-    let prefs = app.state.preferences_url(all_gone).path().to_owned();
+    let prefs = app.state.links.preferences(all_gone).path().to_owned();
     app.http
         .post(app.url(&format!("{prefs}/unsubscribe-all")))
         .send()
         .await
         .unwrap();
     let erased = confirmed(app, "erased@example.org", &["weekly"]).await;
-    let prefs = app.state.preferences_url(erased).path().to_owned();
+    let prefs = app.state.links.preferences(erased).path().to_owned();
     assert_eq!(
         app.http
             .post(app.url(&format!("{prefs}/erase")))
@@ -284,7 +284,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
         "https://example.com/privacy/v3",
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{PEOPLE} notices queued")));
-    app.state.outbox_wakeup.notify_one();
+    app.state.wakeups.outbox.notify_one();
     while sink.messages().len() < before + 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::flows::{WAIT, add_list, confirmed, link_in, status, text_of};
 use common::{Spawn, TestApp, spawn};
-use letterhead::retention::{self, Mode};
+use letterhead::store::retention::{self, Mode};
 use reqwest::StatusCode;
 
 async fn app(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
@@ -344,7 +344,7 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     assert_eq!(finished(&app, &key, c3).await["sent"], 2);
 
     // The export shows the agreement.
-    let prefs = app.state.preferences_url(x).path().to_owned();
+    let prefs = app.state.links.preferences(x).path().to_owned();
     let before = app.sink.messages().len();
     app.http
         .post(app.url(&format!("{prefs}/export")))

@@ -128,7 +128,7 @@ async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
              AND user_agent = 'SignupTest/1.0' AND source = 'form:/subscribe' AND policy_version = '2026-01' \
              AND consent_text = '{}' AND detail = '{{\"age_confirmed\":true,\"list\":\"weekly\"}}' \
              AND list_id IS NOT NULL",
-            letterhead::signup::CONSENT_TEXT
+            letterhead::services::signup::CONSENT_TEXT
         ))
         .await;
     assert_eq!(n, 1);
@@ -769,20 +769,20 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
 
     let cfg = app.state.config.retention.clone();
     let now = time::OffsetDateTime::now_utc();
-    let report = letterhead::retention::run(
+    let report = letterhead::store::retention::run(
         &app.state.db,
         &cfg,
         now + time::Duration::days(6),
-        letterhead::retention::Mode::Apply,
+        letterhead::store::retention::Mode::Apply,
     )
     .await
     .unwrap();
     assert_eq!(report.subscribers_deleted, 0, "not yet");
-    let report = letterhead::retention::run(
+    let report = letterhead::store::retention::run(
         &app.state.db,
         &cfg,
         now + time::Duration::days(8),
-        letterhead::retention::Mode::Apply,
+        letterhead::store::retention::Mode::Apply,
     )
     .await
     .unwrap();
@@ -800,11 +800,11 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
         2
     );
 
-    let report = letterhead::retention::run(
+    let report = letterhead::store::retention::run(
         &app.state.db,
         &cfg,
         now + time::Duration::days(31),
-        letterhead::retention::Mode::Apply,
+        letterhead::store::retention::Mode::Apply,
     )
     .await
     .unwrap();
@@ -819,11 +819,11 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
         2,
         "the rest of the evidence stays"
     );
-    let again = letterhead::retention::run(
+    let again = letterhead::store::retention::run(
         &app.state.db,
         &cfg,
         now + time::Duration::days(31),
-        letterhead::retention::Mode::Apply,
+        letterhead::store::retention::Mode::Apply,
     )
     .await
     .unwrap();

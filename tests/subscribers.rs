@@ -134,7 +134,7 @@ async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
         .unwrap()
         .id;
     let left = confirmed(&app, "left@example.org", &["news"]).await;
-    let url = app.state.unsubscribe_url(left, news).path().to_owned();
+    let url = app.state.links.unsubscribe(left, news).path().to_owned();
     app.http
         .post(app.url(&url))
         .body("List-Unsubscribe=One-Click")
@@ -142,7 +142,7 @@ async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
         .await
         .unwrap();
     let erased = confirmed(&app, "erased@example.org", &["news"]).await;
-    let prefs = app.state.preferences_url(erased).path().to_owned();
+    let prefs = app.state.links.preferences(erased).path().to_owned();
     app.http
         .post(app.url(&format!("{prefs}/erase")))
         .send()

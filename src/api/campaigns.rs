@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
-use crate::campaigns::{self, CampaignInput, RecipientFields};
 use crate::domain::EmailAddress;
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
+use crate::mail::content::RecipientFields;
+use crate::services::campaigns::CampaignInput;
 use crate::store::campaigns as db;
 use crate::store::entities::campaign;
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,15 +86,17 @@ async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
     db::get(&state.db, id).await?.ok_or_else(AppError::not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::services::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     Json(input): Json<CampaignInput>,
 ) -> Result<(StatusCode, Json<CampaignView>), AppError> {
-    let valid = campaigns::validate(&state, input)
+    let valid = state
+        .campaigns
+        .validate(input)
         .await?
         .map_err(AppError::unprocessable)?;
-    let c = campaigns::create(&state, valid).await?;
+    let c = state.campaigns.create(valid).await?;
     Ok((StatusCode::CREATED, Json(view(&state, c).await?)))
 }
 
@@ -112,17 +115,19 @@ async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
     Ok(Json(view(&state, c).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
+#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::services::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Json(input): Json<CampaignInput>,
 ) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
-    let valid = campaigns::validate(&state, input)
+    let valid = state
+        .campaigns
+        .validate(input)
         .await?
         .map_err(AppError::unprocessable)?;
-    if !campaigns::update(&state, id, valid).await? {
+    if !state.campaigns.update(id, valid).await? {
         return Err(AppError::conflict("Only a draft can be changed."));
     }
     Ok(Json(view(&state, load(&state, id).await?).await?))
@@ -131,7 +136,7 @@ async fn update(
 #[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Delete a draft", params(("id" = i64, Path, description = "Campaign id")), responses((status = 204, description = "Deleted"), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
     load(&state, id).await?;
-    if !campaigns::delete_draft(&state, id).await? {
+    if !state.campaigns.delete_draft(id).await? {
         return Err(AppError::conflict(
             "Only a draft can be deleted; cancel a campaign that has started.",
         ));
@@ -149,10 +154,10 @@ struct Preview {
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), (status = 400, description = "The id is not a number, or the campaign does not render", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
 async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
     load(&state, id).await?;
-    let prepared = campaigns::prepare(&state, id).await.map_err(|e| match e {
-        campaigns::PrepareError::Database(e) => AppError::from(e),
-        campaigns::PrepareError::Gone => AppError::not_found(),
-        campaigns::PrepareError::Invalid(why) => AppError::bad_request(why),
+    let prepared = state.campaigns.prepare(id).await.map_err(|e| match e {
+        crate::services::campaigns::PrepareError::Database(e) => AppError::from(e),
+        crate::services::campaigns::PrepareError::Gone => AppError::not_found(),
+        crate::services::campaigns::PrepareError::Invalid(why) => AppError::bad_request(why),
     })?;
     let sample = RecipientFields::sample(prepared.lists.first().map(|l| l.name.as_str()).unwrap_or(""));
     let (html, text) = prepared.content.render(&sample).map_err(AppError::bad_request)?;
@@ -179,7 +184,7 @@ async fn test_send(
     let mut errors = Vec::new();
     for raw in body.to.unwrap_or_default() {
         match EmailAddress::parse(&raw) {
-            Ok(a) if campaigns::is_test_recipient(&state, &a).await? => to.push(a),
+            Ok(a) if state.campaigns.is_test_recipient(&a).await? => to.push(a),
             _ => errors.push(FieldError {
                 field: "to".into(),
                 message: format!("{raw} is not a team test recipient"),
@@ -195,7 +200,7 @@ async fn test_send(
     if !errors.is_empty() {
         return Err(AppError::unprocessable(errors));
     }
-    campaigns::queue_test_send(&state, id, &to).await?;
+    state.campaigns.queue_test_send(id, &to).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "queued", "recipients": to.len() })),
@@ -210,9 +215,9 @@ async fn send(
     let c = load(&state, id).await?;
     let future = c.send_at.is_some_and(|t| t > crate::store::now());
     let ok = if future {
-        campaigns::schedule(&state, id, c.send_at.expect("checked")).await?
+        state.campaigns.schedule(id, c.send_at.expect("checked")).await?
     } else {
-        campaigns::start(&state, id).await?.is_some()
+        state.campaigns.start(id).await?.is_some()
     };
     if !ok {
         return Err(AppError::conflict(format!(
@@ -248,7 +253,7 @@ async fn schedule(
                 message: "must be an RFC 3339 date-time".into(),
             }])
         })?;
-    if !campaigns::schedule(&state, id, at).await? {
+    if !state.campaigns.schedule(id, at).await? {
         return Err(AppError::conflict(format!(
             "A campaign that is {} cannot be scheduled.",
             c.status
@@ -264,7 +269,7 @@ async fn transition(
     state: &AppState,
     id: i64,
     verb: &str,
-    ok: Result<bool, sea_orm::DbErr>,
+    ok: Result<bool, crate::store::Error>,
 ) -> Result<Json<CampaignView>, AppError> {
     let c = load(state, id).await?;
     if !ok? {
@@ -279,21 +284,21 @@ async fn transition(
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", summary = "Pause sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Paused", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
-    let ok = campaigns::pause(&state, id).await;
+    let ok = state.campaigns.pause(id).await;
     transition(&state, id, "paused", ok).await
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", summary = "Resume sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Sending", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
-    let ok = campaigns::resume(&state, id).await;
+    let ok = state.campaigns.resume(id).await;
     transition(&state, id, "resumed", ok).await
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", summary = "Cancel: what is not sent stays unsent", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Cancelled", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
 async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
-    let ok = campaigns::cancel(&state, id).await;
+    let ok = state.campaigns.cancel(id).await;
     transition(&state, id, "cancelled", ok).await
 }
 
@@ -313,7 +318,7 @@ async fn add_test_recipient(
             message: format!("the address {e}"),
         }])
     })?;
-    campaigns::add_test_recipient(&state, &email).await?;
+    state.campaigns.add_test_recipient(&email).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "email": email.normalized() })),

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::domain::ListSlug;
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
 use crate::store::entities::list;
 use crate::store::lists;
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -128,11 +128,10 @@ async fn update(
     Path(slug): Path<String>,
     Json(p): Json<ListPatch>,
 ) -> Result<Json<ListView>, AppError> {
-    use sea_orm::{ActiveModelTrait, Set};
     let l = lists::by_slug(&state.db, &slug)
         .await?
         .ok_or_else(AppError::not_found)?;
-    let mut m: list::ActiveModel = l.into();
+    let mut change = lists::ListChange::default();
     if let Some(name) = p.name.as_deref().map(str::trim) {
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(AppError::unprocessable(vec![FieldError {
@@ -140,15 +139,15 @@ async fn update(
                 message: "must be 1-200 characters on one line".into(),
             }]));
         }
-        m.name = Set(name.to_owned());
+        change.name = Some(name.to_owned());
     }
     if let Some(d) = p.description {
-        m.description = Set(Some(d.trim().to_owned()).filter(|d| !d.is_empty()));
+        change.description = Some(Some(d.trim().to_owned()).filter(|d| !d.is_empty()));
     }
     if let Some(public) = p.public {
-        m.public = Set(public);
+        change.public = Some(public);
     }
-    let updated = m.update(&state.db).await?;
+    let updated = lists::update(&state.db, l, change).await?;
     state.public_lists.forget();
     Ok(Json(updated.into()))
 }
@@ -160,11 +159,10 @@ async fn remove(
     State(state): State<AppState>,
     Path(slug): Path<String>,
 ) -> Result<axum::http::StatusCode, AppError> {
-    use sea_orm::EntityTrait;
     let l = lists::by_slug(&state.db, &slug)
         .await?
         .ok_or_else(AppError::not_found)?;
-    list::Entity::delete_by_id(l.id).exec(&state.db).await?;
+    lists::delete(&state.db, l.id).await?;
     state.public_lists.forget();
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -17,9 +17,9 @@ mod subscribers;
 mod suppressions;
 mod unsubscribes;
 
-use crate::app::AppState;
+use crate::edge::AppError;
+use crate::edge::AppState;
 use crate::store::{api_keys, outbox};
-use crate::web::AppError;
 
 /// The authenticated caller, put into request extensions by [`require_api_key`].
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +46,17 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, api) = documented_routes().split_for_parts();
     let (_, import) = subscribers::import_routes().split_for_parts();
     openapi::complete(api.merge_from(import))
+}
+
+/// The document and its page, public and behind the per-IP limit like every public page.
+pub fn document_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", axum::routing::get(openapi::serve_document))
+        .route("/api/docs", axum::routing::get(openapi::serve_docs))
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            crate::edge::rate_limit::per_ip,
+        ))
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {

@@ -9,11 +9,11 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::domain::{EmailAddress, HeaderText};
-use crate::notices::{self, Affected};
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
+use crate::services::notices::Affected;
 use crate::store::entities::breach_notice;
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -114,7 +114,7 @@ async fn publish(
     if !errors.is_empty() {
         return Err(AppError::unprocessable(errors));
     }
-    let (notice, queued) = notices::publish_breach(&state, subject, body, affected).await?;
+    let (notice, queued) = state.notices.publish_breach(subject, body, affected).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": notice.id, "notified": queued, "notice": BreachView::from(notice) })),

@@ -7,34 +7,14 @@ use std::sync::OnceLock;
 
 use axum::http::Method;
 
+use utoipa::IntoResponses;
 use utoipa::openapi::content::Content;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, RefOr, Required, SecurityRequirement};
-use utoipa::{IntoResponses, ToSchema};
 
-/// An error as every endpoint reports it: RFC 7807 `application/problem+json`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the body `crate::web::error` writes
-pub struct Problem {
-    /// Always `about:blank`.
-    #[schema(rename = "type")]
-    kind: String,
-    title: String,
-    /// The HTTP status code.
-    status: u16,
-    detail: String,
-    /// One entry per invalid field (422 only).
-    errors: Option<Vec<FieldProblem>>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct FieldProblem {
-    field: String,
-    message: String,
-}
+pub use crate::edge::error::Problem;
 
 // Each operation lists the errors its own code (and the extractors it uses) can answer; 401 and
 // 429 come from the API-key middleware and are added to every /api/v1 operation by `complete`.
@@ -238,7 +218,7 @@ pub async fn serve_document() -> impl axum::response::IntoResponse {
 
 /// `GET /api/docs`: the document as a page.
 pub async fn serve_docs(
-    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::edge::AppState>,
 ) -> axum::response::Html<String> {
     let version = serde_json::to_value(&document().openapi).unwrap_or_default();
     let page = templates::api_docs::page(

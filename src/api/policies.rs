@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
-use crate::notices::{self, NewPolicy, PublishOutcome};
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
+use crate::services::notices::{NewPolicy, PublishOutcome};
 use crate::store::entities::policy_version;
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(index, publish))
@@ -109,7 +109,7 @@ async fn publish(
     Json(input): Json<PolicyInput>,
 ) -> Result<(StatusCode, Json<PolicyView>), AppError> {
     let new = parse(input).map_err(AppError::unprocessable)?;
-    match notices::publish_policy_idempotent(&state, new).await? {
+    match state.notices.publish_policy_idempotent(new).await? {
         PublishOutcome::Published { policy, queued } => {
             Ok((StatusCode::CREATED, Json(view(policy, Some(queued)))))
         }

@@ -10,17 +10,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use sea_orm::{FromQueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::domain::{DisplayName, EmailAddress};
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
+use crate::services::subscribers::{AddOutcome, Consent, PersonToAdd};
 use crate::store::entities::list;
-use crate::store::{self, begin_write, lists, subscriptions};
-use crate::subscribers::{self, AddOutcome, Consent};
-use crate::web::{AppError, FieldError};
+use crate::store::{self, lists, subscriptions};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -177,10 +176,9 @@ async fn create(
     let (Some(email), Some(consent), true) = (email, consent, errors.is_empty()) else {
         return Err(AppError::unprocessable(errors));
     };
-    let tx = begin_write(&state.db).await?;
-    let outcome = subscribers::add(&state, &tx, &email, name.as_ref(), &lists, &consent, "api_add").await?;
-    tx.commit().await?;
-    state.outbox_wakeup.notify_one();
+    let person = PersonToAdd { email, name, consent };
+    let outcome = state.subscribers.add_one(&person, &lists).await?;
+    let email = person.email;
     match outcome {
         AddOutcome::Suppressed | AddOutcome::OptedOut => Err(AppError::conflict(
             "This address opted out or is suppressed; only a fresh opt-in through the signup form can add it again.",
@@ -241,17 +239,7 @@ async fn update(
                 .map_err(|e| AppError::unprocessable(vec![field("name", format!("the name {e}"))]))?,
         ),
     };
-    use crate::store::entities::subscriber;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    subscriber::Entity::update_many()
-        .col_expr(
-            subscriber::Column::Name,
-            name.map(|n| n.as_str().to_owned()).into(),
-        )
-        .col_expr(subscriber::Column::UpdatedAt, store::now().into())
-        .filter(subscriber::Column::Id.eq(s.id))
-        .exec(&state.db)
-        .await?;
+    subscriptions::set_name(&state.db, s.id, name.as_ref().map(DisplayName::as_str)).await?;
     let s = find(&state, &id).await?;
     Ok(Json(view(&state, s).await?))
 }
@@ -260,7 +248,7 @@ async fn update(
 #[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Erase a subscriber", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), responses((status = 204, description = "Erased"), super::openapi::NotFound))]
 async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
     let s = find(&state, &id).await?;
-    crate::leaving::erase(&state, &s).await?;
+    state.leaving.erase(&s).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,15 +258,6 @@ struct ListQuery {
     status: Option<String>,
     page: Option<u64>,
     per_page: Option<u64>,
-}
-
-#[derive(FromQueryResult, Serialize)]
-struct Row {
-    uuid: uuid::Uuid,
-    email: String,
-    name: Option<String>,
-    list: String,
-    status: String,
 }
 
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
@@ -297,29 +276,9 @@ async fn index(
     }
     let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
     let page = q.page.unwrap_or(1).max(1);
-    let (list_cond, mut values): (&str, Vec<sea_orm::Value>) = match &q.list {
-        Some(slug) => ("AND l.slug = $2", vec![status.into(), slug.clone().into()]),
-        None => ("", vec![status.into()]),
-    };
-    let n = values.len();
-    let sql = format!(
-        "SELECT s.uuid, s.email, s.name, l.slug AS list, x.status FROM subscriptions x \
-         JOIN subscribers s ON s.id = x.subscriber_id JOIN lists l ON l.id = x.list_id \
-         WHERE x.status = $1 {list_cond} \
-         AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
-         ORDER BY x.id LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
-    );
-    values.push(i64::try_from(per_page).unwrap_or(100).into());
-    values.push(i64::try_from((page - 1) * per_page).unwrap_or(0).into());
-    let rows = Row::find_by_statement(Statement::from_sql_and_values(
-        state.db.get_database_backend(),
-        sql,
-        values,
-    ))
-    .all(&state.db)
-    .await?;
+    let limit = i64::try_from(per_page).unwrap_or(100);
+    let offset = i64::try_from((page - 1) * per_page).unwrap_or(0);
+    let rows = subscriptions::page(&state.db, status, q.list.as_deref(), limit, offset).await?;
     Ok(Json(
         serde_json::json!({ "page": page, "per_page": per_page, "items": rows }),
     ))
@@ -347,13 +306,6 @@ struct ImportError {
 
 const IMPORT_BATCH: usize = 500;
 const LISTED_ERRORS: usize = 1000;
-
-struct ImportRow {
-    line: u64,
-    email: EmailAddress,
-    name: Option<DisplayName>,
-    consent: Consent,
-}
 
 /// Whether the body is declared as CSV (or as plain text, or not declared at all).
 fn is_csv_body(headers: &axum::http::HeaderMap) -> bool {
@@ -413,7 +365,7 @@ async fn import(
     };
     let (name_col, at_col, source_col) = (col("name"), col("consented_at"), col("consent_source"));
     let mut report = ImportReport::default();
-    let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch: Vec<PersonToAdd> = Vec::with_capacity(IMPORT_BATCH);
     let mut records = csv.records();
     let mut line = 1u64;
     let error = |report: &mut ImportReport, line: u64, reason: String| {
@@ -468,18 +420,12 @@ async fn import(
                 continue;
             }
         };
-        batch.push(ImportRow {
-            line,
-            email,
-            name,
-            consent,
-        });
+        batch.push(PersonToAdd { email, name, consent });
         if batch.len() >= IMPORT_BATCH {
             write_batch(&state, &list, &mut batch, &mut report).await?;
         }
     }
     write_batch(&state, &list, &mut batch, &mut report).await?;
-    state.outbox_wakeup.notify_one();
     tracing::info!(list = %list.slug, imported = report.imported, skipped = report.skipped, errors = report.error_count, "import done");
     Ok(Json(report))
 }
@@ -487,31 +433,20 @@ async fn import(
 async fn write_batch(
     state: &AppState,
     list: &list::Model,
-    batch: &mut Vec<ImportRow>,
+    batch: &mut Vec<PersonToAdd>,
     report: &mut ImportReport,
 ) -> Result<(), AppError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let tx = begin_write(&state.db).await?;
-    for row in batch.drain(..) {
-        let _ = row.line;
-        match subscribers::add(
-            state,
-            &tx,
-            &row.email,
-            row.name.as_ref(),
-            std::slice::from_ref(list),
-            &row.consent,
-            "import",
-        )
-        .await?
-        {
+    let outcomes = state.subscribers.import(batch, list).await?;
+    batch.clear();
+    for outcome in outcomes {
+        match outcome {
             AddOutcome::Added => report.imported += 1,
             AddOutcome::AlreadyThere | AddOutcome::OptedOut | AddOutcome::Suppressed => report.skipped += 1,
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -521,12 +456,6 @@ async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Resu
     let list = lists::by_slug(&state.db, &slug)
         .await?
         .ok_or_else(AppError::not_found)?;
-    #[derive(FromQueryResult)]
-    struct ExportRow {
-        id: i64,
-        email: String,
-        name: Option<String>,
-    }
     let header = futures::stream::once(async {
         Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"email,name\r\n"))
     });
@@ -536,17 +465,9 @@ async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Resu
             if done {
                 return Ok(None);
             }
-            let rows = ExportRow::find_by_statement(Statement::from_sql_and_values(
-            state.db.get_database_backend(),
-            "SELECT x.id, s.email, s.name FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-             WHERE x.list_id = $1 AND x.status = 'confirmed' AND x.id > $2 \
-             AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
-             ORDER BY x.id LIMIT 1000",
-            [list_id.into(), after.into()],
-        ))
-        .all(&state.db)
-        .await
-        .map_err(std::io::Error::other)?;
+            let rows = subscriptions::confirmed_after(&state.db, list_id, after)
+                .await
+                .map_err(std::io::Error::other)?;
             let last = rows.last().map(|r| r.id);
             let mut out = csv_async::AsyncWriterBuilder::new()
                 .has_headers(false)

@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::domain::EmailAddress;
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create))

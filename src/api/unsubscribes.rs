@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
 use crate::domain::EmailAddress;
+use crate::edge::AppState;
+use crate::edge::{AppError, FieldError};
 use crate::store::lists;
-use crate::web::{AppError, FieldError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create))
@@ -49,7 +49,10 @@ async fn create(
             Some(ids)
         }
     };
-    crate::leaving::unsubscribe_by_address(&state, &email, ids.as_deref(), "operator:api").await?;
+    state
+        .leaving
+        .unsubscribe_by_address(&email, ids.as_deref(), "operator:api")
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "status": "recorded" })),

@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
-use crate::app::AppState;
-use crate::campaigns::{self, Prepared};
+use super::prepared::{Prepared, prepare_campaign};
+use super::{Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
 use crate::domain::{DisplayName, EmailAddress};
-use crate::group::Grouped;
+use crate::mail::content::RecipientFields;
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
+use crate::store::Db;
 use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::policy_version;
+use crate::store::group::Grouped;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
 #[derive(Default)]
@@ -46,15 +47,12 @@ const CHECK_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 type CheckRequest = (CheckFor, Option<(String, time::OffsetDateTime)>);
 
 /// Checks a group of recipients: one query per material policy state (nearly always one).
-async fn check_group(
-    state: &AppState,
-    requests: Vec<CheckRequest>,
-) -> Vec<Result<Option<SendCheck>, String>> {
+async fn check_group(db: &Db, requests: Vec<CheckRequest>) -> Vec<Result<Option<SendCheck>, String>> {
     let mut out = Vec::with_capacity(requests.len());
     for same in requests.chunk_by(|a, b| a.1 == b.1) {
         let rows: Vec<CheckFor> = same.iter().map(|(row, _)| *row).collect();
         let material = same[0].1.as_ref().map(|(v, at)| (v.as_str(), *at));
-        match store::send_checks(&state.db, &rows, material).await {
+        match store::send_checks(db, &rows, material).await {
             Ok(checks) => out.extend(checks.into_iter().map(Ok)),
             Err(e) => out.extend(same.iter().map(|_| Err(format!("database: {e}")))),
         }
@@ -63,12 +61,12 @@ async fn check_group(
 }
 
 impl CampaignJob {
-    async fn prepared(&self, state: &AppState, campaign_id: i64) -> Result<Arc<Prepared>, String> {
+    async fn prepared(&self, ctx: &Context, campaign_id: i64) -> Result<Arc<Prepared>, String> {
         if let Some(p) = self.prepared.lock().expect("cache lock").get(&campaign_id) {
             return Ok(p.clone());
         }
         let p = Arc::new(
-            campaigns::prepare(state, campaign_id)
+            prepare_campaign(&ctx.db, campaign_id)
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -79,9 +77,9 @@ impl CampaignJob {
         Ok(p)
     }
 
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
-        let cfg = &state.config.delivery;
-        let prepared = match self.prepared(state, row.campaign_id).await {
+    async fn attempt(&self, ctx: &Context, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
+        let cfg = &ctx.cfg;
+        let prepared = match self.prepared(ctx, row.campaign_id).await {
             Ok(p) => p,
             Err(e) => return retry_later(cfg, row.attempts, e),
         };
@@ -102,7 +100,7 @@ impl CampaignJob {
         };
         let checked_at = std::time::Instant::now();
         let check = match self
-            .check(state, false, (check_for, material_key.clone()), row.attempts)
+            .check(ctx, false, (check_for, material_key.clone()), row.attempts)
             .await
         {
             Ok(c) => c,
@@ -121,9 +119,9 @@ impl CampaignJob {
                 reason: "the list is gone".into(),
             };
         };
-        let unsubscribe_url = state.unsubscribe_url(check.uuid, list.id);
-        let preferences_url = state.preferences_url(check.uuid);
-        let fields = campaigns::RecipientFields {
+        let unsubscribe_url = ctx.links.unsubscribe(check.uuid, list.id);
+        let preferences_url = ctx.links.preferences(check.uuid);
+        let fields = RecipientFields {
             name: check.name.clone().unwrap_or_default(),
             list_name: list.name.clone(),
             unsubscribe_url: unsubscribe_url.to_string(),
@@ -156,14 +154,14 @@ impl CampaignJob {
                 from: prepared.from.clone(),
             },
         };
-        let hash = state.address_hasher.hash(&to);
-        let (stamped, turn) = match stamp_for_turn(state, relay, composed, row.attempts).await {
+        let hash = ctx.address_hasher.hash(&to);
+        let (stamped, turn) = match stamp_for_turn(ctx, relay, composed, row.attempts).await {
             Ok(ready) => ready,
             Err(outcome) => return outcome,
         };
         if checked_at.elapsed() > CHECK_FRESH_FOR {
             let again = match self
-                .check(state, true, (check_for, material_key), row.attempts)
+                .check(ctx, true, (check_for, material_key), row.attempts)
                 .await
             {
                 Ok(c) => c,
@@ -180,14 +178,14 @@ impl CampaignJob {
                 };
             }
         }
-        send_stamped(state, relay, &stamped, turn, &hash, row.attempts).await
+        send_stamped(ctx, relay, &stamped, turn, &hash, row.attempts).await
     }
 
     /// One recipient's send check, or the outcome instead: skipped when there is no one to
     /// check (erased), retried when the check failed.
     async fn check(
         &self,
-        state: &AppState,
+        ctx: &Context,
         again: bool,
         request: CheckRequest,
         attempts: i32,
@@ -198,13 +196,13 @@ impl CampaignJob {
             (&self.checks, CHECK_LINGER)
         };
         let checks = cell.get_or_init(|| {
-            let state = state.clone();
-            Grouped::start_lingering(state.config.delivery.in_flight(), linger, move |requests| {
-                let state = state.clone();
-                async move { check_group(&state, requests).await }
+            let db = ctx.db.clone();
+            Grouped::start_lingering(ctx.cfg.in_flight(), linger, move |requests| {
+                let db = db.clone();
+                async move { check_group(&db, requests).await }
             })
         });
-        let retry = |e| retry_later(&state.config.delivery, attempts, e);
+        let retry = |e| retry_later(&ctx.cfg, attempts, e);
         match checks.call(request).await {
             Some(Ok(Some(c))) => Ok(c),
             Some(Ok(None)) => Err(Outcome::Skipped {
@@ -257,44 +255,34 @@ impl Job for CampaignJob {
         "campaigns"
     }
 
-    async fn before_claim(&self, state: &AppState) {
-        if let Err(e) = campaigns::start_due(state).await {
-            tracing::warn!(error = %e, "starting scheduled campaigns failed");
+    async fn before_claim(&self, ctx: &Context) {
+        match store::start_due(&ctx.db).await {
+            Ok(0) => {}
+            Ok(_) => ctx.wakeups.campaigns.notify_waiters(),
+            Err(e) => tracing::warn!(error = %e, "starting scheduled campaigns failed"),
         }
-        match crate::store::policies::material_in_force(&state.db, crate::store::now()).await {
+        match crate::store::policies::material_in_force(&ctx.db, crate::store::now()).await {
             Ok(m) => *self.material.lock().expect("material lock") = m,
             // Keep the last known state; the next batch tries again.
             Err(e) => tracing::warn!(error = %e, "reading the policy in force failed"),
         }
     }
 
-    async fn claim(
-        &self,
-        state: &AppState,
-        owner: &str,
-        now: i64,
-        lease_until: i64,
-    ) -> Vec<ClaimedRecipient> {
-        store::claim(
-            &state.db,
-            owner,
-            now,
-            lease_until,
-            state.config.delivery.batch_size,
-        )
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "claiming campaign recipients failed; retrying shortly");
-            Vec::new()
-        })
+    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedRecipient> {
+        store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming campaign recipients failed; retrying shortly");
+                Vec::new()
+            })
     }
 
     fn queue(&self) -> &'static Queue {
         &CAMPAIGN_RECIPIENTS
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedRecipient) -> Delivered {
-        let outcome = self.attempt(state, relay, &row).await;
+    async fn deliver(&self, ctx: &Context, relay: &Relay, row: ClaimedRecipient) -> Delivered {
+        let outcome = self.attempt(ctx, relay, &row).await;
         Delivered {
             id: row.id,
             kind: "campaign".into(),
@@ -302,8 +290,8 @@ impl Job for CampaignJob {
         }
     }
 
-    async fn after_batch(&self, state: &AppState) {
-        match store::finish_done(&state.db).await {
+    async fn after_batch(&self, ctx: &Context) {
+        match store::finish_done(&ctx.db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(campaigns = n, "campaigns finished"),
             Err(e) => tracing::warn!(error = %e, "marking finished campaigns failed"),

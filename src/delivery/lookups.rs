@@ -1,9 +1,9 @@
 //! The reads an outbox send makes right before it goes, grouped: concurrent sends share one
 //! query each instead of one per message (see [`Grouped`]).
 
-use crate::address_hash::AddressHash;
-use crate::app::AppState;
-use crate::group::Grouped;
+use super::Context;
+use crate::domain::AddressHash;
+use crate::store::group::Grouped;
 use crate::store::subscriptions::{self, PendingConfirmation};
 use crate::store::suppressions;
 
@@ -16,9 +16,9 @@ pub struct Lookups {
 
 impl Lookups {
     /// Starts the grouping tasks; they end when the `Lookups` is dropped.
-    pub fn start(state: &AppState) -> Self {
-        let group = state.config.delivery.in_flight();
-        let db = state.db.clone();
+    pub fn start(ctx: &Context) -> Self {
+        let group = ctx.cfg.in_flight();
+        let db = ctx.db.clone();
         let suppressions = Grouped::start(group, move |hashes: Vec<AddressHash>| {
             let db = db.clone();
             async move {
@@ -31,7 +31,7 @@ impl Lookups {
                 }
             }
         });
-        let db = state.db.clone();
+        let db = ctx.db.clone();
         let pending = Grouped::start(group, move |ids: Vec<i64>| {
             let db = db.clone();
             async move {

@@ -11,9 +11,11 @@
 mod campaign;
 mod lookups;
 mod payload;
+mod prepared;
 mod recorder;
 
 pub use payload::Payload;
+pub use prepared::{PrepareError, Prepared, prepare_campaign, source_of};
 
 use lookups::Lookups;
 use recorder::Recorder;
@@ -26,14 +28,40 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
-use crate::address_hash::AddressHash;
-use crate::app::AppState;
-use crate::config::DeliveryConfig;
-use crate::domain::EmailAddress;
-use crate::mail::{ComposedMessage, SendError, StampedMessage, Turn};
+use crate::config::{DeliveryConfig, SenderIdentity};
+use crate::domain::{AddressHash, AddressHasher, EmailAddress};
+use crate::mail::{ComposedMessage, SendError, Stamp, StampedMessage, Transport, Turn};
 use crate::store::outbox::{self, ClaimedMessage};
 use crate::store::queue::{OUTBOX, Outcome, Queue};
 use crate::store::suppressions::{self, SuppressionReason};
+use crate::store::{BackgroundWrites, Db};
+use crate::tokens::Links;
+
+/// What the workers need, and nothing else of the application.
+pub struct Context {
+    pub db: Db,
+    pub stamp: Stamp,
+    pub transport: Transport,
+    pub links: Links,
+    pub address_hasher: AddressHasher,
+    pub cfg: DeliveryConfig,
+    pub identity: SenderIdentity,
+    /// How long a confirmation link works (OI-5).
+    pub confirm_ttl: Duration,
+    /// The delivery workers' turns at SQLite's write lock (see [`BackgroundWrites`]).
+    pub background_writes: BackgroundWrites,
+    pub wakeups: Arc<Wakeups>,
+}
+
+/// Pokes for the workers: whoever queues mail or starts a campaign in this process wakes them
+/// at once instead of leaving them to their next poll.
+#[derive(Default)]
+pub struct Wakeups {
+    /// Mail was queued in the outbox.
+    pub outbox: Notify,
+    /// A campaign started or resumed.
+    pub campaigns: Notify,
+}
 
 /// What all workers of a process share about the relay: its send rate, and whether it is
 /// reachable.
@@ -98,39 +126,39 @@ impl Relay {
 trait Job: Send + Sync + 'static {
     type Row: Send + 'static;
     fn name(&self) -> &'static str;
-    async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
+    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
     /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
     /// its own task, so that rendering and signing use every core.)
     fn deliver(
         &self,
-        state: &AppState,
+        ctx: &Context,
         relay: &Relay,
         row: Self::Row,
     ) -> impl std::future::Future<Output = Delivered> + Send;
     /// After each batch (campaigns: mark finished ones).
-    async fn after_batch(&self, _state: &AppState) {}
+    async fn after_batch(&self, _ctx: &Context) {}
     /// Before each claim (campaigns: start scheduled ones whose time has come).
-    async fn before_claim(&self, _state: &AppState) {}
+    async fn before_claim(&self, _ctx: &Context) {}
 }
 
 /// Runs a worker until `shutdown` turns true, then finishes the rows in hand and returns.
 async fn run_job<J: Job>(
     job: J,
-    state: AppState,
+    ctx: Arc<Context>,
     relay: Arc<Relay>,
     wakeup: &Notify,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let job = Arc::new(job);
     let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
-    let cfg = state.config.delivery.clone();
+    let cfg = ctx.cfg.clone();
     // Outcomes are recorded in groups, off the senders' path (see `recorder`): what is sent
     // and not yet recorded at a crash stays bounded by the rows in flight plus the recorder's.
     let in_flight_max = cfg.in_flight();
     let recorder = Arc::new(Recorder::start(
-        state.clone(),
+        ctx.clone(),
         job.queue(),
         owner.clone(),
         in_flight_max,
@@ -158,23 +186,23 @@ async fn run_job<J: Job>(
         // sessions never wait for a claim (no barrier between batches).
         let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(in_flight_max);
         let claimer = {
-            let (job, state, shutdown, owner, cfg, relay) = (&*job, &state, &shutdown, &owner, &cfg, &*relay);
+            let (job, ctx, shutdown, owner, cfg, relay) = (&*job, &ctx, &shutdown, &owner, &cfg, &*relay);
             async move {
                 let mut claimed_any = false;
                 loop {
                     if claimed_any {
-                        let _turn = state.background_writes.turn().await;
-                        job.after_batch(state).await;
+                        let _turn = ctx.background_writes.turn().await;
+                        job.after_batch(ctx).await;
                     }
                     if *shutdown.borrow() || relay.wait().is_some() {
                         break;
                     }
-                    job.before_claim(state).await;
+                    job.before_claim(ctx).await;
                     let now = crate::store::now_ms();
                     let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
                     let batch = {
-                        let _turn = state.background_writes.turn().await;
-                        job.claim(state, owner, now, lease_until).await
+                        let _turn = ctx.background_writes.turn().await;
+                        job.claim(ctx, owner, now, lease_until).await
                     };
                     if batch.is_empty() {
                         break;
@@ -199,10 +227,10 @@ async fn run_job<J: Job>(
                 tokio::select! {
                     row = rows_rx.recv(), if open && in_flight.len() < in_flight_max => match row {
                         Some(row) => {
-                            let (job, state, relay, recorder) =
-                                (job.clone(), state.clone(), relay.clone(), recorder.clone());
+                            let (job, ctx, relay, recorder) =
+                                (job.clone(), ctx.clone(), relay.clone(), recorder.clone());
                             in_flight.spawn(async move {
-                                let delivered = job.deliver(&state, &relay, row).await;
+                                let delivered = job.deliver(&ctx, &relay, row).await;
                                 recorder.submit(delivered).await;
                             });
                         }
@@ -222,8 +250,8 @@ async fn run_job<J: Job>(
         // Finished campaigns are found by their recorded outcomes.
         recorder.flush().await;
         if claimed_any {
-            let _turn = state.background_writes.turn().await;
-            job.after_batch(&state).await;
+            let _turn = ctx.background_writes.turn().await;
+            job.after_batch(&ctx).await;
         } else {
             tokio::select! {
                 _ = wakeup.notified() => {}
@@ -237,23 +265,23 @@ async fn run_job<J: Job>(
 }
 
 /// Runs the outbox and campaign workers until `shutdown`.
-pub async fn run(state: AppState, shutdown: watch::Receiver<bool>) {
-    let relay = Arc::new(Relay::new(&state.config.delivery));
+pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    let relay = Arc::new(Relay::new(&ctx.cfg));
     tokio::join!(
         run_job(
             OutboxJob {
-                lookups: Lookups::start(&state),
+                lookups: Lookups::start(&ctx),
             },
-            state.clone(),
+            ctx.clone(),
             relay.clone(),
-            &state.outbox_wakeup,
+            &ctx.wakeups.outbox,
             shutdown.clone()
         ),
         run_job(
             campaign::CampaignJob::default(),
-            state.clone(),
+            ctx.clone(),
             relay,
-            &state.campaign_wakeup,
+            &ctx.wakeups.campaigns,
             shutdown
         ),
     );
@@ -284,40 +312,40 @@ fn retry_later(cfg: &DeliveryConfig, attempts: i32, error: String) -> Outcome {
 /// Stamps, signs and sends one composed message; turns the result into an outcome (and
 /// suppresses a refused mailbox).
 async fn stamp_and_send(
-    state: &AppState,
+    ctx: &Context,
     relay: &Relay,
     composed: ComposedMessage,
     hash: &AddressHash,
     attempts: i32,
 ) -> Outcome {
-    match stamp_for_turn(state, relay, composed, attempts).await {
-        Ok((stamped, turn)) => send_stamped(state, relay, &stamped, turn, hash, attempts).await,
+    match stamp_for_turn(ctx, relay, composed, attempts).await {
+        Ok((stamped, turn)) => send_stamped(ctx, relay, &stamped, turn, hash, attempts).await,
         Err(outcome) => outcome,
     }
 }
 
 /// Stamps (and signs) a message, then waits for its turn for a relay session.
 async fn stamp_for_turn(
-    state: &AppState,
+    ctx: &Context,
     relay: &Relay,
     composed: ComposedMessage,
     attempts: i32,
 ) -> Result<(StampedMessage, Turn), Outcome> {
-    let stamped = state
+    let stamped = ctx
         .stamp
         .stamp(composed)
         .map_err(|e| Outcome::Failed { error: e.to_string() })?;
     let turn = relay
         .take_turn()
         .await
-        .map_err(|e| retry_later(&state.config.delivery, attempts, e))?;
+        .map_err(|e| retry_later(&ctx.cfg, attempts, e))?;
     Ok((stamped, turn))
 }
 
 /// Sends a stamped message in its turn; turns the result into an outcome (and suppresses a
 /// refused mailbox).
 async fn send_stamped(
-    state: &AppState,
+    ctx: &Context,
     relay: &Relay,
     stamped: &StampedMessage,
     turn: Turn,
@@ -327,14 +355,14 @@ async fn send_stamped(
     if let Some(rate) = &relay.rate {
         rate.until_ready().await;
     }
-    match state.transport.send_in_turn(stamped, Some(turn)).await {
+    match ctx.transport.send_in_turn(stamped, Some(turn)).await {
         Ok(()) => {
             relay.reachable();
             Outcome::Sent {
                 message_id: stamped.message_id().to_owned(),
             }
         }
-        Err(SendError::Temporary(e)) => retry_later(&state.config.delivery, attempts, e),
+        Err(SendError::Temporary(e)) => retry_later(&ctx.cfg, attempts, e),
         Err(SendError::Unavailable(error)) => {
             let wait = relay.unreachable();
             tracing::warn!(pause_ms = wait.as_millis() as u64, error = %error, "relay unavailable: delivery paused");
@@ -349,7 +377,7 @@ async fn send_stamped(
         }) => {
             relay.reachable();
             if mailbox_unavailable
-                && let Err(e) = suppressions::add(&state.db, hash, SuppressionReason::HardBounce).await
+                && let Err(e) = suppressions::add(&ctx.db, hash, SuppressionReason::HardBounce).await
             {
                 tracing::error!(error = %e, "recording the suppression failed");
             }
@@ -377,27 +405,21 @@ impl Job for OutboxJob {
         "outbox"
     }
 
-    async fn claim(&self, state: &AppState, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedMessage> {
-        outbox::claim(
-            &state.db,
-            owner,
-            now,
-            lease_until,
-            state.config.delivery.batch_size,
-        )
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "claiming outbox rows failed; retrying shortly");
-            Vec::new()
-        })
+    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedMessage> {
+        outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming outbox rows failed; retrying shortly");
+                Vec::new()
+            })
     }
 
     fn queue(&self) -> &'static Queue {
         &OUTBOX
     }
 
-    async fn deliver(&self, state: &AppState, relay: &Relay, row: ClaimedMessage) -> Delivered {
-        let outcome = self.attempt(state, relay, &row).await;
+    async fn deliver(&self, ctx: &Context, relay: &Relay, row: ClaimedMessage) -> Delivered {
+        let outcome = self.attempt(ctx, relay, &row).await;
         Delivered {
             id: row.id,
             kind: row.kind,
@@ -407,8 +429,8 @@ impl Job for OutboxJob {
 }
 
 impl OutboxJob {
-    async fn attempt(&self, state: &AppState, relay: &Relay, row: &ClaimedMessage) -> Outcome {
-        let cfg = &state.config.delivery;
+    async fn attempt(&self, ctx: &Context, relay: &Relay, row: &ClaimedMessage) -> Outcome {
+        let cfg = &ctx.cfg;
         let Ok(recipient) = EmailAddress::parse(&row.recipient) else {
             return Outcome::Failed {
                 error: "the recipient address is not valid".into(),
@@ -422,7 +444,7 @@ impl OutboxJob {
                 };
             }
         };
-        let hash = state.address_hasher.hash(&recipient);
+        let hash = ctx.address_hasher.hash(&recipient);
         match self.lookups.suppression(hash.clone()).await {
             Ok(Some(reason)) if !payload.sends_despite(&reason) => {
                 return Outcome::Skipped {
@@ -432,8 +454,8 @@ impl OutboxJob {
             Ok(_) => {}
             Err(e) => return retry_later(cfg, row.attempts, e),
         }
-        match payload.render(state, &self.lookups, recipient, row).await {
-            Ok(Some(m)) => stamp_and_send(state, relay, m, &hash, row.attempts).await,
+        match payload.render(ctx, &self.lookups, recipient, row).await {
+            Ok(Some(m)) => stamp_and_send(ctx, relay, m, &hash, row.attempts).await,
             Ok(None) => Outcome::Skipped {
                 reason: "no longer wanted".into(),
             },

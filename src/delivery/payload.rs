@@ -4,14 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Context;
 use super::Lookups;
-use crate::app::AppState;
 use crate::domain::{EmailAddress, HeaderText};
 use crate::mail::{ComposedMessage, MailClass};
 use crate::store::outbox::ClaimedMessage;
 use crate::store::subscriptions;
 use crate::store::suppressions::SuppressionReason;
-use crate::tokens::Purpose;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,14 +64,14 @@ impl Payload {
     /// The message to send, or `None` when it should no longer be sent.
     pub async fn render(
         &self,
-        state: &AppState,
+        ctx: &Context,
         lookups: &Lookups,
         to: EmailAddress,
         row: &ClaimedMessage,
     ) -> Result<Option<ComposedMessage>, String> {
         match self {
             Payload::TestMessage => {
-                let org = state.config.identity.org_name.as_str();
+                let org = ctx.identity.org_name.as_str();
                 let text = format!(
                     "This is a test message from {org}'s mail service.\n\n\
                      If you can read it, mail leaves the service, passes the relay and arrives."
@@ -89,12 +88,12 @@ impl Payload {
                     class: MailClass::Transactional { preferences_url: None },
                 }))
             }
-            Payload::Confirmation => confirmation(state, lookups, to, row).await,
-            Payload::ExportLink => export_link(state, to, row).await,
-            Payload::AddressChange { change } => address_change(state, to, *change).await,
-            Payload::PolicyNotice { policy_id } => policy_notice(state, to, row, *policy_id).await,
-            Payload::BreachNotice { notice_id } => breach_notice(state, to, row, *notice_id).await,
-            Payload::CampaignTest { campaign_id } => campaign_test(state, to, *campaign_id).await,
+            Payload::Confirmation => confirmation(ctx, lookups, to, row).await,
+            Payload::ExportLink => export_link(ctx, to, row).await,
+            Payload::AddressChange { change } => address_change(ctx, to, *change).await,
+            Payload::PolicyNotice { policy_id } => policy_notice(ctx, to, row, *policy_id).await,
+            Payload::BreachNotice { notice_id } => breach_notice(ctx, to, row, *notice_id).await,
+            Payload::CampaignTest { campaign_id } => campaign_test(ctx, to, *campaign_id).await,
         }
     }
 }
@@ -102,27 +101,19 @@ impl Payload {
 /// A test send: the campaign as a subscriber would get it, with sample fields. Its unsubscribe
 /// and preference links lead to a page that says the link is a test (no one is subscribed).
 async fn campaign_test(
-    state: &AppState,
+    ctx: &Context,
     to: EmailAddress,
     campaign_id: i64,
 ) -> Result<Option<ComposedMessage>, String> {
-    let prepared = crate::campaigns::prepare(state, campaign_id)
+    let prepared = super::prepare_campaign(&ctx.db, campaign_id)
         .await
         .map_err(|e| e.to_string())?;
     let Some(list) = prepared.lists.first() else {
         return Ok(None);
     };
-    let unsubscribe_url = state
-        .config
-        .public_url
-        .join("unsubscribe/test-send")
-        .map_err(|e| e.to_string())?;
-    let preferences_url = state
-        .config
-        .public_url
-        .join("preferences/test-send")
-        .map_err(|e| e.to_string())?;
-    let mut fields = crate::campaigns::RecipientFields::sample(&list.name);
+    let unsubscribe_url = ctx.links.page("unsubscribe/test-send");
+    let preferences_url = ctx.links.page("preferences/test-send");
+    let mut fields = crate::mail::content::RecipientFields::sample(&list.name);
     fields.unsubscribe_url = unsubscribe_url.to_string();
     fields.preferences_url = preferences_url.to_string();
     let (html, text) = prepared.content.render(&fields)?;
@@ -153,44 +144,42 @@ fn long_date(t: time::OffsetDateTime) -> String {
 
 /// The recipient of a notice and their preference link, if they still exist.
 async fn notice_recipient(
-    state: &AppState,
+    ctx: &Context,
     row: &ClaimedMessage,
 ) -> Result<Option<(crate::store::entities::subscriber::Model, url::Url)>, String> {
     let Some(id) = row.subscriber_id else {
         return Ok(None);
     };
-    let s = subscriptions::subscriber_by_id(&state.db, id)
+    let s = subscriptions::subscriber_by_id(&ctx.db, id)
         .await
         .map_err(|e| e.to_string())?;
     Ok(s.map(|s| {
-        let url = state.preferences_url(s.uuid);
+        let url = ctx.links.preferences(s.uuid);
         (s, url)
     }))
 }
 
 async fn policy_notice(
-    state: &AppState,
+    ctx: &Context,
     to: EmailAddress,
     row: &ClaimedMessage,
     policy_id: i64,
 ) -> Result<Option<ComposedMessage>, String> {
-    use sea_orm::EntityTrait;
-    let Some(policy) = crate::store::entities::policy_version::Entity::find_by_id(policy_id)
-        .one(&state.db)
+    let Some(policy) = crate::store::policies::policy_by_id(&ctx.db, policy_id)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
-    let Some((subscriber, prefs)) = notice_recipient(state, row).await? else {
+    let Some((subscriber, prefs)) = notice_recipient(ctx, row).await? else {
         return Ok(None);
     };
     let effective = long_date(policy.effective_at);
     let agree = policy
         .material
-        .then(|| state.agree_url(subscriber.uuid, policy.id));
+        .then(|| ctx.links.agree(subscriber.uuid, policy.id));
     let content = templates::email::PolicyNotice {
-        org_name: state.config.identity.org_name.as_str(),
+        org_name: ctx.identity.org_name.as_str(),
         effective: &effective,
         summary: &policy.summary,
         url: &policy.url,
@@ -210,20 +199,18 @@ async fn policy_notice(
 }
 
 async fn breach_notice(
-    state: &AppState,
+    ctx: &Context,
     to: EmailAddress,
     row: &ClaimedMessage,
     notice_id: i64,
 ) -> Result<Option<ComposedMessage>, String> {
-    use sea_orm::EntityTrait;
-    let Some(notice) = crate::store::entities::breach_notice::Entity::find_by_id(notice_id)
-        .one(&state.db)
+    let Some(notice) = crate::store::policies::breach_notice_by_id(&ctx.db, notice_id)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
-    let Some((subscriber, prefs)) = notice_recipient(state, row).await? else {
+    let Some((subscriber, prefs)) = notice_recipient(ctx, row).await? else {
         return Ok(None);
     };
     let text = notice.body.clone();
@@ -241,26 +228,26 @@ async fn breach_notice(
 }
 
 async fn export_link(
-    state: &AppState,
+    ctx: &Context,
     to: EmailAddress,
     row: &ClaimedMessage,
 ) -> Result<Option<ComposedMessage>, String> {
     let Some(subscriber_id) = row.subscriber_id else {
         return Ok(None);
     };
-    let Some(subscriber) = subscriptions::subscriber_by_id(&state.db, subscriber_id)
+    let Some(subscriber) = subscriptions::subscriber_by_id(&ctx.db, subscriber_id)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(None);
     };
-    let link = state.export_url(subscriber.uuid);
+    let link = ctx.links.export(subscriber.uuid);
     let text = format!(
         "You asked for a copy of the personal data {org} holds about you.\n\n\
          Download it here (the link works once, for 24 hours):\n\n{link}\n\n\
          If you did not ask for this, you can ignore this email: only someone with access to \
          this mailbox can use the link.",
-        org = state.config.identity.org_name
+        org = ctx.identity.org_name
     );
     Ok(Some(ComposedMessage {
         to,
@@ -270,31 +257,28 @@ async fn export_link(
         text,
         reason: "You receive this because a data export was requested on your preference page.".into(),
         class: MailClass::Transactional {
-            preferences_url: Some(state.preferences_url(subscriber.uuid)),
+            preferences_url: Some(ctx.links.preferences(subscriber.uuid)),
         },
     }))
 }
 
 async fn address_change(
-    state: &AppState,
+    ctx: &Context,
     to: EmailAddress,
     change: uuid::Uuid,
 ) -> Result<Option<ComposedMessage>, String> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let pending = crate::store::entities::address_change::Entity::find()
-        .filter(crate::store::entities::address_change::Column::Uuid.eq(change))
-        .one(&state.db)
+    let pending = crate::store::subscriptions::address_change_by_uuid(&ctx.db, change)
         .await
         .map_err(|e| e.to_string())?;
     if pending.is_none() {
         return Ok(None);
     }
-    let link = state.address_change_url(change);
+    let link = ctx.links.address_change(change);
     let text = format!(
         "Someone, probably you, asked {org} to send its emails to this address from now on.\n\n\
          To confirm, open this link and press the button (it works for 48 hours):\n\n{link}\n\n\
          If you did not ask for this, ignore this email: nothing will change.",
-        org = state.config.identity.org_name
+        org = ctx.identity.org_name
     );
     Ok(Some(ComposedMessage {
         to,
@@ -310,7 +294,7 @@ async fn address_change(
 }
 
 async fn confirmation(
-    state: &AppState,
+    ctx: &Context,
     lookups: &Lookups,
     to: EmailAddress,
     row: &ClaimedMessage,
@@ -323,25 +307,15 @@ async fn confirmation(
         return Ok(None);
     };
     let lists = pending.list_names;
-    let ttl = state.config.signup.confirm_ttl;
+    let ttl = ctx.confirm_ttl;
     // The token covers what is pending now (its issue time rides along, OI-10).
-    let token = state.keyring().issue(
-        Purpose::Confirm,
-        &pending.uuid.to_string(),
-        Some(&crate::store::now_ms().to_string()),
-        Some(ttl),
-    );
-    let link = state
-        .config
-        .public_url
-        .join(&format!("confirm/{token}"))
-        .map_err(|e| e.to_string())?;
+    let link = ctx.links.confirm(pending.uuid, crate::store::now_ms(), ttl);
     let expires = (time::OffsetDateTime::now_utc() + ttl)
         .format(&time::macros::format_description!(
             "[day] [month repr:long] [year], [hour]:[minute] UTC"
         ))
         .map_err(|e| e.to_string())?;
-    let org = state.config.identity.org_name.as_str();
+    let org = ctx.identity.org_name.as_str();
     let content = templates::email::ConfirmationEmail {
         org_name: org,
         lists: &lists,

@@ -11,13 +11,14 @@
 //! or in the group being written (at most `capacity`). With the rows in flight, that is what a
 //! `kill -9` can leave sent but not recorded, to be sent again when their leases expire.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Context;
 use super::Delivered;
-use crate::app::AppState;
-use crate::group::gather_more;
+use crate::store::group::gather_more;
 use crate::store::queue::{Outcome, Queue};
 
 /// How long the first outcome of a group waits for more. Long enough to gather a few dozen
@@ -38,7 +39,7 @@ pub(super) struct Recorder {
 impl Recorder {
     /// Starts the recording task; it ends when the `Recorder` is dropped, after writing what
     /// it holds.
-    pub(super) fn start(state: AppState, queue: &'static Queue, owner: String, capacity: usize) -> Self {
+    pub(super) fn start(ctx: Arc<Context>, queue: &'static Queue, owner: String, capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let (entries, mut rx) = mpsc::channel::<Entry>(capacity);
         tokio::spawn(async move {
@@ -59,7 +60,7 @@ impl Recorder {
                     }
                 }
                 if !group.is_empty() {
-                    record(&state, queue, &owner, group).await;
+                    record(&ctx, queue, &owner, group).await;
                 }
                 for done in waiting {
                     let _ = done.send(());
@@ -99,7 +100,7 @@ fn log(delivered: &Delivered) {
 }
 
 /// Writes one group, fenced by the lease, and logs what could not be recorded.
-async fn record(state: &AppState, queue: &Queue, owner: &str, group: Vec<Delivered>) {
+async fn record(ctx: &Context, queue: &Queue, owner: &str, group: Vec<Delivered>) {
     let mut kinds = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for d in group {
@@ -107,8 +108,8 @@ async fn record(state: &AppState, queue: &Queue, owner: &str, group: Vec<Deliver
         outcomes.push((d.id, d.outcome));
     }
     let results = {
-        let _turn = state.background_writes.turn().await;
-        queue.record_many(&state.db, owner, outcomes).await
+        let _turn = ctx.background_writes.turn().await;
+        queue.record_many(&ctx.db, owner, outcomes).await
     };
     for ((id, kind), result) in kinds.into_iter().zip(results) {
         match result {

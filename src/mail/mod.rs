@@ -6,6 +6,7 @@
 //! nothing else, so an unstamped message cannot be sent.
 
 mod body;
+pub mod content;
 pub mod dkim;
 mod message;
 mod relay;

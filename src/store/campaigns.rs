@@ -7,9 +7,10 @@ use sea_orm::{
     QueryOrder, Set, Statement,
 };
 
-use super::entities::{campaign, list};
+use super::entities::{campaign, list, test_recipient};
 use super::queue::CAMPAIGN_RECIPIENTS;
 pub use super::queue::Outcome;
+use super::{Db, begin_write};
 
 pub async fn insert(
     db: &impl ConnectionTrait,
@@ -367,23 +368,169 @@ pub async fn send_checks(
     Ok(rows.iter().map(|r| found.get(r).cloned()).collect())
 }
 
-pub fn new_campaign(
-    subject: String,
-    from: Option<String>,
-    markdown: Option<String>,
-    html: Option<String>,
-    text: Option<String>,
-) -> campaign::ActiveModel {
-    campaign::ActiveModel {
-        subject: Set(subject),
-        from_address: Set(from),
-        markdown: Set(markdown),
-        html: Set(html),
-        text: Set(text),
+/// A draft's content as written: a subject, an optional sender, and markdown or HTML and text.
+pub struct Draft {
+    pub subject: String,
+    pub from: Option<String>,
+    pub markdown: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub send_at: Option<time::OffsetDateTime>,
+    pub list_ids: Vec<i64>,
+}
+
+/// Creates a draft with its lists.
+pub async fn create(db: &Db, draft: Draft) -> Result<campaign::Model, DbErr> {
+    let tx = begin_write(db).await?;
+    let c = campaign::ActiveModel {
+        subject: Set(draft.subject),
+        from_address: Set(draft.from),
+        markdown: Set(draft.markdown),
+        html: Set(draft.html),
+        text: Set(draft.text),
+        send_at: Set(draft.send_at),
         status: Set("draft".into()),
         recipients: Set(0),
         created_at: Set(super::now()),
         updated_at: Set(super::now()),
         ..Default::default()
+    }
+    .insert(&tx)
+    .await?;
+    set_lists(&tx, c.id, &draft.list_ids).await?;
+    tx.commit().await?;
+    Ok(c)
+}
+
+/// Replaces a draft's content; false when the campaign is no longer a draft.
+pub async fn update_draft(db: &Db, id: i64, draft: Draft) -> Result<bool, DbErr> {
+    let tx = begin_write(db).await?;
+    let Some(c) = get(&tx, id).await? else {
+        return Ok(false);
+    };
+    if c.status != "draft" {
+        return Ok(false);
+    }
+    let mut m: campaign::ActiveModel = c.into();
+    m.subject = Set(draft.subject);
+    m.from_address = Set(draft.from);
+    m.markdown = Set(draft.markdown);
+    m.html = Set(draft.html);
+    m.text = Set(draft.text);
+    m.send_at = Set(draft.send_at);
+    m.updated_at = Set(super::now());
+    m.update(&tx).await?;
+    set_lists(&tx, id, &draft.list_ids).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Deletes a draft; false when the campaign is not a draft.
+pub async fn delete_draft(db: &Db, id: i64) -> Result<bool, DbErr> {
+    let res = campaign::Entity::delete_many()
+        .filter(campaign::Column::Id.eq(id))
+        .filter(campaign::Column::Status.eq("draft"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// From this many recipients a snapshot refreshes the table's statistics (PostgreSQL).
+const FRESH_STATISTICS_FROM: i64 = 10_000;
+
+/// Starts sending now: snapshots the audience for the workers. `None` when the campaign was
+/// not a draft or scheduled; else the number of recipients.
+pub async fn start(db: &Db, id: i64) -> Result<Option<i64>, DbErr> {
+    let started = std::time::Instant::now();
+    let tx = begin_write(db).await?;
+    if !transition(&tx, id, &["draft", "scheduled"], "sending").await? {
+        return Ok(None);
+    }
+    let n = snapshot_audience(&tx, id, super::now_ms()).await?;
+    tx.commit().await?;
+    if n >= FRESH_STATISTICS_FROM && super::is_postgres(db) {
+        // A bulk load: until autovacuum gets to it, PostgreSQL would plan the workers' claims
+        // on the table's old size and sort every due row per claim. The claim joins the
+        // campaigns that are sending, a table too small for autovacuum ever to analyze.
+        if let Err(e) = db
+            .execute_unprepared("ANALYZE campaigns, campaign_recipients")
+            .await
+        {
+            tracing::warn!(error = %e, "refreshing the audience statistics failed");
+        }
+    }
+    tracing::info!(
+        campaign = id,
+        recipients = n,
+        snapshot_ms = started.elapsed().as_millis() as u64,
+        "campaign started"
+    );
+    if n == 0 {
+        finish_done(db).await?;
+    }
+    Ok(Some(n))
+}
+
+/// Starts scheduled campaigns whose time has come (any instance may; the transition decides).
+/// Returns how many started.
+pub async fn start_due(db: &Db) -> Result<usize, DbErr> {
+    let mut started = 0;
+    for id in due_scheduled(db, super::now()).await? {
+        if start(db, id).await?.is_some() {
+            started += 1;
+        }
+    }
+    Ok(started)
+}
+
+/// Schedules a draft (or moves a schedule); false when it is neither.
+pub async fn schedule(db: &Db, id: i64, at: time::OffsetDateTime) -> Result<bool, DbErr> {
+    let tx = begin_write(db).await?;
+    let Some(c) = get(&tx, id).await? else {
+        return Ok(false);
+    };
+    if !matches!(c.status.as_str(), "draft" | "scheduled") {
+        return Ok(false);
+    }
+    let mut m: campaign::ActiveModel = c.into();
+    m.send_at = Set(Some(at));
+    m.status = Set("scheduled".into());
+    m.updated_at = Set(super::now());
+    m.update(&tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Cancels the campaign and what it has not sent yet; false when it had ended.
+pub async fn cancel(db: &Db, id: i64) -> Result<bool, DbErr> {
+    let tx = begin_write(db).await?;
+    if !transition(&tx, id, &["draft", "scheduled", "sending", "paused"], "cancelled").await? {
+        return Ok(false);
+    }
+    cancel_remaining(&tx, id).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Whether the operator marked this address (normalized) as a team test recipient.
+pub async fn is_test_recipient(db: &Db, email_key: &str) -> Result<bool, DbErr> {
+    Ok(test_recipient::Entity::find()
+        .filter(test_recipient::Column::Email.eq(email_key))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+pub async fn add_test_recipient(db: &Db, email_key: &str) -> Result<(), DbErr> {
+    let res = test_recipient::ActiveModel {
+        email: Set(email_key.to_owned()),
+        created_at: Set(super::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await;
+    match res {
+        Err(e) if !super::is_unique_violation(&e) => Err(e),
+        _ => Ok(()),
     }
 }

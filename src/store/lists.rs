@@ -31,6 +31,39 @@ pub async fn create(
     .await
 }
 
+/// What a change to a list sets; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ListChange {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub public: Option<bool>,
+}
+
+pub async fn update(
+    db: &impl ConnectionTrait,
+    list: list::Model,
+    change: ListChange,
+) -> Result<list::Model, DbErr> {
+    let mut m: list::ActiveModel = list.into();
+    if let Some(name) = change.name {
+        m.name = Set(name);
+    }
+    if let Some(description) = change.description {
+        m.description = Set(description);
+    }
+    if let Some(public) = change.public {
+        m.public = Set(public);
+    }
+    m.update(db).await
+}
+
+/// Deletes a list: its subscriptions end; consent evidence stays with its list reference cleared.
+pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+    list::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}
+
 pub async fn by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<Option<list::Model>, DbErr> {
     list::Entity::find()
         .filter(list::Column::Slug.eq(slug))

@@ -4,12 +4,13 @@
 pub mod api_keys;
 pub mod campaigns;
 pub mod entities;
+pub mod group;
 pub mod keys;
 pub mod lists;
-pub mod nodelay;
 pub mod outbox;
 pub mod policies;
 pub mod queue;
+pub mod retention;
 pub mod signups;
 pub mod spent_tokens;
 pub mod subscriptions;
@@ -25,6 +26,13 @@ use sea_orm::{
 };
 
 pub type Db = DatabaseConnection;
+
+/// A transaction that writes (see [`begin_write`]).
+pub type Tx = DatabaseTransaction;
+
+/// What a query can fail with. The store's callers see this name only; which driver is behind
+/// it stays in the store.
+pub type Error = DbErr;
 
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout
 /// (writers queue instead of failing) and foreign keys.
@@ -51,9 +59,6 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
         opts.max_connections(16)
             .min_connections(1)
             .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(1000));
-        if let Some(port) = nodelay::port_of(url) {
-            opts.map_sqlx_postgres_pool_opts(move |o| o.after_connect(nodelay::after_connect(port)));
-        }
     }
     Database::connect(opts).await
 }

@@ -9,7 +9,7 @@
 //!
 //! It does what `signup::write_round` does on SQLite (which has no data-modifying CTEs) with the
 //! same rules; the whole test suite runs on both databases to keep the two alike. The
-//! confirmation rule is [`crate::signup`]'s `confirmation_due`, written in SQL.
+//! confirmation rule is the signup service's `confirmation_due`, written in SQL.
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
-    Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, Set, Statement,
 };
 
-use super::entities::{consent_event, subscriber, subscription};
-use crate::address_hash::AddressHash;
+use super::entities::{address_change, consent_event, outbox, subscriber, subscription};
+use crate::domain::AddressHash;
 use crate::domain::{DisplayName, EmailAddress};
 
 #[derive(Debug, Clone, Copy, FromQueryResult)]
@@ -374,4 +374,277 @@ pub async fn confirmation_histories(
         }
     }
     Ok(out)
+}
+
+/// A pending change of address, by the id its confirmation link carries.
+pub async fn address_change_by_uuid(
+    db: &impl ConnectionTrait,
+    change: uuid::Uuid,
+) -> Result<Option<address_change::Model>, DbErr> {
+    address_change::Entity::find()
+        .filter(address_change::Column::Uuid.eq(change))
+        .one(db)
+        .await
+}
+
+/// Marks one subscription as left, unless it was already; true when it changed.
+pub async fn leave(db: &impl ConnectionTrait, subscriber_id: i64, list_id: i64) -> Result<bool, DbErr> {
+    let res = subscription::Entity::update_many()
+        .col_expr(subscription::Column::Status, "unsubscribed".into())
+        .col_expr(subscription::Column::UnsubscribedAt, super::now().into())
+        .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
+        .filter(subscription::Column::SubscriberId.eq(subscriber_id))
+        .filter(subscription::Column::ListId.eq(list_id))
+        .filter(subscription::Column::Status.ne("unsubscribed"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Confirms a subscription to `list_id` by a fresh opt-in of the person themself: the existing
+/// row (pending or left) is confirmed, or a confirmed one is created.
+pub async fn join_confirmed(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+    list_id: i64,
+    existing: Option<i64>,
+) -> Result<(), DbErr> {
+    match existing {
+        Some(id) => {
+            subscription::Entity::update_many()
+                .col_expr(subscription::Column::Status, "confirmed".into())
+                .col_expr(subscription::Column::ConfirmedAt, super::now().into())
+                .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
+                .filter(subscription::Column::Id.eq(id))
+                .exec(db)
+                .await?;
+        }
+        None => {
+            subscription::ActiveModel {
+                subscriber_id: Set(subscriber_id),
+                list_id: Set(list_id),
+                status: Set("confirmed".into()),
+                created_at: Set(super::now()),
+                confirmed_at: Set(Some(super::now())),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets (or clears) a subscriber's display name.
+pub async fn set_name(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+    name: Option<&str>,
+) -> Result<(), DbErr> {
+    subscriber::Entity::update_many()
+        .col_expr(subscriber::Column::Name, name.map(str::to_owned).into())
+        .col_expr(subscriber::Column::UpdatedAt, super::now().into())
+        .filter(subscriber::Column::Id.eq(subscriber_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the subscriber; foreign keys cascade to subscriptions, consent events, address
+/// changes and outbox rows. Rows queued for the address without a subscriber link go too.
+pub async fn delete_subscriber(
+    db: &impl ConnectionTrait,
+    subscriber: &subscriber::Model,
+) -> Result<(), DbErr> {
+    outbox::Entity::delete_many()
+        .filter(outbox::Column::Recipient.eq(subscriber.email.clone()))
+        .exec(db)
+        .await?;
+    subscriber::Entity::delete_by_id(subscriber.id).exec(db).await?;
+    Ok(())
+}
+
+/// Records a change of address waiting for the new address's confirmation.
+pub async fn insert_address_change(
+    db: &impl ConnectionTrait,
+    change: uuid::Uuid,
+    subscriber_id: i64,
+    new_email: &EmailAddress,
+) -> Result<(), DbErr> {
+    address_change::ActiveModel {
+        uuid: Set(change),
+        subscriber_id: Set(subscriber_id),
+        new_email: Set(new_email.to_string()),
+        created_at: Set(super::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Gives the subscriber a new address (with its key and keyed hash) and drops the change that
+/// asked for it.
+pub async fn apply_address_change(
+    db: &impl ConnectionTrait,
+    change: &address_change::Model,
+    new_email: &EmailAddress,
+    hash: &AddressHash,
+) -> Result<(), DbErr> {
+    subscriber::Entity::update_many()
+        .col_expr(subscriber::Column::Email, new_email.to_string().into())
+        .col_expr(subscriber::Column::EmailKey, new_email.normalized().into())
+        .col_expr(subscriber::Column::AddressHmac, hash.as_str().into())
+        .col_expr(subscriber::Column::UpdatedAt, super::now().into())
+        .filter(subscriber::Column::Id.eq(change.subscriber_id))
+        .exec(db)
+        .await?;
+    address_change::Entity::delete_by_id(change.id).exec(db).await?;
+    Ok(())
+}
+
+/// A campaign message sent (or not) to one person, for their export.
+#[derive(Debug, FromQueryResult)]
+pub struct CampaignMessage {
+    pub subject: String,
+    pub status: String,
+    pub sent_at: Option<time::OffsetDateTime>,
+    pub message_id: Option<String>,
+}
+
+/// Everything held about one person beyond the subscriber row, for their export (GD-1).
+pub struct Records {
+    pub subscriptions: Vec<subscription::Model>,
+    pub consent_events: Vec<consent_event::Model>,
+    pub messages: Vec<outbox::Model>,
+    pub campaign_messages: Vec<CampaignMessage>,
+}
+
+pub async fn records_of(db: &impl ConnectionTrait, subscriber_id: i64) -> Result<Records, DbErr> {
+    let consent_events = consent_event::Entity::find()
+        .filter(consent_event::Column::SubscriberId.eq(subscriber_id))
+        .order_by_asc(consent_event::Column::Id)
+        .all(db)
+        .await?;
+    let messages = outbox::Entity::find()
+        .filter(outbox::Column::SubscriberId.eq(subscriber_id))
+        .order_by_asc(outbox::Column::Id)
+        .all(db)
+        .await?;
+    let campaign_messages = CampaignMessage::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT c.subject, r.status, r.sent_at, r.message_id FROM campaign_recipients r \
+         JOIN campaigns c ON c.id = r.campaign_id WHERE r.subscriber_id = $1 ORDER BY r.id",
+        [subscriber_id.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(Records {
+        subscriptions: of_subscriber(db, subscriber_id).await?,
+        consent_events,
+        messages,
+        campaign_messages,
+    })
+}
+
+/// Subscribes a person added by API or import: confirmed (with consent evidence) or pending.
+/// An existing pending subscription takes the new state; any other is left as it is.
+pub async fn add_subscription(
+    db: &impl ConnectionTrait,
+    subscriber_id: i64,
+    list_id: i64,
+    confirmed: bool,
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    let status = if confirmed { "confirmed" } else { "pending" };
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at, pending_since_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = excluded.status, \
+           confirmed_at = excluded.confirmed_at, pending_since_ms = excluded.pending_since_ms \
+         WHERE subscriptions.status = 'pending'",
+        [
+            subscriber_id.into(),
+            list_id.into(),
+            status.into(),
+            super::now().into(),
+            confirmed.then(super::now).into(),
+            (!confirmed).then_some(now_ms).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A subscription as the API lists it.
+#[derive(Debug, FromQueryResult, serde::Serialize)]
+pub struct ListedSubscription {
+    pub uuid: uuid::Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub list: String,
+    pub status: String,
+}
+
+/// One page of subscriptions in `status`, optionally of one list; never suppressed addresses
+/// (CS-10).
+pub async fn page(
+    db: &impl ConnectionTrait,
+    status: &str,
+    list_slug: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ListedSubscription>, DbErr> {
+    let (list_cond, mut values): (&str, Vec<sea_orm::Value>) = match list_slug {
+        Some(slug) => ("AND l.slug = $2", vec![status.into(), slug.into()]),
+        None => ("", vec![status.into()]),
+    };
+    let n = values.len();
+    let sql = format!(
+        "SELECT s.uuid, s.email, s.name, l.slug AS list, x.status FROM subscriptions x \
+         JOIN subscribers s ON s.id = x.subscriber_id JOIN lists l ON l.id = x.list_id \
+         WHERE x.status = $1 {list_cond} \
+         AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+         ORDER BY x.id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    values.push(limit.into());
+    values.push(offset.into());
+    ListedSubscription::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        values,
+    ))
+    .all(db)
+    .await
+}
+
+/// A confirmed subscriber of a list, for a mailing export.
+#[derive(Debug, FromQueryResult)]
+pub struct ExportedSubscriber {
+    /// The subscription's id: the cursor of the next page.
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// The next 1,000 confirmed, unsuppressed subscribers of a list after subscription `after`
+/// (CS-10).
+pub async fn confirmed_after(
+    db: &impl ConnectionTrait,
+    list_id: i64,
+    after: i64,
+) -> Result<Vec<ExportedSubscriber>, DbErr> {
+    ExportedSubscriber::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT x.id, s.email, s.name FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+         WHERE x.list_id = $1 AND x.status = 'confirmed' AND x.id > $2 \
+         AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+         ORDER BY x.id LIMIT 1000",
+        [list_id.into(), after.into()],
+    ))
+    .all(db)
+    .await
 }

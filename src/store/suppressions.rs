@@ -4,7 +4,7 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement};
 
 use super::entities::suppression;
-use crate::address_hash::AddressHash;
+use crate::domain::AddressHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressionReason {

@@ -5,9 +5,9 @@
 
 pub mod api_docs;
 pub mod email;
-pub mod leave;
+pub mod leaving;
+pub mod notices;
 pub mod pages;
-pub mod policy;
 pub mod signup;
 
 pub use maud::{Markup, PreEscaped, html};

@@ -16,8 +16,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use letterhead::app::{AppState, Application};
+use letterhead::app::Application;
 use letterhead::config::{Config, Settings};
+use letterhead::delivery;
+use letterhead::edge::AppState;
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::sync::oneshot;
 
@@ -138,6 +140,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
     pub state: AppState,
+    /// What the delivery workers hold (the stamp, the transport).
+    pub delivery: Arc<delivery::Context>,
     pub sink: Arc<SmtpSink>,
     pub db: Arc<TestDb>,
     pub settings: Vec<(String, String)>,
@@ -186,6 +190,7 @@ pub async fn spawn(opts: Spawn) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr();
     let state = app.state();
+    let delivery = app.delivery();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         if let Err(e) = app
@@ -201,6 +206,7 @@ pub async fn spawn(opts: Spawn) -> TestApp {
         addr,
         base: format!("http://{addr}"),
         state,
+        delivery,
         sink,
         db,
         settings,

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
 use super::error::AppError;
+use super::{AppState, client_ip};
 
 pub struct KeyedLimiter<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
@@ -37,3 +42,24 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 }
 
 pub type IpLimiter = KeyedLimiter<IpAddr>;
+
+/// Applies `limiter` to the client's IP.
+async fn limit_ip(state: &AppState, limiter: &IpLimiter, req: Request, next: Next) -> Response {
+    let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
+    if let Some(ip) = ip
+        && let Err(e) = limiter.check(&ip)
+    {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Middleware: the per-IP limit of public pages and forms.
+pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit_ip(&state, &state.limits.public, req, next).await
+}
+
+/// Middleware: the per-IP limit of one-click unsubscribes (mailbox providers POST from few IPs).
+pub async fn one_click_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit_ip(&state, &state.limits.one_click, req, next).await
+}

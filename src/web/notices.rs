@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::{Router, routing::get};
 
-use super::AppError;
-use crate::app::AppState;
+use crate::edge::AppError;
+use crate::edge::AppState;
 use crate::store::policies;
 
 pub fn routes() -> Router<AppState> {
@@ -25,8 +25,8 @@ fn date(t: time::OffsetDateTime) -> String {
 async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError> {
     let now = crate::store::now();
     let all = policies::all(&state.db).await?; // newest effective date first
-    fn entry(p: &crate::store::entities::policy_version::Model) -> templates::policy::PolicyEntry<'_> {
-        templates::policy::PolicyEntry {
+    fn entry(p: &crate::store::entities::policy_version::Model) -> templates::notices::PolicyEntry<'_> {
+        templates::notices::PolicyEntry {
             version: &p.version,
             effective: date(p.effective_at),
             summary: &p.summary,
@@ -34,7 +34,7 @@ async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError
         }
     }
     let current_idx = all.iter().position(|p| p.effective_at <= now);
-    let view = templates::policy::PrivacyView {
+    let view = templates::notices::PrivacyView {
         current: current_idx.map(|i| entry(&all[i])),
         upcoming: all
             .iter()
@@ -51,7 +51,7 @@ async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError
         notices_in_force: policies::breach_notices(&state.db, true).await?.len(),
     };
     Ok(Html(
-        templates::policy::privacy(&state.site(), &view).into_string(),
+        templates::notices::privacy(&state.site(), &view).into_string(),
     ))
 }
 
@@ -59,13 +59,13 @@ async fn notices(State(state): State<AppState>) -> Result<Html<String>, AppError
     let notices = policies::breach_notices(&state.db, true).await?;
     let entries: Vec<_> = notices
         .iter()
-        .map(|n| templates::policy::NoticeEntry {
+        .map(|n| templates::notices::NoticeEntry {
             subject: &n.subject,
             body: &n.body,
             published: date(n.published_at),
         })
         .collect();
     Ok(Html(
-        templates::policy::notices(&state.site(), &entries).into_string(),
+        templates::notices::notices(&state.site(), &entries).into_string(),
     ))
 }

@@ -5,7 +5,12 @@
 //! unexpected — another algorithm, `none`, an unknown or odd `kid`, a changed byte, another
 //! purpose — is a [`TokenError`], which the web layer answers with a 4xx, never a 5xx.
 
+mod links;
+
+pub use links::Links;
+
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -64,6 +69,25 @@ impl std::fmt::Debug for Keyring {
             self.signing_kid,
             self.verifying.len()
         )
+    }
+}
+
+/// The keyring in use, shared by whatever issues and verifies links; replaced as a whole when
+/// another instance rotates the keys.
+#[derive(Clone, Debug)]
+pub struct SharedKeyring(Arc<RwLock<Arc<Keyring>>>);
+
+impl SharedKeyring {
+    pub fn new(keyring: Keyring) -> Self {
+        SharedKeyring(Arc::new(RwLock::new(Arc::new(keyring))))
+    }
+
+    pub fn current(&self) -> Arc<Keyring> {
+        self.0.read().expect("keyring lock").clone()
+    }
+
+    pub fn replace(&self, keyring: Keyring) {
+        *self.0.write().expect("keyring lock") = Arc::new(keyring);
     }
 }
 

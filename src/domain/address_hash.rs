@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::domain::EmailAddress;
+use super::EmailAddress;
 
 #[derive(Clone)]
 pub struct AddressHasher {

@@ -2,6 +2,10 @@
 //! checked once at start-up. Every failure is one line naming the setting; nothing here panics.
 //! Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
 
+pub mod dkim_key;
+
+pub use dkim_key::DkimKey;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,7 +15,6 @@ use std::time::Duration;
 use url::Url;
 
 use crate::domain::{EmailAddress, HeaderText};
-use crate::mail::dkim::DkimKey;
 
 /// A configuration value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]

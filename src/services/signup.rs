@@ -9,19 +9,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use sea_orm::{DatabaseTransaction, DbErr};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::address_hash::{AddressHash, AddressHasher};
-use crate::app::AppState;
 use crate::config::SignupConfig;
-use crate::delivery::Payload;
-use crate::domain::{DisplayName, EmailAddress};
+use crate::delivery::{Payload, Wakeups};
+use crate::domain::{AddressHash, AddressHasher, DisplayName, EmailAddress};
 use crate::store::entities::list;
 use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::store::{self, Db, begin_write, lists, policies, signups, spent_tokens};
+use crate::store::{self, Db, Tx, begin_write, lists, policies, signups, spent_tokens};
 use crate::tokens::Claims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
@@ -58,7 +55,7 @@ pub struct SignupWriter {
 
 struct Queued {
     signup: Signup,
-    done: oneshot::Sender<Result<(), DbErr>>,
+    done: oneshot::Sender<Result<(), store::Error>>,
 }
 
 /// What the writer needs; it holds no [`AppState`], so it stops when the state is dropped.
@@ -85,9 +82,9 @@ impl SignupWriter {
     }
 
     /// Records the signup. Answers nothing about the address's state.
-    pub async fn sign_up(&self, signup: Signup) -> Result<(), DbErr> {
+    pub async fn sign_up(&self, signup: Signup) -> Result<(), store::Error> {
         let (done, result) = oneshot::channel();
-        let stopped = || DbErr::Custom("the signup writer has stopped".into());
+        let stopped = || store::Error::Custom("the signup writer has stopped".into());
         self.queue
             .send(Queued { signup, done })
             .await
@@ -130,7 +127,7 @@ async fn write_and_answer(ctx: &WriterContext, queued: Vec<Queued>) {
         }
         Err(e) => {
             for q in queued {
-                let _ = q.done.send(Err(DbErr::Custom(e.to_string())));
+                let _ = q.done.send(Err(store::Error::Custom(e.to_string())));
             }
         }
     }
@@ -139,7 +136,7 @@ async fn write_and_answer(ctx: &WriterContext, queued: Vec<Queued>) {
 /// Writes signups in one transaction. An address may come more than once in a batch (1,000
 /// identical requests at once): the n-th occurrences are written in the n-th round, so each
 /// multi-row statement touches a person once, and each round sees what the one before wrote.
-async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbErr> {
+async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), store::Error> {
     if store::is_postgres(&ctx.db) {
         return write_batch_postgres(ctx, signups).await;
     }
@@ -163,7 +160,7 @@ async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbE
 
 /// [`write_batch`] on PostgreSQL: a round is one statement (see [`store::signups`]), atomic on
 /// its own; only a batch of several rounds needs a transaction around them.
-async fn write_batch_postgres(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), DbErr> {
+async fn write_batch_postgres(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), store::Error> {
     let payload = serde_json::to_string(&Payload::Confirmation).expect("payload serializes");
     let rule = signups::ConfirmationRule {
         payload: &payload,
@@ -241,12 +238,12 @@ fn rounds<'a>(signups: &[&'a Signup]) -> Vec<Vec<&'a Signup>> {
 
 async fn write_round(
     ctx: &WriterContext,
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     round: &[&Signup],
     existing_lists: &HashSet<i64>,
     policy: Option<&str>,
     now_ms: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), store::Error> {
     // Rows in address order, so that concurrent batches on PostgreSQL lock in one order.
     let mut round = round.to_vec();
     round.sort_by_key(|s| s.email.normalized());
@@ -261,7 +258,7 @@ async fn write_round(
         subscribers
             .get(&s.email.normalized())
             .copied()
-            .ok_or_else(|| DbErr::RecordNotFound("upserted subscriber".into()))
+            .ok_or_else(|| store::Error::RecordNotFound("upserted subscriber".into()))
     };
 
     let mut pairs = Vec::new();
@@ -337,11 +334,11 @@ fn distinct_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
 /// one is due (see [`confirmation_due`]).
 pub async fn queue_confirmation(
     cfg: &SignupConfig,
-    tx: &impl sea_orm::ConnectionTrait,
+    tx: &Tx,
     subscriber_id: i64,
     email: &EmailAddress,
     newest_pending_ms: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), store::Error> {
     let since = store::now() - time::Duration::days(1);
     let history = subscriptions::confirmation_histories(tx, &[subscriber_id], since)
         .await?
@@ -400,78 +397,106 @@ pub enum ConfirmOutcome {
     NothingPending,
 }
 
-/// Confirms what the token covers: the person's subscriptions that were pending when the
-/// link was issued. Spends the token (TK-7).
-pub async fn confirm(
-    state: &AppState,
-    claims: &Claims,
-    origin: RequestOrigin,
-) -> Result<ConfirmOutcome, DbErr> {
-    let issued_ms: i64 = claims
-        .aux
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(claims.iat * 1000);
-    let Ok(uuid) = uuid::Uuid::parse_str(&claims.sub) else {
-        return Ok(ConfirmOutcome::NothingPending);
-    };
-    let policy = policies::in_force(&state.db, store::now())
-        .await?
-        .map(|p| p.version);
-    let tx = begin_write(&state.db).await?;
-    if !spent_tokens::spend(&tx, &claims.jti).await? {
-        return Ok(ConfirmOutcome::AlreadyUsed);
+/// Signups and their confirmation.
+pub struct Signups {
+    pub db: Db,
+    pub address_hasher: AddressHasher,
+    pub writer: SignupWriter,
+    pub wakeups: Arc<Wakeups>,
+}
+
+impl Signups {
+    pub fn new(db: Db, address_hasher: AddressHasher, cfg: SignupConfig, wakeups: Arc<Wakeups>) -> Self {
+        let writer = SignupWriter::start(db.clone(), address_hasher.clone(), cfg);
+        Signups {
+            db,
+            address_hasher,
+            writer,
+            wakeups,
+        }
     }
-    let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, uuid).await? else {
+
+    /// Records the signup and queues a confirmation if one is due. Answers nothing about the
+    /// address's state (OI-9).
+    pub async fn sign_up(&self, signup: Signup) -> Result<(), store::Error> {
+        self.writer.sign_up(signup).await?;
+        self.wakeups.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Confirms what the token covers: the person's subscriptions that were pending when the
+    /// link was issued. Spends the token (TK-7).
+    pub async fn confirm(
+        &self,
+        claims: &Claims,
+        origin: RequestOrigin,
+    ) -> Result<ConfirmOutcome, store::Error> {
+        let issued_ms: i64 = claims
+            .aux
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(claims.iat * 1000);
+        let Ok(uuid) = uuid::Uuid::parse_str(&claims.sub) else {
+            return Ok(ConfirmOutcome::NothingPending);
+        };
+        let policy = policies::in_force(&self.db, store::now())
+            .await?
+            .map(|p| p.version);
+        let tx = begin_write(&self.db).await?;
+        if !spent_tokens::spend(&tx, &claims.jti).await? {
+            return Ok(ConfirmOutcome::AlreadyUsed);
+        }
+        let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, uuid).await? else {
+            tx.commit().await?;
+            return Ok(ConfirmOutcome::NothingPending);
+        };
+        let covered: Vec<_> = subscriptions::of_subscriber(&tx, subscriber.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == "pending" && s.pending_since_ms.is_some_and(|p| p <= issued_ms))
+            .collect();
+        if covered.is_empty() {
+            tx.commit().await?;
+            return Ok(ConfirmOutcome::NothingPending);
+        }
+        subscriptions::confirm(&tx, covered.iter().map(|s| s.id).collect()).await?;
+        for s in &covered {
+            subscriptions::record_consent(
+                &tx,
+                NewConsentEvent {
+                    subscriber_id: subscriber.id,
+                    list_id: Some(s.list_id),
+                    kind: "confirm",
+                    source: origin.source.clone(),
+                    ip: origin.ip.clone(),
+                    user_agent: origin.user_agent.clone(),
+                    policy_version: policy.clone(),
+                    consent_text: None,
+                    detail: Some(serde_json::json!({ "link_issued_at_ms": issued_ms })),
+                    occurred_at: None,
+                },
+            )
+            .await?;
+        }
+        // A fresh, confirmed opt-in lifts the suppression an erasure or a full opt-out left
+        // behind (GD-4, CS-11). Bounces and complaints stay.
+        if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+            let hash = self.address_hasher.hash(&email);
+            suppressions::lift(
+                &tx,
+                &hash,
+                &[SuppressionReason::Erased, SuppressionReason::Unsubscribed],
+            )
+            .await?;
+        }
+        let names = crate::store::lists::by_ids(&tx, covered.iter().map(|s| s.list_id).collect())
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
         tx.commit().await?;
-        return Ok(ConfirmOutcome::NothingPending);
-    };
-    let covered: Vec<_> = subscriptions::of_subscriber(&tx, subscriber.id)
-        .await?
-        .into_iter()
-        .filter(|s| s.status == "pending" && s.pending_since_ms.is_some_and(|p| p <= issued_ms))
-        .collect();
-    if covered.is_empty() {
-        tx.commit().await?;
-        return Ok(ConfirmOutcome::NothingPending);
+        Ok(ConfirmOutcome::Confirmed(names))
     }
-    subscriptions::confirm(&tx, covered.iter().map(|s| s.id).collect()).await?;
-    for s in &covered {
-        subscriptions::record_consent(
-            &tx,
-            NewConsentEvent {
-                subscriber_id: subscriber.id,
-                list_id: Some(s.list_id),
-                kind: "confirm",
-                source: origin.source.clone(),
-                ip: origin.ip.clone(),
-                user_agent: origin.user_agent.clone(),
-                policy_version: policy.clone(),
-                consent_text: None,
-                detail: Some(serde_json::json!({ "link_issued_at_ms": issued_ms })),
-                occurred_at: None,
-            },
-        )
-        .await?;
-    }
-    // A fresh, confirmed opt-in lifts the suppression an erasure or a full opt-out left
-    // behind (GD-4, CS-11). Bounces and complaints stay.
-    if let Ok(email) = EmailAddress::parse(&subscriber.email) {
-        let hash = state.address_hasher.hash(&email);
-        suppressions::lift(
-            &tx,
-            &hash,
-            &[SuppressionReason::Erased, SuppressionReason::Unsubscribed],
-        )
-        .await?;
-    }
-    let names = crate::store::lists::by_ids(&tx, covered.iter().map(|s| s.list_id).collect())
-        .await?
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
-    tx.commit().await?;
-    Ok(ConfirmOutcome::Confirmed(names))
 }
 
 #[cfg(test)]

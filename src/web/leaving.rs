@@ -9,12 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::client_ip::Requester;
-use super::{AppError, token_rejected};
-use crate::app::AppState;
 use crate::domain::{DisplayName, EmailAddress};
-use crate::leaving::{self, AddressChangeOutcome};
-use crate::signup::RequestOrigin;
+use crate::edge::AppState;
+use crate::edge::client_ip::Requester;
+use crate::edge::{AppError, token_rejected};
+use crate::services::leaving::AddressChangeOutcome;
+use crate::services::signup::RequestOrigin;
 use crate::store::entities::subscriber;
 use crate::store::{lists, spent_tokens, subscriptions};
 use crate::tokens::{Claims, Purpose};
@@ -58,8 +58,7 @@ async fn agree_target(
     let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
         .await?
         .ok_or_else(gone)?;
-    let p = crate::store::entities::policy_version::Entity::find_by_id(policy_id)
-        .one(&state.db)
+    let p = crate::store::policies::policy_by_id(&state.db, policy_id)
         .await?
         .ok_or_else(gone)?;
     Ok((s, p))
@@ -68,7 +67,7 @@ async fn agree_target(
 /// GET on the agreement link: a button (prefetching scanners agree to nothing).
 async fn show_agree(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     let (_, policy) = agree_target(&state, &token).await?;
-    Ok(page(templates::leave::button_page(
+    Ok(page(templates::leaving::button_page(
         &state.site(),
         "Agree to the new privacy policy",
         &format!(
@@ -86,8 +85,11 @@ async fn agree(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let (s, policy) = agree_target(&state, &token).await?;
-    leaving::agree(&state, &s, &policy.version, origin(requester, "agree-link")).await?;
-    Ok(page(templates::leave::message(
+    state
+        .leaving
+        .agree(&s, &policy.version, origin(requester, "agree-link"))
+        .await?;
+    Ok(page(templates::leaving::message(
         &state.site(),
         "Thank you",
         "Your agreement is recorded. Newsletters you subscribed to will reach you again.",
@@ -143,19 +145,17 @@ async fn show_unsubscribe(
     let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
     let (_, list_id) =
         unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
-    let name = crate::store::entities::list::Entity::find_by_id(list_id)
-        .one(&state.db)
+    let name = lists::by_ids(&state.db, vec![list_id])
         .await?
+        .pop()
         .map(|l| l.name)
         .unwrap_or_else(|| "this newsletter".into());
-    Ok(page(templates::leave::unsubscribe_page(
+    Ok(page(templates::leaving::unsubscribe_page(
         &state.site(),
         &token,
         &name,
     )))
 }
-
-use sea_orm::EntityTrait;
 
 /// RFC 8058: a POST (one-click body as form or multipart, or the page's button) unsubscribes
 /// and answers 200, never a redirect, the same every time (LU-3, LU-7, CS-6).
@@ -175,9 +175,9 @@ use sea_orm::EntityTrait;
         (status = 400,
             description = "A token that is forged, altered or of another purpose (a page, or a problem to a \
                            request that asks for JSON)",
-            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
         (status = 429, description = "Too many requests from this IP; see Retry-After",
-            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
 pub(crate) async fn unsubscribe(
@@ -189,11 +189,13 @@ pub(crate) async fn unsubscribe(
     let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
     let (subscriber, list_id) =
         unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
-    let name = leaving::unsubscribe(&state, subscriber, list_id, origin(requester, "one-click"))
+    let name = state
+        .leaving
+        .unsubscribe(subscriber, list_id, origin(requester, "one-click"))
         .await?
         .unwrap_or_else(|| "this newsletter".into());
-    let prefs = state.preferences_url(subscriber);
-    Ok(page(templates::leave::unsubscribed(
+    let prefs = state.links.preferences(subscriber);
+    Ok(page(templates::leaving::unsubscribed(
         &state.site(),
         &name,
         Some(prefs.as_str()),
@@ -211,20 +213,20 @@ async fn render_preferences(
     let toggles = all
         .iter()
         .filter(|l| l.public || subs.iter().any(|x| x.list_id == l.id))
-        .map(|l| templates::leave::ListToggle {
+        .map(|l| templates::leaving::ListToggle {
             slug: &l.slug,
             name: &l.name,
             subscribed: subs.iter().any(|x| x.list_id == l.id && x.status == "confirmed"),
         })
         .collect();
-    let view = templates::leave::PreferencesView {
+    let view = templates::leaving::PreferencesView {
         token,
         email: &s.email,
         name: s.name.as_deref().unwrap_or(""),
         lists: toggles,
         notice,
     };
-    Ok(page(templates::leave::preferences(&state.site(), &view)))
+    Ok(page(templates::leaving::preferences(&state.site(), &view)))
 }
 
 async fn show_preferences(
@@ -257,7 +259,7 @@ async fn save_preferences(
         Some(n) => match DisplayName::parse(n) {
             Ok(n) => Some(Some(n)),
             Err(e) => {
-                return Err(AppError::unprocessable(vec![super::FieldError {
+                return Err(AppError::unprocessable(vec![crate::edge::FieldError {
                     field: "name".into(),
                     message: format!("The name {e}."),
                 }]));
@@ -271,7 +273,10 @@ async fn save_preferences(
         .filter(|l| (l.public || subs.iter().any(|x| x.list_id == l.id)) && slugs.contains(&l.slug))
         .map(|l| l.id)
         .collect();
-    leaving::set_lists(&state, &s, &wanted, name, origin(requester, "preferences")).await?;
+    state
+        .leaving
+        .set_lists(&s, &wanted, name, origin(requester, "preferences"))
+        .await?;
     let s = subscriptions::subscriber_by_id(&state.db, s.id)
         .await?
         .ok_or_else(gone)?;
@@ -284,7 +289,10 @@ async fn unsubscribe_all(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    leaving::unsubscribe_all(&state, &s, origin(requester, "preferences:unsubscribe-all")).await?;
+    state
+        .leaving
+        .unsubscribe_all(&s, origin(requester, "preferences:unsubscribe-all"))
+        .await?;
     render_preferences(
         &state,
         &token,
@@ -299,8 +307,8 @@ async fn request_export(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    leaving::request_export(&state, &s).await?;
-    Ok(page(templates::leave::message(
+    state.leaving.request_export(&s).await?;
+    Ok(page(templates::leaving::message(
         &state.site(),
         "Check your inbox",
         "We are emailing a download link for your data to your address. It works once, for 24 hours.",
@@ -309,8 +317,8 @@ async fn request_export(
 
 async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    leaving::erase(&state, &s).await?;
-    Ok(page(templates::leave::message(
+    state.leaving.erase(&s).await?;
+    Ok(page(templates::leaving::message(
         &state.site(),
         "Your data is erased",
         "We deleted everything we held about you. You will get no more email from us.",
@@ -328,7 +336,7 @@ async fn change_address(
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     let new = EmailAddress::parse(&raw).map_err(|e| {
-        AppError::unprocessable(vec![super::FieldError {
+        AppError::unprocessable(vec![crate::edge::FieldError {
             field: "email".into(),
             message: format!("The address {e}."),
         }])
@@ -336,7 +344,7 @@ async fn change_address(
     if new.normalized() == s.email_key {
         return render_preferences(&state, &token, &s, Some("That is already your address.")).await;
     }
-    leaving::request_address_change(&state, &s, &new).await?;
+    state.leaving.request_address_change(&s, &new).await?;
     render_preferences(
         &state,
         &token,
@@ -350,7 +358,7 @@ async fn change_address(
 
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     verified(&state, &token, Purpose::Export).await?;
-    Ok(page(templates::leave::button_page(
+    Ok(page(templates::leaving::button_page(
         &state.site(),
         "Download your data",
         "The file holds everything we keep about you, as JSON. The link works once.",
@@ -375,7 +383,7 @@ async fn download_export(
             "Each download link works once. Ask for a new one on your preference page.",
         ));
     }
-    let data = leaving::export(&state, &s).await?;
+    let data = state.leaving.export(&s).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -394,7 +402,7 @@ async fn show_change_address(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     verified(&state, &token, Purpose::ChangeAddress).await?;
-    Ok(page(templates::leave::button_page(
+    Ok(page(templates::leaving::button_page(
         &state.site(),
         "Confirm your new address",
         "Press the button to receive our emails at this address from now on.",
@@ -411,19 +419,20 @@ async fn apply_change_address(
     let claims = verified(&state, &token, Purpose::ChangeAddress).await?;
     let change = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
     let site = state.site();
-    let (title, text) =
-        match leaving::apply_address_change(&state, change, origin(requester, "change-address")).await? {
-            AddressChangeOutcome::Changed => {
-                ("Address changed", "From now on our emails go to this address.")
-            }
-            AddressChangeOutcome::Taken => (
-                "Address already subscribed",
-                "This address already has its own subscription. Manage it from the links in its emails.",
-            ),
-            AddressChangeOutcome::Gone => (
-                "Nothing to change",
-                "This change was applied already or is no longer pending.",
-            ),
-        };
-    Ok(page(templates::leave::message(&site, title, text)))
+    let (title, text) = match state
+        .leaving
+        .apply_address_change(change, origin(requester, "change-address"))
+        .await?
+    {
+        AddressChangeOutcome::Changed => ("Address changed", "From now on our emails go to this address."),
+        AddressChangeOutcome::Taken => (
+            "Address already subscribed",
+            "This address already has its own subscription. Manage it from the links in its emails.",
+        ),
+        AddressChangeOutcome::Gone => (
+            "Nothing to change",
+            "This change was applied already or is no longer pending.",
+        ),
+    };
+    Ok(page(templates::leaving::message(&site, title, text)))
 }

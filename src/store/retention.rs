@@ -14,8 +14,8 @@
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
+use super::Db;
 use crate::config::RetentionConfig;
-use crate::store::Db;
 
 const BATCH: i64 = 1000;
 
@@ -137,7 +137,7 @@ pub async fn run(
                  SELECT t.address_hmac, 'unsubscribed', $2 FROM subscribers t WHERE {LEFT_EVERYTHING} \
                  ON CONFLICT (address_hmac) DO NOTHING"
             ),
-            [leaving_cutoff.clone(), crate::store::now().into()],
+            [leaving_cutoff.clone(), super::now().into()],
         ))
         .await?;
     }

@@ -11,13 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::app::AppState;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+use super::AppState;
+pub use crate::domain::FieldError;
+use crate::store;
 
 #[derive(Debug, Clone)]
 pub struct AppError {
@@ -87,9 +83,9 @@ impl AppError {
     }
 }
 
-impl From<sea_orm::DbErr> for AppError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        if crate::store::is_unique_violation(&e) {
+impl From<store::Error> for AppError {
+    fn from(e: store::Error) -> Self {
+        if store::is_unique_violation(&e) {
             return AppError::conflict("This already exists.");
         }
         AppError::internal(e)
@@ -109,15 +105,21 @@ impl IntoResponse for AppError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error as every endpoint reports it to programs: RFC 9457 `application/problem+json`.
+/// The same type is written here and described in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`.
     #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    errors: &'a [FieldError],
+    pub kind: String,
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    pub detail: String,
+    /// One entry per invalid field (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub errors: Vec<FieldError>,
 }
 
 /// Does this request want JSON back? API paths always; elsewhere when it sent JSON, or asked
@@ -172,11 +174,11 @@ pub async fn render_errors(State(state): State<AppState>, req: Request, next: Ne
             HeaderValue::from_static("application/problem+json"),
         );
         let problem = Problem {
-            kind: "about:blank",
-            title: &err.title,
+            kind: "about:blank".into(),
+            title: err.title,
             status: status.as_u16(),
-            detail: &err.detail,
-            errors: &err.errors,
+            detail: err.detail,
+            errors: err.errors,
         };
         Body::from(serde_json::to_vec(&problem).unwrap_or_default())
     } else {

@@ -16,12 +16,12 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client_ip::Requester;
-use super::error::wants_json_headers;
-use super::{AppError, FieldError, token_rejected};
-use crate::app::AppState;
 use crate::domain::{DisplayName, EmailAddress};
-use crate::signup::{self, CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
+use crate::edge::AppState;
+use crate::edge::client_ip::Requester;
+use crate::edge::error::wants_json_headers;
+use crate::edge::{AppError, FieldError, token_rejected};
+use crate::services::signup::{CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
 use crate::store::entities::list;
 use crate::tokens::{Purpose, TokenError};
 
@@ -289,14 +289,14 @@ pub(crate) struct SignupRequest {
             body = Object),
         (status = 200, description = "Accepted (form): the check-your-inbox page", body = String,
             content_type = "text/html"),
-        (status = 400, description = "The JSON body is unreadable", body = crate::api::openapi::Problem,
+        (status = 400, description = "The JSON body is unreadable", body = crate::edge::error::Problem,
             content_type = "application/problem+json"),
         (status = 422,
             description = "Invalid fields, e.g. no consent or no age confirmation (the form again, with \
                            messages, for a form request)",
-            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
         (status = 429, description = "Too many requests or signups from this IP; see Retry-After",
-            content((crate::api::openapi::Problem = "application/problem+json"), (String = "text/html"))),
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
 pub(crate) async fn submit(
@@ -333,7 +333,7 @@ pub(crate) async fn submit(
         source: source(json, &raw, &headers),
     };
     state
-        .signups
+        .signup
         .sign_up(Signup {
             email,
             name,
@@ -341,7 +341,6 @@ pub(crate) async fn submit(
             origin,
         })
         .await?;
-    state.outbox_wakeup.notify_one();
     Ok(accepted(&state, json))
 }
 
@@ -385,7 +384,7 @@ async fn confirm(
         source: "confirm-link".into(),
     };
     let site = state.site();
-    let page = match signup::confirm(&state, &claims, origin).await? {
+    let page = match state.signup.confirm(&claims, origin).await? {
         ConfirmOutcome::Confirmed(lists) => templates::signup::confirmed(&site, &lists),
         ConfirmOutcome::AlreadyUsed => templates::signup::confirmed(&site, &[]),
         ConfirmOutcome::NothingPending => templates::signup::nothing_to_confirm(&site),

@@ -1,0 +1,159 @@
+//! What both HTTP edges share: the state handlers get, errors as pages or problem bodies, who
+//! is asking, rate limits, and the verification of link tokens.
+
+pub mod client_ip;
+pub mod error;
+pub mod rate_limit;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+pub use error::{AppError, FieldError};
+use rate_limit::{IpLimiter, KeyedLimiter};
+
+use crate::config::Config;
+use crate::delivery::Wakeups;
+use crate::domain::AddressHasher;
+use crate::services::campaigns::Campaigns;
+use crate::services::leaving::Leaving;
+use crate::services::notices::Notices;
+use crate::services::signup::Signups;
+use crate::services::subscribers::Subscribers;
+use crate::store::Db;
+use crate::store::keys::{self, KeyPurpose};
+use crate::store::lists::PublicLists;
+use crate::tokens::{Claims, Keyring, Links, Purpose, SharedKeyring, TokenError};
+
+/// Per-client limits, one per class of endpoint.
+pub struct Limits {
+    pub public: Arc<IpLimiter>,
+    pub signup: Arc<IpLimiter>,
+    pub one_click: Arc<IpLimiter>,
+    pub api: Arc<KeyedLimiter<i64>>,
+}
+
+impl Limits {
+    pub fn new(cfg: &crate::config::RateLimits) -> Self {
+        Limits {
+            public: KeyedLimiter::per_minute(cfg.public_per_minute),
+            signup: KeyedLimiter::per_minute(cfg.signup_per_minute),
+            one_click: KeyedLimiter::per_minute(cfg.unsubscribe_per_minute),
+            api: KeyedLimiter::per_minute(cfg.api_per_minute),
+        }
+    }
+
+    /// Drops state for clients back to full allowance (memory stays bounded).
+    pub fn prune(&self) {
+        self.public.prune();
+        self.signup.prune();
+        self.one_click.prune();
+        self.api.prune();
+    }
+}
+
+/// What every handler gets, behind one `Arc`: the services, and what the edges read directly.
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub tokens: TokenVerifier,
+    pub links: Links,
+    pub address_hasher: AddressHasher,
+    pub limits: Limits,
+    /// The lists the signup form offers, cached briefly.
+    pub public_lists: PublicLists,
+    pub wakeups: Arc<Wakeups>,
+    pub signup: Signups,
+    pub leaving: Leaving,
+    pub subscribers: Subscribers,
+    pub notices: Notices,
+    pub campaigns: Campaigns,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Verifies a link token (see [`TokenVerifier::verify`]).
+    pub async fn verify_token(&self, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
+        self.tokens.verify(&self.db, token, purpose).await
+    }
+
+    /// The keys links are signed and verified with now.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.tokens.keyring.current()
+    }
+
+    pub fn site(&self) -> templates::pages::SiteIdentity<'_> {
+        templates::pages::SiteIdentity {
+            org_name: self.config.identity.org_name.as_str(),
+            postal_address: &self.config.identity.postal_address,
+            contact_email: self.config.identity.contact_email.as_str(),
+        }
+    }
+}
+
+/// Verifies link tokens against the shared keyring. A key id we do not know may be a key
+/// another instance just rotated in: the keys are then reloaded from the database (at most
+/// every few seconds) and the token tried once more. Keys from `TOKEN_KEYS` are never reloaded.
+pub struct TokenVerifier {
+    keyring: SharedKeyring,
+    from_database: bool,
+    last_reload: Mutex<Option<Instant>>,
+}
+
+impl TokenVerifier {
+    pub fn new(keyring: SharedKeyring, from_database: bool) -> Self {
+        TokenVerifier {
+            keyring,
+            from_database,
+            last_reload: Mutex::new(None),
+        }
+    }
+
+    pub async fn verify(&self, db: &Db, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
+        match self.keyring.current().verify(token, purpose) {
+            Err(TokenError::UnknownKey) if self.from_database && self.reload(db).await => {
+                self.keyring.current().verify(token, purpose)
+            }
+            other => other,
+        }
+    }
+
+    async fn reload(&self, db: &Db) -> bool {
+        {
+            let mut last = self.last_reload.lock().expect("reload lock");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match keys::load(db, KeyPurpose::Token).await {
+            Ok(k) if !k.is_empty() => {
+                self.keyring.replace(Keyring::new(&k));
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading token keys failed");
+                false
+            }
+        }
+    }
+}
+
+/// A link token that did not verify: a 4xx page (or problem), never a 5xx (TK-1..4).
+pub fn token_rejected(err: TokenError) -> AppError {
+    match err {
+        TokenError::Expired => AppError::new(
+            StatusCode::GONE,
+            "This link has expired",
+            "Links in our emails work only for a limited time. Please start again.",
+        ),
+        TokenError::Invalid | TokenError::UnknownKey | TokenError::WrongPurpose => AppError::new(
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+            "The link may have been cut off or changed. Please use the link exactly as it arrived.",
+        ),
+    }
+}

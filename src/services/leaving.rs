@@ -1,0 +1,389 @@
+//! Leaving and data rights: unsubscribe (one list, or all), the preference page's changes,
+//! export (access, portability), change of address (rectification) and erasure.
+//!
+//! Every change takes effect in the database at once; the delivery worker re-checks before
+//! each send, so nothing already queued reaches someone who left (CS-7). Erasure keeps only a
+//! keyed hash of the address as a suppression (GD-3, GD-4).
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::config::SenderIdentity;
+use crate::delivery::{Payload, Wakeups};
+use crate::domain::{AddressHasher, DisplayName, EmailAddress};
+use crate::services::signup::{CONSENT_TEXT, RequestOrigin};
+use crate::store::entities::subscriber;
+use crate::store::outbox::NewOutboxMessage;
+use crate::store::subscriptions::{self, NewConsentEvent};
+use crate::store::suppressions::{self, SuppressionReason};
+use crate::store::{self, Db, Tx, begin_write, lists, policies};
+
+/// Unsubscribes, changes preferences, exports, corrects and erases.
+pub struct Leaving {
+    pub db: Db,
+    pub address_hasher: AddressHasher,
+    /// Named as the controller in exports.
+    pub identity: SenderIdentity,
+    pub wakeups: Arc<Wakeups>,
+}
+
+fn event(subscriber_id: i64, list_id: i64, kind: &'static str, origin: &RequestOrigin) -> NewConsentEvent {
+    NewConsentEvent {
+        subscriber_id,
+        list_id: Some(list_id),
+        kind,
+        source: origin.source.clone(),
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        ..Default::default()
+    }
+}
+
+/// Leaves these subscriptions (those not left already); records one event per list.
+async fn leave(
+    tx: &Tx,
+    subscriber_id: i64,
+    list_ids: &[i64],
+    origin: &RequestOrigin,
+) -> Result<u64, store::Error> {
+    let mut changed = 0;
+    for &list_id in list_ids {
+        if subscriptions::leave(tx, subscriber_id, list_id).await? {
+            changed += 1;
+            subscriptions::record_consent(tx, event(subscriber_id, list_id, "unsubscribe", origin)).await?;
+        }
+    }
+    Ok(changed)
+}
+
+impl Leaving {
+    /// One-click unsubscribe from one list (LU-3, LU-4). Idempotent (LU-7); a person already
+    /// erased is simply not subscribed. Returns the list's name when it exists.
+    pub async fn unsubscribe(
+        &self,
+        subscriber_uuid: uuid::Uuid,
+        list_id: i64,
+        origin: RequestOrigin,
+    ) -> Result<Option<String>, store::Error> {
+        let list_name = lists::by_ids(&self.db, vec![list_id])
+            .await?
+            .pop()
+            .map(|l| l.name);
+        let tx = begin_write(&self.db).await?;
+        if let Some(s) = subscriptions::subscriber_by_uuid(&tx, subscriber_uuid).await? {
+            leave(&tx, s.id, &[list_id], &origin).await?;
+        }
+        tx.commit().await?;
+        Ok(list_name)
+    }
+
+    /// Leaves every list, and remembers the address as opted out even beyond retention (CS-11).
+    pub async fn unsubscribe_all(
+        &self,
+        subscriber: &subscriber::Model,
+        origin: RequestOrigin,
+    ) -> Result<(), store::Error> {
+        let tx = begin_write(&self.db).await?;
+        let ids: Vec<i64> = subscriptions::of_subscriber(&tx, subscriber.id)
+            .await?
+            .into_iter()
+            .map(|s| s.list_id)
+            .collect();
+        leave(&tx, subscriber.id, &ids, &origin).await?;
+        if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+            suppressions::add(
+                &tx,
+                &self.address_hasher.hash(&email),
+                SuppressionReason::Unsubscribed,
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The preference form: keep the ticked lists, leave the others, and (re)join ticked lists.
+    /// Joining here is a fresh opt-in by the mailbox's owner (the link came by email), recorded
+    /// with the consent text (CS-11).
+    pub async fn set_lists(
+        &self,
+        subscriber: &subscriber::Model,
+        wanted: &[i64],
+        name: Option<Option<DisplayName>>,
+        origin: RequestOrigin,
+    ) -> Result<(), store::Error> {
+        let policy = policies::in_force(&self.db, store::now())
+            .await?
+            .map(|p| p.version);
+        let tx = begin_write(&self.db).await?;
+        let current = subscriptions::of_subscriber(&tx, subscriber.id).await?;
+        let to_leave: Vec<i64> = current
+            .iter()
+            .filter(|s| s.status != "unsubscribed" && !wanted.contains(&s.list_id))
+            .map(|s| s.list_id)
+            .collect();
+        leave(&tx, subscriber.id, &to_leave, &origin).await?;
+        let mut joined = false;
+        for &list_id in wanted {
+            let existing = current.iter().find(|s| s.list_id == list_id);
+            if existing.is_some_and(|s| s.status == "confirmed") {
+                continue;
+            }
+            subscriptions::join_confirmed(&tx, subscriber.id, list_id, existing.map(|s| s.id)).await?;
+            let mut e = event(subscriber.id, list_id, "resubscribe", &origin);
+            e.policy_version = policy.clone();
+            e.consent_text = Some(CONSENT_TEXT.to_owned());
+            subscriptions::record_consent(&tx, e).await?;
+            joined = true;
+        }
+        if joined && let Ok(email) = EmailAddress::parse(&subscriber.email) {
+            suppressions::lift(
+                &tx,
+                &self.address_hasher.hash(&email),
+                &[SuppressionReason::Unsubscribed],
+            )
+            .await?;
+        }
+        if let Some(name) = name {
+            subscriptions::set_name(&tx, subscriber.id, name.as_ref().map(DisplayName::as_str)).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Erases the person at once (GD-3): subscriber, subscriptions, consent evidence, pending
+    /// changes and every outbox row naming them go; only the keyed hash of the address stays, as a
+    /// suppression (GD-4), so imports and API adds cannot bring it back.
+    pub async fn erase(&self, subscriber: &subscriber::Model) -> Result<(), store::Error> {
+        let tx = begin_write(&self.db).await?;
+        if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+            suppressions::add(&tx, &self.address_hasher.hash(&email), SuppressionReason::Erased).await?;
+        }
+        subscriptions::delete_subscriber(&tx, subscriber).await?;
+        tx.commit().await?;
+        tracing::info!("a subscriber was erased on request");
+        Ok(())
+    }
+
+    /// Queues an email with a link to the export (GD-1: only through the person's own mailbox).
+    pub async fn request_export(&self, subscriber: &subscriber::Model) -> Result<(), store::Error> {
+        let payload = Payload::ExportLink;
+        store::outbox::enqueue(
+            &self.db,
+            NewOutboxMessage {
+                kind: payload.kind(),
+                subscriber_id: Some(subscriber.id),
+                recipient: subscriber.email.clone(),
+                payload: serde_json::to_value(&payload).expect("payload serializes"),
+                dedupe_key: None,
+            },
+        )
+        .await?;
+        self.wakeups.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Everything held about the person, machine readable (GD-1, Art. 15 and 20).
+    pub async fn export(&self, subscriber: &subscriber::Model) -> Result<serde_json::Value, store::Error> {
+        let lists: std::collections::HashMap<i64, _> = lists::all(&self.db)
+            .await?
+            .into_iter()
+            .map(|l| (l.id, l))
+            .collect();
+        let list_slug = |id: Option<i64>| id.and_then(|id| lists.get(&id)).map(|l| l.slug.clone());
+        let records = subscriptions::records_of(&self.db, subscriber.id).await?;
+        let (subs, events, messages, campaign_messages) = (
+            &records.subscriptions,
+            &records.consent_events,
+            &records.messages,
+            &records.campaign_messages,
+        );
+        Ok(json!({
+            "exported_at": rfc3339(store::now()),
+            "controller": {
+                "name": self.identity.org_name.as_str(),
+                "postal_address": self.identity.postal_address,
+                "contact": self.identity.contact_email.as_str(),
+            },
+            "subscriber": {
+                "email": subscriber.email,
+                "name": subscriber.name,
+                "created_at": rfc3339(subscriber.created_at),
+                "updated_at": rfc3339(subscriber.updated_at),
+            },
+            "subscriptions": subs.iter().map(|s| json!({
+                "list": list_slug(Some(s.list_id)),
+                "list_name": lists.get(&s.list_id).map(|l| l.name.clone()),
+                "status": s.status,
+                "created_at": rfc3339(s.created_at),
+                "confirmed_at": s.confirmed_at.map(rfc3339),
+                "unsubscribed_at": s.unsubscribed_at.map(rfc3339),
+            })).collect::<Vec<_>>(),
+            "consent_events": events.iter().map(|e| json!({
+                "kind": e.kind,
+                "list": list_slug(e.list_id),
+                "occurred_at": rfc3339(e.occurred_at),
+                "source": e.source,
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "policy_version": e.policy_version,
+                "consent_text": e.consent_text,
+                "detail": e.detail.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok()),
+            })).collect::<Vec<_>>(),
+            "messages": messages.iter().map(|m| json!({
+                "kind": m.kind,
+                "status": m.status,
+                "queued_at": rfc3339(m.created_at),
+                "sent_at": m.sent_at.map(rfc3339),
+                "message_id": m.message_id,
+            })).chain(campaign_messages.iter().map(|m| json!({
+                "kind": "campaign",
+                "subject": m.subject,
+                "status": m.status,
+                "sent_at": m.sent_at.map(rfc3339),
+                "message_id": m.message_id,
+            }))).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Starts a change of address: nothing changes until the new address confirms (GD-2).
+    pub async fn request_address_change(
+        &self,
+        subscriber: &subscriber::Model,
+        new_email: &EmailAddress,
+    ) -> Result<(), store::Error> {
+        let change = uuid::Uuid::new_v4();
+        let tx = begin_write(&self.db).await?;
+        subscriptions::insert_address_change(&tx, change, subscriber.id, new_email).await?;
+        let payload = Payload::AddressChange { change };
+        store::outbox::enqueue(
+            &tx,
+            NewOutboxMessage {
+                kind: payload.kind(),
+                subscriber_id: Some(subscriber.id),
+                recipient: new_email.to_string(),
+                payload: serde_json::to_value(&payload).expect("payload serializes"),
+                dedupe_key: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.wakeups.outbox.notify_one();
+        Ok(())
+    }
+
+    pub async fn apply_address_change(
+        &self,
+        change: uuid::Uuid,
+        origin: RequestOrigin,
+    ) -> Result<AddressChangeOutcome, store::Error> {
+        let tx = begin_write(&self.db).await?;
+        let Some(row) = subscriptions::address_change_by_uuid(&tx, change).await? else {
+            return Ok(AddressChangeOutcome::Gone);
+        };
+        let Ok(new_email) = EmailAddress::parse(&row.new_email) else {
+            return Ok(AddressChangeOutcome::Gone);
+        };
+        if subscriptions::subscriber_by_email(&tx, &new_email)
+            .await?
+            .is_some_and(|s| s.id != row.subscriber_id)
+        {
+            return Ok(AddressChangeOutcome::Taken);
+        }
+        let hash = self.address_hasher.hash(&new_email);
+        subscriptions::apply_address_change(&tx, &row, &new_email, &hash).await?;
+        subscriptions::record_consent(
+            &tx,
+            NewConsentEvent {
+                subscriber_id: row.subscriber_id,
+                kind: "address_change",
+                source: origin.source,
+                ip: origin.ip,
+                user_agent: origin.user_agent,
+                ..Default::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(AddressChangeOutcome::Changed)
+    }
+
+    /// An opt-out received by other means (mail, phone: "or by contacting us"), recorded by an
+    /// operator. Without lists it leaves everything and suppresses the address, known or not, so
+    /// nothing can bring it back; the caller learns nothing about whether the address was known.
+    pub async fn unsubscribe_by_address(
+        &self,
+        email: &EmailAddress,
+        list_ids: Option<&[i64]>,
+        source: &str,
+    ) -> Result<(), store::Error> {
+        let origin = RequestOrigin {
+            ip: None,
+            user_agent: None,
+            source: source.to_owned(),
+        };
+        let tx = begin_write(&self.db).await?;
+        let subscriber = subscriptions::subscriber_by_email(&tx, email).await?;
+        match list_ids {
+            Some(ids) => {
+                if let Some(s) = &subscriber {
+                    leave(&tx, s.id, ids, &origin).await?;
+                }
+            }
+            None => {
+                if let Some(s) = &subscriber {
+                    let ids: Vec<i64> = subscriptions::of_subscriber(&tx, s.id)
+                        .await?
+                        .into_iter()
+                        .map(|x| x.list_id)
+                        .collect();
+                    leave(&tx, s.id, &ids, &origin).await?;
+                }
+                suppressions::add(
+                    &tx,
+                    &self.address_hasher.hash(email),
+                    SuppressionReason::Unsubscribed,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(source, "an opt-out was recorded by an operator");
+        Ok(())
+    }
+
+    /// Records agreement to a material policy version (from the notice's link).
+    pub async fn agree(
+        &self,
+        subscriber: &subscriber::Model,
+        version: &str,
+        origin: RequestOrigin,
+    ) -> Result<(), store::Error> {
+        subscriptions::record_consent(
+            &self.db,
+            NewConsentEvent {
+                subscriber_id: subscriber.id,
+                kind: "agree",
+                source: origin.source,
+                ip: origin.ip,
+                user_agent: origin.user_agent,
+                policy_version: Some(version.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChangeOutcome {
+    Changed,
+    /// The new address already belongs to another subscriber.
+    Taken,
+    /// Already applied, or the person is gone.
+    Gone,
+}

@@ -1,0 +1,153 @@
+//! Adding people by API or import. Consent is evidence, not a flag: a subscriber is added as
+//! confirmed only with when and where consent was given (CS-3); otherwise they are made pending
+//! and sent a confirmation, or refused. An address that was suppressed, erased or opted out is
+//! never brought back this way (CS-10, CS-11): only a fresh confirmed opt-in can do that.
+
+use std::sync::Arc;
+
+use crate::config::SignupConfig;
+use crate::delivery::Wakeups;
+use crate::domain::{AddressHasher, DisplayName, EmailAddress};
+use crate::services::signup::queue_confirmation;
+use crate::store::entities::list;
+use crate::store::subscriptions::{self, NewConsentEvent};
+use crate::store::{self, Db, Tx, begin_write, suppressions};
+
+/// Adds people by API or import.
+pub struct Subscribers {
+    pub db: Db,
+    pub address_hasher: AddressHasher,
+    pub signup: SignupConfig,
+    pub wakeups: Arc<Wakeups>,
+}
+
+/// A person to add, with the evidence of their consent.
+pub struct PersonToAdd {
+    pub email: EmailAddress,
+    pub name: Option<DisplayName>,
+    pub consent: Consent,
+}
+
+/// How an added person's consent stands.
+#[derive(Debug, Clone)]
+pub enum Consent {
+    /// Consent was given elsewhere, at this time, through this source.
+    Evidence {
+        consented_at: time::OffsetDateTime,
+        source: String,
+    },
+    /// No evidence: make them pending and send a confirmation.
+    AskByEmail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// Subscribed (or made pending) to at least one list.
+    Added,
+    /// Already subscribed or pending on every list.
+    AlreadyThere,
+    /// Suppressed (bounce, complaint, erasure, unsubscribe from all): left alone.
+    Suppressed,
+    /// Opted out of a list: left alone there.
+    OptedOut,
+}
+
+impl Subscribers {
+    /// Adds one person to `lists` through the API.
+    pub async fn add_one(
+        &self,
+        person: &PersonToAdd,
+        lists: &[list::Model],
+    ) -> Result<AddOutcome, store::Error> {
+        let tx = begin_write(&self.db).await?;
+        let outcome = self.add(&tx, person, lists, "api_add").await?;
+        tx.commit().await?;
+        self.wakeups.outbox.notify_one();
+        Ok(outcome)
+    }
+
+    /// Imports people into one list in one transaction; one outcome per person, in order.
+    pub async fn import(
+        &self,
+        people: &[PersonToAdd],
+        list: &list::Model,
+    ) -> Result<Vec<AddOutcome>, store::Error> {
+        let tx = begin_write(&self.db).await?;
+        let mut outcomes = Vec::with_capacity(people.len());
+        for person in people {
+            outcomes.push(
+                self.add(&tx, person, std::slice::from_ref(list), "import")
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        self.wakeups.outbox.notify_one();
+        Ok(outcomes)
+    }
+
+    /// Adds one person inside the caller's transaction. `channel` names the route in the consent
+    /// ledger (`api_add` or `import`).
+    async fn add(
+        &self,
+        tx: &Tx,
+        person: &PersonToAdd,
+        lists: &[list::Model],
+        channel: &'static str,
+    ) -> Result<AddOutcome, store::Error> {
+        let PersonToAdd { email, name, consent } = person;
+        let name = name.as_ref();
+        let hash = self.address_hasher.hash(email);
+        if suppressions::reason(tx, &hash).await?.is_some() {
+            return Ok(AddOutcome::Suppressed);
+        }
+        let subscriber = subscriptions::upsert_subscriber(tx, email, &hash, name).await?;
+        let existing = subscriptions::of_subscriber(tx, subscriber.id).await?;
+        let now_ms = store::now_ms();
+        let (mut added, mut opted_out) = (false, false);
+        for list in lists {
+            match existing
+                .iter()
+                .find(|s| s.list_id == list.id)
+                .map(|s| s.status.as_str())
+            {
+                Some("unsubscribed") => {
+                    opted_out = true;
+                    continue;
+                }
+                Some("confirmed") => continue,
+                Some("pending") if matches!(consent, Consent::AskByEmail) => continue,
+                _ => {}
+            }
+            let event = match consent {
+                Consent::Evidence { consented_at, source } => NewConsentEvent {
+                    subscriber_id: subscriber.id,
+                    list_id: Some(list.id),
+                    kind: channel,
+                    source: source.clone(),
+                    occurred_at: Some(*consented_at),
+                    detail: Some(serde_json::json!({ "recorded_at_ms": now_ms })),
+                    ..Default::default()
+                },
+                Consent::AskByEmail => NewConsentEvent {
+                    subscriber_id: subscriber.id,
+                    list_id: Some(list.id),
+                    kind: channel,
+                    source: format!("{channel}:confirmation-requested"),
+                    ..Default::default()
+                },
+            };
+            let confirmed = matches!(consent, Consent::Evidence { .. });
+            subscriptions::add_subscription(tx, subscriber.id, list.id, confirmed, now_ms).await?;
+            subscriptions::record_consent(tx, event).await?;
+            added = true;
+        }
+        if added && matches!(consent, Consent::AskByEmail) {
+            queue_confirmation(&self.signup, tx, subscriber.id, email, now_ms).await?;
+        }
+        Ok(match (added, opted_out) {
+            (true, _) => AddOutcome::Added,
+            (false, true) => AddOutcome::OptedOut,
+            (false, false) => AddOutcome::AlreadyThere,
+        })
+    }
+}

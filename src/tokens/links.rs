@@ -1,0 +1,118 @@
+//! The links a recipient gets: one-click unsubscribe for a list (RFC 8058; the URI alone names
+//! the recipient and the list, LU-4), the preference page, and the single-purpose links of
+//! confirmations and data-rights emails. Each carries a signed token with opaque ids only
+//! (TK-6); unsubscribe and preference links keep working for months and across key rotation
+//! (CS-8).
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{Purpose, SharedKeyring};
+
+/// How long a preference link works (at least the 60 days of CS-8).
+pub const MANAGE_TTL: Duration = Duration::from_secs(180 * 86_400);
+/// How long an export download link works.
+pub const EXPORT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long the agreement link of a material policy change works.
+pub const AGREE_TTL: Duration = Duration::from_secs(365 * 86_400);
+/// How long an address-change confirmation works.
+pub const ADDRESS_CHANGE_TTL: Duration = Duration::from_secs(48 * 3600);
+
+/// Issues signed links under `PUBLIC_URL` with the keyring's current signing key.
+#[derive(Clone)]
+pub struct Links {
+    keyring: SharedKeyring,
+    base: Url,
+}
+
+impl Links {
+    pub fn new(keyring: SharedKeyring, base: Url) -> Self {
+        Links { keyring, base }
+    }
+
+    /// A page under `PUBLIC_URL` (no token).
+    pub fn page(&self, path: &str) -> Url {
+        self.base
+            .join(path)
+            .expect("PUBLIC_URL joins with a relative path")
+    }
+
+    fn signed(
+        &self,
+        path: &str,
+        purpose: Purpose,
+        sub: &str,
+        aux: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Url {
+        let token = self.keyring.current().issue(purpose, sub, aux, ttl);
+        self.page(&format!("{path}/{token}"))
+    }
+
+    /// Never expires: an unsubscribe link must work whenever the email is read.
+    pub fn unsubscribe(&self, subscriber: uuid::Uuid, list_id: i64) -> Url {
+        let list = list_id.to_string();
+        self.signed(
+            "unsubscribe",
+            Purpose::Unsubscribe,
+            &subscriber.to_string(),
+            Some(&list),
+            None,
+        )
+    }
+
+    pub fn preferences(&self, subscriber: uuid::Uuid) -> Url {
+        self.signed(
+            "preferences",
+            Purpose::Manage,
+            &subscriber.to_string(),
+            None,
+            Some(MANAGE_TTL),
+        )
+    }
+
+    pub fn export(&self, subscriber: uuid::Uuid) -> Url {
+        self.signed(
+            "export",
+            Purpose::Export,
+            &subscriber.to_string(),
+            None,
+            Some(EXPORT_TTL),
+        )
+    }
+
+    /// Agreement to a material policy version.
+    pub fn agree(&self, subscriber: uuid::Uuid, policy_id: i64) -> Url {
+        let policy = policy_id.to_string();
+        self.signed(
+            "agree",
+            Purpose::Agree,
+            &subscriber.to_string(),
+            Some(&policy),
+            Some(AGREE_TTL),
+        )
+    }
+
+    pub fn address_change(&self, change: uuid::Uuid) -> Url {
+        self.signed(
+            "change-address",
+            Purpose::ChangeAddress,
+            &change.to_string(),
+            None,
+            Some(ADDRESS_CHANGE_TTL),
+        )
+    }
+
+    /// Confirms what the subscriber has pending at `issued_ms` (OI-10), for `ttl` (OI-5).
+    pub fn confirm(&self, subscriber: uuid::Uuid, issued_ms: i64, ttl: Duration) -> Url {
+        let issued = issued_ms.to_string();
+        self.signed(
+            "confirm",
+            Purpose::Confirm,
+            &subscriber.to_string(),
+            Some(&issued),
+            Some(ttl),
+        )
+    }
+}
