@@ -1,0 +1,476 @@
+//! Snapshots of every kind of email the service sends, each triggered through the running app
+//! and taken as the SMTP sink received it: the headers a recipient sees that do not change from
+//! one send to the next, the decoded text part and the decoded HTML part. What does change
+//! (link tokens, the confirmation's expiry time, ids) is redacted; Date, Message-ID and the DKIM
+//! signature are left out.
+//!
+//! A change to what recipients see fails here with a diff against `tests/snapshots/`. Review
+//! it, then accept it with `cargo insta review` (or `INSTA_UPDATE=always cargo test --test
+//! emails` and read `git diff tests/snapshots/`).
+
+mod common;
+
+use std::fmt::Write as _;
+
+use common::flows::{WAIT, add_list, link_in, text_of};
+use common::smtp_sink::Captured;
+use common::{Spawn, TestApp, header_values, spawn};
+use mail_parser::{Address, MessageParser, MimeHeaders};
+use reqwest::StatusCode;
+
+/// What varies from run to run, and what stands in for it in the snapshots.
+const REDACTIONS: &[(&str, &str)] = &[
+    // Signed link tokens (JWTs: three base64url parts; their header always starts `eyJ`).
+    (r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", "[token]"),
+    // The confirmation link's expiry: a day after the send.
+    (
+        r"\b\d{2} (?:January|February|March|April|May|June|July|August|September|October|November|December) \d{4}, \d{2}:\d{2} UTC",
+        "[expiry]",
+    ),
+    (
+        r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+        "[uuid]",
+    ),
+];
+
+async fn app() -> TestApp {
+    let app = spawn(Spawn {
+        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
+        ..Default::default()
+    })
+    .await;
+    add_list(&app, "news", "Weekly News").await;
+    add_list(&app, "offers", "Special Offers").await;
+    app
+}
+
+/// The first message to `to` among those that arrive after the first `after`.
+async fn message_to(app: &TestApp, after: usize, to: &str) -> Captured {
+    let mut wanted = after + 1;
+    loop {
+        let messages = app.sink.wait_for(wanted, WAIT).await;
+        if let Some(m) = messages[after..].iter().find(|m| m.rcpt_to == [to]) {
+            return m.clone();
+        }
+        wanted = messages.len() + 1;
+    }
+}
+
+/// Signs `email` up to `lists` through the form's JSON, with a name; returns the confirmation
+/// email as received.
+async fn sign_up(app: &TestApp, email: &str, name: &str, lists: &[&str]) -> Captured {
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url("/subscribe"))
+        .json(&serde_json::json!({
+            "email": email, "name": name, "list": lists, "consent": true, "age_confirmed": true
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    message_to(app, before, email).await
+}
+
+/// Signs up and confirms through HTTP and the sink; returns the subscriber's uuid.
+async fn subscriber(app: &TestApp, email: &str, name: &str, lists: &[&str]) -> uuid::Uuid {
+    let confirmation = sign_up(app, email, name, lists).await;
+    let link = link_in(&text_of(&confirmation), "/confirm/");
+    assert_eq!(
+        app.http.post(app.url(&link)).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    letterhead::store::subscriptions::subscriber_by_email(
+        &app.state.db,
+        &letterhead::domain::EmailAddress::parse(email).unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("the subscriber exists")
+    .uuid
+}
+
+async fn api_post(app: &TestApp, key: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "POST {path}: {}", res.status());
+    res.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+const CAMPAIGN_MARKDOWN: &str = "# Hello {{ name }}\n\n\
+This week in **{{ list_name }}**: three things worth reading.\n\n\
+- A short history of the postcard\n\
+- Why *plain text* still matters\n\
+- Letters from readers\n\n\
+[Your preferences]({{ preferences_url }}) · [Leave {{ list_name }}]({{ unsubscribe_url }})";
+
+/// A draft campaign to the `news` list; returns its id.
+async fn draft(app: &TestApp, key: &str, body: serde_json::Value) -> i64 {
+    api_post(app, key, "/api/v1/campaigns", body).await["id"]
+        .as_i64()
+        .expect("the campaign's id")
+}
+
+fn addresses(address: Option<&Address<'_>>) -> Vec<String> {
+    address
+        .map(|a| {
+            a.iter()
+                .map(|addr| match (addr.name(), addr.address()) {
+                    (Some(name), Some(email)) => format!("{name} <{email}>"),
+                    (None, Some(email)) => email.to_owned(),
+                    (name, None) => format!("{} <>", name.unwrap_or_default()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a recipient sees of `m`: the envelope, the headers that do not vary (decoded), the
+/// text part and the HTML part (decoded; the HTML broken into lines between adjacent tags).
+fn seen(m: &Captured) -> String {
+    let raw = m.text();
+    let parsed = MessageParser::default()
+        .parse(&m.data)
+        .expect("a message that parses");
+    let mut out = String::new();
+    let mut header = |name: &str, values: Vec<String>| {
+        if values.is_empty() {
+            writeln!(out, "{name}: (none)").unwrap();
+        }
+        for v in values {
+            writeln!(out, "{name}: {v}").unwrap();
+        }
+    };
+    header("Envelope-From", vec![m.mail_from.clone()]);
+    header("Envelope-To", m.rcpt_to.clone());
+    header("From", addresses(parsed.from()));
+    header("Sender", addresses(parsed.sender()));
+    header("Reply-To", addresses(parsed.reply_to()));
+    header("To", addresses(parsed.to()));
+    header(
+        "Subject",
+        parsed.subject().map(str::to_owned).into_iter().collect(),
+    );
+    for name in [
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "MIME-Version",
+    ] {
+        header(name, header_values(&raw, name));
+    }
+    let content_type = |ct: Option<&mail_parser::ContentType<'_>>| {
+        ct.map(|ct| {
+            let mut s = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default());
+            if let Some(charset) = ct.attribute("charset") {
+                write!(s, "; charset={charset}").unwrap();
+            }
+            s
+        })
+        .unwrap_or_else(|| "(none)".into())
+    };
+    header("Content-Type", vec![content_type(parsed.content_type())]);
+
+    assert_eq!(
+        (
+            parsed.text_body.len(),
+            parsed.html_body.len(),
+            parsed.attachments.len()
+        ),
+        (1, 1, 0),
+        "one text part, one HTML part, nothing attached"
+    );
+    let text_part = &parsed.parts[parsed.text_body[0] as usize];
+    let html_part = &parsed.parts[parsed.html_body[0] as usize];
+    let (text_type, html_type) = (
+        content_type(text_part.content_type()),
+        content_type(html_part.content_type()),
+    );
+    assert!(text_type.starts_with("text/plain"), "{text_type}");
+    assert!(html_type.starts_with("text/html"), "{html_type}");
+    write!(
+        out,
+        "\n----- {text_type} -----\n{}\n----- {html_type} -----\n{}\n",
+        parsed.body_text(0).unwrap().trim_end(),
+        // A line break between adjacent tags, so that a diff points at the element that changed.
+        parsed.body_html(0).unwrap().trim_end().replace("><", ">\n<")
+    )
+    .unwrap();
+    out
+}
+
+/// Snapshots what the recipient of `m` sees, with what varies redacted.
+fn assert_email(app: &TestApp, name: &str, description: &str, m: &Captured) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_description(description);
+    settings.set_omit_expression(true);
+    for (pattern, replacement) in REDACTIONS {
+        settings.add_filter(pattern, *replacement);
+    }
+    // The app's own address (its port changes every run), should a link ever be built from it
+    // rather than from PUBLIC_URL.
+    settings.add_filter(&app.base.replace('.', r"\."), "[listen address]");
+    settings.bind(|| insta::assert_snapshot!(name, seen(m)));
+}
+
+/// The double opt-in email (OI-4), after a signup to two lists through `POST /subscribe`.
+#[tokio::test]
+async fn signup_confirmation() {
+    let app = app().await;
+    let m = sign_up(&app, "zoe@example.org", "Zoë Reader", &["news", "offers"]).await;
+    assert_email(
+        &app,
+        "signup_confirmation",
+        "Signup to two lists (POST /subscribe): the double opt-in email",
+        &m,
+    );
+}
+
+/// A campaign written in markdown, as a subscriber gets it (`POST /api/v1/campaigns/{id}/send`).
+#[tokio::test]
+async fn campaign_message() {
+    let app = app().await;
+    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let key = app.create_api_key().await;
+    let id = draft(
+        &app,
+        &key,
+        serde_json::json!({
+            "subject": "This week: postcards, plain text — and you ✉",
+            "lists": ["news"],
+            "markdown": CAMPAIGN_MARKDOWN,
+        }),
+    )
+    .await;
+    let before = app.sink.messages().len();
+    api_post(
+        &app,
+        &key,
+        &format!("/api/v1/campaigns/{id}/send"),
+        serde_json::json!({}),
+    )
+    .await;
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "campaign_message",
+        "A markdown campaign sent to a confirmed subscriber of its list",
+        &m,
+    );
+}
+
+/// A campaign written as HTML and text, from another sender on the domain.
+#[tokio::test]
+async fn campaign_message_from_html_and_text() {
+    let app = app().await;
+    subscriber(&app, "zoe@example.org", "Zoë Reader", &["offers"]).await;
+    let key = app.create_api_key().await;
+    let id = draft(
+        &app,
+        &key,
+        serde_json::json!({
+            "subject": "Two offers this week",
+            "lists": ["offers"],
+            "from": "editor@example.com",
+            "html": "<h1>Offers for {{ name }}</h1><p>Half price on <em>everything</em> in {{ list_name }}.</p><p><a href=\"{{ unsubscribe_url }}\">No more offers</a></p>",
+            "text": "Offers for {{ name }}\n\nHalf price on everything in {{ list_name }}.\n\nNo more offers: {{ unsubscribe_url }}",
+        }),
+    )
+    .await;
+    let before = app.sink.messages().len();
+    api_post(
+        &app,
+        &key,
+        &format!("/api/v1/campaigns/{id}/send"),
+        serde_json::json!({}),
+    )
+    .await;
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "campaign_message_from_html_and_text",
+        "An HTML-and-text campaign with its own sender, sent to a confirmed subscriber",
+        &m,
+    );
+}
+
+/// A campaign's test send to a team test recipient (`POST /api/v1/campaigns/{id}/test`).
+#[tokio::test]
+async fn campaign_test_send() {
+    let app = app().await;
+    let key = app.create_api_key().await;
+    api_post(
+        &app,
+        &key,
+        "/api/v1/test-recipients",
+        serde_json::json!({"email": "team@example.org"}),
+    )
+    .await;
+    let id = draft(
+        &app,
+        &key,
+        serde_json::json!({
+            "subject": "This week: postcards, plain text — and you ✉",
+            "lists": ["news"],
+            "markdown": CAMPAIGN_MARKDOWN,
+        }),
+    )
+    .await;
+    let before = app.sink.messages().len();
+    api_post(
+        &app,
+        &key,
+        &format!("/api/v1/campaigns/{id}/test"),
+        serde_json::json!({"to": ["team@example.org"]}),
+    )
+    .await;
+    let m = message_to(&app, before, "team@example.org").await;
+    assert_email(
+        &app,
+        "campaign_test_send",
+        "A markdown campaign's test send to a team test recipient",
+        &m,
+    );
+}
+
+fn policy(material: bool) -> serde_json::Value {
+    serde_json::json!({
+        "version": if material { "2026-12-m" } else { "2026-12" },
+        "effective_at": "2026-12-01T00:00:00Z",
+        "summary": "We now keep server logs for 30 days instead of 90.\n\nWe no longer use an analytics service.",
+        "url": "https://example.com/privacy/2026-12",
+        "material": material,
+    })
+}
+
+/// The notice of a new privacy policy version (CS-12, CS-13), `POST /api/v1/policies`.
+#[tokio::test]
+async fn policy_notice() {
+    let app = app().await;
+    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let key = app.create_api_key().await;
+    let before = app.sink.messages().len();
+    api_post(&app, &key, "/api/v1/policies", policy(false)).await;
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "policy_notice",
+        "The notice of a new privacy policy version (not material)",
+        &m,
+    );
+}
+
+/// The notice of a material policy change: it asks for agreement.
+#[tokio::test]
+async fn policy_notice_material() {
+    let app = app().await;
+    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let key = app.create_api_key().await;
+    let before = app.sink.messages().len();
+    api_post(&app, &key, "/api/v1/policies", policy(true)).await;
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "policy_notice_material",
+        "The notice of a material privacy policy change, with the link to agree",
+        &m,
+    );
+}
+
+/// A data breach notice, `POST /api/v1/notices/breach`.
+#[tokio::test]
+async fn breach_notice() {
+    let app = app().await;
+    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let key = app.create_api_key().await;
+    let before = app.sink.messages().len();
+    api_post(
+        &app,
+        &key,
+        "/api/v1/notices/breach",
+        serde_json::json!({
+            "subject": "Important: a security incident — what it means for you",
+            "body": "On 1 November an attacker read our subscriber list: names and email addresses.\n\n\
+                     We closed the hole the same day & reset every key. <You> need not do anything.",
+            "affected": "all",
+        }),
+    )
+    .await;
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "breach_notice",
+        "A data breach notice to everyone affected",
+        &m,
+    );
+}
+
+/// The link to a data export (GD-1), from the preference page's button.
+#[tokio::test]
+async fn export_link() {
+    let app = app().await;
+    let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let prefs = app.state.preferences_url(zoe).path().to_owned();
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/export")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let m = message_to(&app, before, "zoe@example.org").await;
+    assert_email(
+        &app,
+        "export_link",
+        "The data export link, asked for on the preference page",
+        &m,
+    );
+}
+
+/// The confirmation of a new address (GD-2), sent to the new address from the preference page.
+#[tokio::test]
+async fn address_change() {
+    let app = app().await;
+    let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let prefs = app.state.preferences_url(zoe).path().to_owned();
+    let before = app.sink.messages().len();
+    let res = app
+        .http
+        .post(app.url(&format!("{prefs}/address")))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("email=zoe.new%40example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let m = message_to(&app, before, "zoe.new@example.org").await;
+    assert_email(
+        &app,
+        "address_change",
+        "The confirmation of a change of address, sent to the new address",
+        &m,
+    );
+}
+
+/// The operator's test message (`letterhead send-test --to ADDRESS`).
+#[tokio::test]
+async fn operator_test_message() {
+    let app = app().await;
+    let before = app.sink.messages().len();
+    app.run_cli(&["send-test", "--to", "operator@example.org"]);
+    let m = message_to(&app, before, "operator@example.org").await;
+    assert_email(
+        &app,
+        "operator_test_message",
+        "The operator's check of the mail set-up (letterhead send-test)",
+        &m,
+    );
+}
