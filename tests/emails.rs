@@ -417,7 +417,7 @@ async fn breach_notice() {
 async fn export_link() {
     let app = app().await;
     let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
-    let prefs = app.state.preferences_url(zoe).path().to_owned();
+    let prefs = app.state.links.preferences(zoe).path().to_owned();
     let before = app.sink.messages().len();
     let res = app
         .http
@@ -440,7 +440,7 @@ async fn export_link() {
 async fn address_change() {
     let app = app().await;
     let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
-    let prefs = app.state.preferences_url(zoe).path().to_owned();
+    let prefs = app.state.links.preferences(zoe).path().to_owned();
     let before = app.sink.messages().len();
     let res = app
         .http
