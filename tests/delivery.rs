@@ -406,22 +406,17 @@ async fn two_instances_share_the_outbox_without_duplicates() {
     first.stop().await;
 }
 
-/// A relay that is down: the message waits and is delivered when the relay is back.
-#[tokio::test]
-async fn a_relay_that_is_down_delays_delivery_and_loses_nothing() {
-    // Reserve a port, then close it: nothing listens there yet.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let app = spawn(Spawn {
-        overrides: vec![("MAIL_TRANSPORT", format!("smtp://127.0.0.1:{port}"))],
-        ..Default::default()
-    })
-    .await;
-    queue_test_message(&app, "patient@example.org").await;
+/// A port nothing listens on (reserved, then closed).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Queues a message for a relay that cannot be reached and waits until its first try was
+/// deferred without spending an attempt on the outage; nothing has failed.
+async fn queue_while_the_relay_is_down(app: &common::TestApp, to: &str) {
+    queue_test_message(app, to).await;
     app.wait_until(
-        // Tried and deferred, without spending an attempt on the outage.
         "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND last_error IS NOT NULL AND attempts = 0",
         1,
         WAIT,
@@ -432,10 +427,35 @@ async fn a_relay_that_is_down_delays_delivery_and_loses_nothing() {
             .await,
         0
     );
+}
+
+/// A relay that is down: the message waits and is delivered when the relay is back.
+#[tokio::test]
+async fn a_relay_that_is_down_delays_delivery_and_loses_nothing() {
+    let port = closed_port();
+    let app = spawn(Spawn {
+        overrides: vec![("MAIL_TRANSPORT", format!("smtp://127.0.0.1:{port}"))],
+        ..Default::default()
+    })
+    .await;
+    queue_while_the_relay_is_down(&app, "patient@example.org").await;
     // The relay comes back on its address: the retry delivers without anyone's help.
     let relay = common::SmtpSink::start_on(port).await;
     let msgs = relay.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["patient@example.org".to_string()]);
+}
+
+/// The same over implicit TLS (`smtps://`): an unreachable relay is an outage, not a failure
+/// of the message, whichever SMTP transport meets it.
+#[tokio::test]
+async fn a_relay_that_is_down_over_implicit_tls_spends_no_attempts() {
+    let port = closed_port();
+    let app = spawn(Spawn {
+        overrides: vec![("MAIL_TRANSPORT", format!("smtps://127.0.0.1:{port}"))],
+        ..Default::default()
+    })
+    .await;
+    queue_while_the_relay_is_down(&app, "patient@example.org").await;
 }
 
 /// Graceful shutdown lets the worker finish what it holds.

@@ -155,7 +155,7 @@ impl CampaignJob {
             },
         };
         let hash = ctx.address_hasher.hash(&to);
-        let (stamped, turn) = match stamp_for_turn(ctx, relay, composed, row.attempts).await {
+        let (stamped, turn) = match stamp_for_turn(ctx, composed, row.attempts).await {
             Ok(ready) => ready,
             Err(outcome) => return outcome,
         };

@@ -67,12 +67,6 @@ pub struct Wakeups {
 /// reachable.
 pub struct Relay {
     rate: Option<DefaultDirectRateLimiter>,
-    /// Turns for the relay's sessions, taken once a message is signed and given up when it
-    /// has a session. A send check (CS-7) is made when its row enters the rows in flight, so
-    /// it is at most as old as sending the rows ahead of it takes (`in_flight`: a few dozen,
-    /// tens of milliseconds at thousands per second), and a pause or cancel stops delivery as
-    /// quickly.
-    turns: Arc<tokio::sync::Semaphore>,
     paused_until: Mutex<Option<Instant>>,
     pause: Mutex<Duration>,
 }
@@ -87,7 +81,6 @@ impl Relay {
                 .rate_per_second
                 .and_then(NonZeroU32::new)
                 .map(|n| RateLimiter::direct(Quota::per_second(n))),
-            turns: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
             paused_until: Mutex::new(None),
             pause: Mutex::new(FIRST_PAUSE),
         }
@@ -106,15 +99,6 @@ impl Relay {
         *self.paused_until.lock().expect("relay lock") = Some(Instant::now() + this);
         *pause = (this * 2).min(LONGEST_PAUSE);
         this
-    }
-
-    /// Waits for a turn for a relay session.
-    async fn take_turn(&self) -> Result<Turn, String> {
-        self.turns
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| "the relay's turns are closed".to_string())
     }
 
     fn reachable(&self) {
@@ -318,7 +302,7 @@ async fn stamp_and_send(
     hash: &AddressHash,
     attempts: i32,
 ) -> Outcome {
-    match stamp_for_turn(ctx, relay, composed, attempts).await {
+    match stamp_for_turn(ctx, composed, attempts).await {
         Ok((stamped, turn)) => send_stamped(ctx, relay, &stamped, turn, hash, attempts).await,
         Err(outcome) => outcome,
     }
@@ -327,7 +311,6 @@ async fn stamp_and_send(
 /// Stamps (and signs) a message, then waits for its turn for a relay session.
 async fn stamp_for_turn(
     ctx: &Context,
-    relay: &Relay,
     composed: ComposedMessage,
     attempts: i32,
 ) -> Result<(StampedMessage, Turn), Outcome> {
@@ -335,10 +318,11 @@ async fn stamp_for_turn(
         .stamp
         .stamp(composed)
         .map_err(|e| Outcome::Failed { error: e.to_string() })?;
-    let turn = relay
+    let turn = ctx
+        .transport
         .take_turn()
         .await
-        .map_err(|e| retry_later(&ctx.cfg, attempts, e))?;
+        .map_err(|e| retry_later(&ctx.cfg, attempts, e.to_string()))?;
     Ok((stamped, turn))
 }
 
@@ -355,7 +339,7 @@ async fn send_stamped(
     if let Some(rate) = &relay.rate {
         rate.until_ready().await;
     }
-    match ctx.transport.send_in_turn(stamped, Some(turn)).await {
+    match ctx.transport.send_in_turn(stamped, turn).await {
         Ok(()) => {
             relay.reachable();
             Outcome::Sent {

@@ -1,6 +1,7 @@
 //! The wire: lettre's pooled async SMTP client (TLS as configured, GY-3) or a directory of
 //! `.eml` files. Accepts only [`StampedMessage`]s.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::transport::smtp::PoolConfig;
@@ -31,15 +32,15 @@ pub enum SendError {
     },
 }
 
-/// A place in line for a relay session (see [`Transport::send_in_turn`]).
+/// A turn for one of the relay's sessions (see [`Transport::take_turn`]).
 pub type Turn = tokio::sync::OwnedSemaphorePermit;
 
 pub struct Transport {
     wire: Wire,
     /// At most this many sends at once (DELIVERY_CONCURRENCY): the sessions with the relay
-    /// that every worker of the process shares. (lettre's pool would open extra connections
+    /// that every sender of the process shares. (lettre's pool would open extra connections
     /// when all of its are busy.)
-    sessions: tokio::sync::Semaphore,
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 enum Wire {
@@ -54,23 +55,29 @@ impl Transport {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         Ok(Transport {
             wire: Wire::from_config(config)?,
-            sessions: tokio::sync::Semaphore::new(config.delivery.concurrency.max(1)),
+            sessions: Arc::new(tokio::sync::Semaphore::new(config.delivery.concurrency.max(1))),
         })
     }
 
-    pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
-        self.send_in_turn(message, None).await
+    /// Waits for a turn for one of the relay's sessions. Delivery takes it once a message is
+    /// signed and holds it through the send, so what waits for a session is ready to go.
+    pub async fn take_turn(&self) -> Result<Turn, SendError> {
+        self.sessions
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SendError::Unavailable("the transport is shut down".into()))
     }
 
-    /// Sends, giving up `turn` as soon as the message has a session with the relay (delivery
-    /// keeps the number of checked messages waiting for a session small with it).
-    pub async fn send_in_turn(&self, message: &StampedMessage, turn: Option<Turn>) -> Result<(), SendError> {
-        let _session = self
-            .sessions
-            .acquire()
-            .await
-            .map_err(|_| SendError::Unavailable("the transport is shut down".into()))?;
-        drop(turn);
+    /// Sends in its turn.
+    pub async fn send(&self, message: &StampedMessage) -> Result<(), SendError> {
+        let turn = self.take_turn().await?;
+        self.send_in_turn(message, turn).await
+    }
+
+    /// Sends in a turn taken with [`Transport::take_turn`]; the session is free again when it
+    /// returns.
+    pub async fn send_in_turn(&self, message: &StampedMessage, _turn: Turn) -> Result<(), SendError> {
         let (envelope, bytes) = (message.envelope(), message.bytes());
         match &self.wire {
             Wire::File(t) => t
@@ -141,16 +148,22 @@ impl Wire {
     }
 }
 
+/// What an SMTP failure means for delivery, the same for every SMTP transport: a reply is
+/// about this message (4xx try again later, 5xx give up); no reply at all (the relay cannot be
+/// reached, the connection broke, TLS failed, it timed out) is about the relay, so delivery as
+/// a whole waits and no message spends an attempt on it.
 pub(super) fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
     let message = e.to_string();
     if e.is_permanent() {
+        let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
         SendError::Permanent {
             mailbox_unavailable: matches!(code, Some(550 | 551 | 553)),
             message,
         }
-    } else {
-        // Transient replies, timeouts, refused connections, TLS trouble: all retried.
+    } else if e.is_transient() || e.is_response() || e.is_client() {
+        // A 4xx, a reply we could not read, or a message lettre would not send as it is.
         SendError::Temporary(message)
+    } else {
+        SendError::Unavailable(message)
     }
 }
