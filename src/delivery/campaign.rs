@@ -11,9 +11,9 @@ use crate::domain::{DisplayName, EmailAddress};
 use crate::mail::content::RecipientFields;
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
 use crate::store::Db;
+use crate::store::batch::{Batcher, Grouping};
 use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::policy_version;
-use crate::store::group::Grouped;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
 #[derive(Default)]
@@ -23,9 +23,9 @@ pub struct CampaignJob {
     material: Mutex<Option<policy_version::Model>>,
     /// The send checks of rows entering the rows in flight, read together (started with the
     /// worker; they wait up to CHECK_LINGER for each other).
-    checks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
+    checks: OnceLock<Batcher<CheckRequest, Result<Option<SendCheck>, String>>>,
     /// Checks made again, without lingering, when a first one grew stale waiting for a turn.
-    rechecks: OnceLock<Grouped<CheckRequest, Result<Option<SendCheck>, String>>>,
+    rechecks: OnceLock<Batcher<CheckRequest, Result<Option<SendCheck>, String>>>,
 }
 
 /// A send check older than this when its message has a turn for a relay session is made
@@ -197,10 +197,13 @@ impl CampaignJob {
         };
         let checks = cell.get_or_init(|| {
             let db = ctx.db.clone();
-            Grouped::start_lingering(ctx.cfg.in_flight(), linger, move |requests| {
-                let db = db.clone();
-                async move { check_group(&db, requests).await }
-            })
+            Batcher::start(
+                Grouping::up_to(ctx.cfg.in_flight()).lingering(linger),
+                move |requests| {
+                    let db = db.clone();
+                    async move { check_group(&db, requests).await }
+                },
+            )
         });
         let retry = |e| retry_later(&ctx.cfg, attempts, e);
         match checks.call(request).await {

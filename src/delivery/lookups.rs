@@ -1,17 +1,17 @@
 //! The reads an outbox send makes right before it goes, grouped: concurrent sends share one
-//! query each instead of one per message (see [`Grouped`]).
+//! query each instead of one per message (see [`Batcher`]).
 
 use super::Context;
 use crate::domain::AddressHash;
-use crate::store::group::Grouped;
+use crate::store::batch::{Batcher, Grouping};
 use crate::store::subscriptions::{self, PendingConfirmation};
 use crate::store::suppressions;
 
 type Answer<T> = Result<T, String>;
 
 pub struct Lookups {
-    suppressions: Grouped<AddressHash, Answer<Option<String>>>,
-    pending: Grouped<i64, Answer<Option<PendingConfirmation>>>,
+    suppressions: Batcher<AddressHash, Answer<Option<String>>>,
+    pending: Batcher<i64, Answer<Option<PendingConfirmation>>>,
 }
 
 impl Lookups {
@@ -19,7 +19,7 @@ impl Lookups {
     pub fn start(ctx: &Context) -> Self {
         let group = ctx.cfg.in_flight();
         let db = ctx.db.clone();
-        let suppressions = Grouped::start(group, move |hashes: Vec<AddressHash>| {
+        let suppressions = Batcher::start(Grouping::up_to(group), move |hashes: Vec<AddressHash>| {
             let db = db.clone();
             async move {
                 match suppressions::reasons(&db, &hashes).await {
@@ -32,7 +32,7 @@ impl Lookups {
             }
         });
         let db = ctx.db.clone();
-        let pending = Grouped::start(group, move |ids: Vec<i64>| {
+        let pending = Batcher::start(Grouping::up_to(group), move |ids: Vec<i64>| {
             let db = db.clone();
             async move {
                 match subscriptions::pending_confirmations(&db, &ids).await {

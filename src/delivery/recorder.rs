@@ -3,22 +3,18 @@
 //! A send hands its outcome in and is done: its slot among the rows in flight goes to the next
 //! row at once, instead of waiting for a database round trip. The recorder writes what has
 //! gathered once it has waited [`LINGER`] after the first outcome of a group, or as soon as a
-//! group is full. Each statement costs the database about the same whatever its row count
-//! (PostgreSQL's CPU per message was mostly per-statement work: parsing, TLS, wake-ups), so
+//! group is full. Each statement costs the database about the same whatever its row count, so
 //! fewer, larger groups are what lets the database keep up.
 //!
-//! Crash bound: an outcome is unrecorded while it waits in the channel (at most `capacity`)
-//! or in the group being written (at most `capacity`). With the rows in flight, that is what a
-//! `kill -9` can leave sent but not recorded, to be sent again when their leases expire.
+//! Crash bound: an outcome is unrecorded while it waits in the queue or in the group being
+//! written (each at most `capacity`). With the rows in flight, that is what a `kill -9` can
+//! leave sent but not recorded, to be sent again when their leases expire.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
-use super::Context;
-use super::Delivered;
-use crate::store::group::gather_more;
+use super::{Context, Delivered};
+use crate::store::batch::{Batcher, Grouping};
 use crate::store::queue::{Outcome, Queue};
 
 /// How long the first outcome of a group waits for more. Long enough to gather a few dozen
@@ -26,64 +22,38 @@ use crate::store::queue::{Outcome, Queue};
 /// person watching the progress counts notices.
 const LINGER: Duration = Duration::from_millis(5);
 
-enum Entry {
-    Outcome(Delivered),
-    /// Answered once everything handed in before it is recorded.
-    Flush(oneshot::Sender<()>),
-}
-
 pub(super) struct Recorder {
-    entries: mpsc::Sender<Entry>,
+    outcomes: Batcher<Delivered, ()>,
 }
 
 impl Recorder {
     /// Starts the recording task; it ends when the `Recorder` is dropped, after writing what
     /// it holds.
     pub(super) fn start(ctx: Arc<Context>, queue: &'static Queue, owner: String, capacity: usize) -> Self {
-        let capacity = capacity.max(1);
-        let (entries, mut rx) = mpsc::channel::<Entry>(capacity);
-        tokio::spawn(async move {
-            let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
-            // Ends once every `Recorder` is dropped and what they handed in is written.
-            while rx.recv_many(&mut entries, capacity).await > 0 {
-                // A flush cuts the linger short.
-                gather_more(&mut rx, &mut entries, capacity, LINGER, |e| {
-                    matches!(e, Entry::Flush(_))
-                })
-                .await;
-                let mut group = Vec::with_capacity(entries.len());
-                let mut waiting = Vec::new();
-                for entry in entries.drain(..) {
-                    match entry {
-                        Entry::Outcome(d) => group.push(d),
-                        Entry::Flush(done) => waiting.push(done),
-                    }
-                }
-                if !group.is_empty() {
-                    record(&ctx, queue, &owner, group).await;
-                }
-                for done in waiting {
-                    let _ = done.send(());
-                }
+        let owner: Arc<str> = owner.into();
+        let grouping = Grouping::up_to(capacity).lingering(LINGER);
+        let outcomes = Batcher::start(grouping, move |group: Vec<Delivered>| {
+            let (ctx, owner) = (ctx.clone(), owner.clone());
+            async move {
+                let n = group.len();
+                record(&ctx, queue, &owner, group).await;
+                vec![(); n]
             }
         });
-        Recorder { entries }
+        Recorder { outcomes }
     }
 
     /// Hands in an outcome; waits only while the recorder is full (it is then writing).
     pub(super) async fn submit(&self, delivered: Delivered) {
         log(&delivered);
-        if self.entries.send(Entry::Outcome(delivered)).await.is_err() {
+        if !self.outcomes.submit(delivered).await {
             tracing::error!("the outcome recorder has stopped; the lease will expire");
         }
     }
 
     /// Returns once every outcome handed in before the call is recorded (or failed to be).
     pub(super) async fn flush(&self) {
-        let (done, recorded) = oneshot::channel();
-        if self.entries.send(Entry::Flush(done)).await.is_ok() {
-            let _ = recorded.await;
-        }
+        self.outcomes.flush().await;
     }
 }
 

@@ -9,11 +9,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
 use crate::config::SignupConfig;
 use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHash, AddressHasher, DisplayName, EmailAddress};
+use crate::store::batch::{Batcher, Grouping};
 use crate::store::entities::list;
 use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
@@ -43,22 +42,16 @@ pub struct Signup {
     pub origin: RequestOrigin,
 }
 
-/// Signups are written in batches: each request hands its signup to a writer task and waits
-/// for the batch's commit. Under load one transaction with a few multi-row statements carries
-/// a hundred signups instead of a hundred transactions of ten statements each; alone, a
-/// request is a batch of one and waits for nothing. Every request does the same work either
+/// Signups are written in batches: each request hands its signup in and waits for the
+/// batch's commit (see [`Batcher`]). Under load one transaction with a few multi-row statements
+/// carries a hundred signups instead of a hundred transactions of ten statements each; alone,
+/// a request is a batch of one and waits for nothing. Every request does the same work either
 /// way (OI-9).
-#[derive(Clone)]
 pub struct SignupWriter {
-    queue: mpsc::Sender<Queued>,
+    batches: Batcher<Signup, Result<(), store::Error>>,
 }
 
-struct Queued {
-    signup: Signup,
-    done: oneshot::Sender<Result<(), store::Error>>,
-}
-
-/// What the writer needs; it holds no [`AppState`], so it stops when the state is dropped.
+/// What the writer needs; it holds no application state, so it stops when the state is dropped.
 struct WriterContext {
     db: Db,
     hasher: AddressHasher,
@@ -69,67 +62,42 @@ struct WriterContext {
 const MAX_BATCH: usize = 128;
 
 impl SignupWriter {
-    /// Starts the writer tasks: one on SQLite (it has one writer anyway), a few on PostgreSQL.
+    /// Starts the writers: one on SQLite (it has one writer anyway), a few on PostgreSQL.
     pub fn start(db: Db, hasher: AddressHasher, cfg: SignupConfig) -> Self {
         let writers = if store::is_postgres(&db) { 8 } else { 1 };
-        let (queue, rx) = mpsc::channel(MAX_BATCH * writers * 4);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let ctx = Arc::new(WriterContext { db, hasher, cfg });
-        for _ in 0..writers {
-            tokio::spawn(run_writer(ctx.clone(), rx.clone()));
-        }
-        SignupWriter { queue }
+        let grouping = Grouping::up_to(MAX_BATCH).workers(writers);
+        let batches = Batcher::start(grouping, move |signups: Vec<Signup>| {
+            let ctx = ctx.clone();
+            async move { write_and_answer(&ctx, signups).await }
+        });
+        SignupWriter { batches }
     }
 
     /// Records the signup. Answers nothing about the address's state.
     pub async fn sign_up(&self, signup: Signup) -> Result<(), store::Error> {
-        let (done, result) = oneshot::channel();
-        let stopped = || store::Error::Custom("the signup writer has stopped".into());
-        self.queue
-            .send(Queued { signup, done })
+        self.batches
+            .call(signup)
             .await
-            .map_err(|_| stopped())?;
-        result.await.unwrap_or_else(|_| Err(stopped()))
+            .unwrap_or_else(|| Err(store::Error::Custom("the signup writer has stopped".into())))
     }
 }
 
-async fn run_writer(ctx: Arc<WriterContext>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // Whatever has queued up while the last batch was written, at least one.
-        if rx.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return; // every sender is gone: the application has stopped
-        }
-        // Its own task, so that a panic loses only this batch's answers, not the writer.
-        let ctx = ctx.clone();
-        let queued = std::mem::take(&mut batch);
-        if let Err(e) = tokio::spawn(async move { write_and_answer(&ctx, queued).await }).await {
-            tracing::error!(error = %e, "a signup batch panicked");
-        }
-    }
-}
-
-async fn write_and_answer(ctx: &WriterContext, queued: Vec<Queued>) {
-    let signups: Vec<&Signup> = queued.iter().map(|q| &q.signup).collect();
-    match write_batch(ctx, &signups).await {
-        Ok(()) => {
-            for q in queued {
-                let _ = q.done.send(Ok(()));
-            }
-        }
+/// Writes a batch; one answer per signup.
+async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Result<(), store::Error>> {
+    let all: Vec<&Signup> = signups.iter().collect();
+    match write_batch(ctx, &all).await {
+        Ok(()) => signups.iter().map(|_| Ok(())).collect(),
         // One bad signup must not fail the others: write each alone.
-        Err(e) if queued.len() > 1 => {
-            tracing::warn!(error = %e, signups = queued.len(), "a signup batch failed; writing them one by one");
-            for q in queued {
-                let result = write_batch(ctx, &[&q.signup]).await;
-                let _ = q.done.send(result);
+        Err(e) if signups.len() > 1 => {
+            tracing::warn!(error = %e, signups = signups.len(), "a signup batch failed; writing them one by one");
+            let mut results = Vec::with_capacity(signups.len());
+            for s in &signups {
+                results.push(write_batch(ctx, &[s]).await);
             }
+            results
         }
-        Err(e) => {
-            for q in queued {
-                let _ = q.done.send(Err(store::Error::Custom(e.to_string())));
-            }
-        }
+        Err(e) => vec![Err(store::Error::Custom(e.to_string()))],
     }
 }
 

@@ -2,9 +2,9 @@
 //! rest of the code needs. Nothing outside `store/` writes SQL.
 
 pub mod api_keys;
+pub mod batch;
 pub mod campaigns;
 pub mod entities;
-pub mod group;
 pub mod keys;
 pub mod lists;
 pub mod outbox;
