@@ -411,7 +411,7 @@ async fn import(
                 error(
                     &mut report,
                     line,
-                    "no consent evidence (consented_at and consent_source); refused (CS-3)".into(),
+                    "no consent evidence (consented_at and consent_source); refused".into(),
                 );
                 continue;
             }

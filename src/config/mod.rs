@@ -109,10 +109,8 @@ impl DeliveryConfig {
     /// Rows a worker has between claim and recorded outcome: eight per SMTP session, so that
     /// while a session carries one message, the send checks of the next ones (which wait a
     /// millisecond for each other) and the outcome records of the last ones run beside it
-    /// instead of keeping the session idle. Measured with 8 sessions to smtp-sink, before the
-    /// checks were grouped: 1× 3,900, 2× 4,840, 4× 5,340, 8× 5,550 msg/s; with grouped checks
-    /// (sitting 8, PostgreSQL, 100k): 4× 5,437–5,797, 8× 5,982–6,115 msg/s. The outcome
-    /// recorder holds at most twice as many again (its queue and the group it is writing), so
+    /// instead of keeping the session idle (fewer left sessions waiting in the campaign
+    /// benchmark; see docs/benchmarks.md). The outcome recorder holds at most twice as many again (its queue and the group it is writing), so
     /// three times this bounds the duplicates after a crash: sent, not yet recorded.
     pub fn in_flight(&self) -> usize {
         self.concurrency.max(1) * 8
@@ -319,7 +317,7 @@ impl Config {
         let postal_address = s
             .required(
                 "ORG_POSTAL_ADDRESS",
-                "a physical postal address is required on every email, CS-4",
+                "a physical postal address is required on every email",
             )?
             .replace("\\n", "\n");
         if postal_address.chars().any(|c| c.is_control() && c != '\n')
@@ -327,7 +325,7 @@ impl Config {
         {
             return Err(err(
                 "ORG_POSTAL_ADDRESS",
-                "does not look like a physical postal address (CS-4)",
+                "does not look like a physical postal address",
             ));
         }
         let contact_email =
@@ -343,7 +341,7 @@ impl Config {
                 return Err(err(
                     key,
                     format!(
-                        "uses the free-mail domain {}; send from a domain you control (GY-5)",
+                        "uses the free-mail domain {}; send from a domain you control",
                         addr.domain()
                     ),
                 ));
@@ -357,7 +355,7 @@ impl Config {
                     return Err(err(
                         key,
                         format!(
-                            "has the domain {} but DKIM_DOMAIN is {}; they must match for DMARC alignment (GY-1)",
+                            "has the domain {} but DKIM_DOMAIN is {}; they must match for DMARC alignment",
                             addr.domain(),
                             dkim.domain
                         ),
@@ -402,10 +400,7 @@ impl Config {
 
         let confirm_hours = s.parsed("CONFIRM_TTL_HOURS", 72u64)?;
         if !(48..=168).contains(&confirm_hours) {
-            return Err(err(
-                "CONFIRM_TTL_HOURS",
-                "must be between 48 and 168 hours (OI-5)",
-            ));
+            return Err(err("CONFIRM_TTL_HOURS", "must be between 48 and 168 hours"));
         }
         let signup = SignupConfig {
             confirm_ttl: Duration::from_secs(confirm_hours * 3600),

@@ -37,10 +37,8 @@ const CHECK_FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(50
 /// How long the first send check of a group waits for more: checks come in as rows enter
 /// the rows in flight, one by one, and each statement costs the database about the same
 /// whatever its row count. The wait is spent before the row's turn for a relay session, so no
-/// session idles for it as long as the rows ahead of it keep the sessions busy. A longer one
-/// (5 ms) held so many of the rows in flight that sessions waited: SQLite, 20k, eight rows in
-/// flight per session, 6,373–7,156 msg/s against 7,247–7,637 with 1 ms; PostgreSQL, 100k, the
-/// same within the noise (5,982–6,066 against 6,062–6,115).
+/// session idles for it as long as the rows ahead of it keep the sessions busy. A longer wait
+/// holds so many of the rows in flight that sessions run dry.
 const CHECK_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A recipient row to check, and the material policy version (and its start) in force.

@@ -1,19 +1,16 @@
 //! Transfer encoding of the text and HTML parts.
 //!
 //! lettre's `Body::new` scans a part to choose its encoding, then inserts each `\r` of the CRLF
-//! line endings one by one (a shift of the rest of the string per line) before encoding: about
-//! half of the CPU a campaign message cost us outside the network (measured with perf: 24 µs of
-//! the 51 µs spent on a 20 KB message's bodies). Our parts are text we rendered, so the choice
-//! is simple: quoted-printable, which leaves mostly-ASCII text readable and keeps every line
+//! line endings one by one (a shift of the rest of the string per line) before encoding, which
+//! made it the largest cost of a campaign message outside the network. Our parts are text we
+//! rendered, so the choice is simple: quoted-printable, which leaves mostly-ASCII text readable and keeps every line
 //! under 76 characters whatever the template produced, or base64 when most bytes would need
 //! escaping (text in a non-Latin script).
 //!
 //! The quoted-printable encoder is our own: one pass that turns line ends into CRLF as it goes,
 //! copies runs of plain characters whole (checked sixteen bytes at a time, which the compiler
 //! turns into vector instructions), and counts what needs escaping for the choice of encoding.
-//! (The `quoted_printable` crate, which pushes byte by byte, was 9% of the CPU of a campaign's
-//! delivery in perf; a first encoder of ours, with a pass to choose, one to split lines and a
-//! byte-wise scan, still 17% on a slower machine.)
+//! (The `quoted_printable` crate pushes byte by byte, which showed in a campaign's profile.)
 
 use lettre::message::Body;
 use lettre::message::header::ContentTransferEncoding;

@@ -18,7 +18,7 @@ use crate::domain::EmailAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StampError {
-    #[error("the sender {0} is not on a configured sending domain (CS-1)")]
+    #[error("the sender {0} is not on a configured sending domain")]
     ForeignSender(String),
     #[error("the list slug {0:?} cannot make a List-Id")]
     BadListSlug(String),

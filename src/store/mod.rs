@@ -85,8 +85,8 @@ pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
 ///
 /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its busy
 /// handler, 1, 2, 5, 10, 15, 20 … ms between tries, with no queue: while the outcome recorder
-/// wrote every few milliseconds, the claimer could miss the lock again and again (strace of a
-/// 40k campaign: 146 such sleeps in 3 s, 0.8 s asleep in all) and the relay sessions ran dry.
+/// wrote every few milliseconds, the claimer could miss the lock again and again and the relay
+/// sessions ran dry.
 /// Here they wait in order and wake as soon as the one before is done. The request path (the
 /// signup writer, the API) takes no turn, so it meets at most one background writer at the
 /// lock and keeps its priority. On PostgreSQL writers of different rows do not exclude each
@@ -112,7 +112,7 @@ impl BackgroundWrites {
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages of WAL,
 /// fsyncs included, so every few hundred signups one batch (and everyone waiting for it)
-/// stalled: the tail of the signup latency (a 40 MB threshold instead: p99 23 -> 61 ms). A
+/// stalled, which was the tail of the signup latency. A
 /// PASSIVE checkpoint never blocks writers or readers; it copies what no reader still needs.
 /// Does nothing on PostgreSQL.
 pub async fn checkpoints(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -169,9 +169,8 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// round trip per row.
 ///
 /// SQLite gets anonymous `?` instead: it keeps numbered parameters as names and looks each one
-/// up by a scan when binding and parsing, quadratic in the parameter count; for the multi-row
-/// statements of a signup batch that was ~7% of the server's CPU (perf:
-/// `sqlite3_bind_parameter_name`, `strncmp`).
+/// up by a scan when binding and parsing, quadratic in the parameter count, which showed in the
+/// signup benchmark's profile for the multi-row statements of a batch.
 pub(crate) fn values_list(backend: DbBackend, rows: usize, cols: usize) -> String {
     if backend == DbBackend::Postgres {
         return values_list_from(1, rows, cols);
@@ -226,8 +225,8 @@ fn push_params(out: &mut String, first: usize, n: usize) {
 /// Each row count is its own statement text, which every pooled connection prepares and keeps
 /// (sqlx caches up to 1,000 statements per connection, PostgreSQL a plan per backend). Send
 /// checks and outcome records come in groups of any size up to the rows in flight, so a long
-/// campaign filled the caches with hundreds of shapes per connection: peak RSS 46 MB at 20k
-/// recipients, 55 MB at 1M. Padded, there are at most ten shapes per statement. Only for
+/// campaign would fill the caches with hundreds of shapes per connection and the resident set
+/// would grow with the campaign. Padded, there are at most ten shapes per statement. Only for
 /// statements that treat a repeated row as the same row again (a lookup joined on it, an
 /// `UPDATE … FROM` it), never for inserts.
 pub(crate) fn padded_to_shape<T: Clone>(rows: &[T]) -> std::borrow::Cow<'_, [T]> {
