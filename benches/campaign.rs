@@ -311,7 +311,7 @@ async fn main() {
     let rate = progress.sent as f64 / elapsed.as_secs_f64();
     let count = 20_000.min(n as usize * 2).max(2_000);
     // Sessions kept open (`-d`) is what our relay client does; one connection per message is
-    // smtp-source's default (and what sittings 1-9 compared with).
+    // smtp-source's default.
     let kept_8k = smtp_source(sessions, count, 8192, Sessions::Kept);
     let kept_same = smtp_source(sessions, count, our_bytes, Sessions::Kept);
     let new_8k = smtp_source(sessions, count, 8192, Sessions::OnePerMessage);

@@ -16,7 +16,7 @@ PORT=3999; SMTP_PORT=2526
 command -v wrk >/dev/null && command -v smtp-sink >/dev/null || {
   echo "needs wrk and smtp-sink: apt-get install wrk postfix" >&2; exit 1; }
 
-# BENCH_BIN runs a binary built elsewhere (to compare two commits in one sitting).
+# BENCH_BIN runs a binary built elsewhere (to compare two commits back to back).
 if [ -z "${BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
 BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/letterhead}"
 WORK=$(mktemp -d)
