@@ -6,7 +6,7 @@
 //! on it (OI-9). Concurrent identical signups end as one subscription per list and at most one
 //! confirmation: unique constraints and upserts decide, not application locks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::SignupConfig;
@@ -14,10 +14,9 @@ use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHash, AddressHasher, DisplayName, EmailAddress};
 use crate::store::batch::{Batcher, Grouping};
 use crate::store::entities::list;
-use crate::store::outbox::{self, NewOutboxMessage};
-use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
+use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
-use crate::store::{self, Db, Tx, begin_write, lists, policies, signups, spent_tokens};
+use crate::store::{self, Db, Tx, begin_write, policies, signups, spent_tokens};
 use crate::tokens::Claims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
@@ -105,72 +104,51 @@ async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Resu
 /// identical requests at once): the n-th occurrences are written in the n-th round, so each
 /// multi-row statement touches a person once, and each round sees what the one before wrote.
 async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), store::Error> {
-    if store::is_postgres(&ctx.db) {
-        return write_batch_postgres(ctx, signups).await;
-    }
-    let (now, now_ms) = store::now_and_ms();
-    let tx = begin_write(&ctx.db).await?;
-    let policy = policies::in_force(&tx, now).await?.map(|p| p.version);
-    // The lists were checked against a cached copy: one deleted since is left out, the rest
-    // are kept from being deleted until the batch commits.
-    let mut list_ids: Vec<i64> = signups
-        .iter()
-        .flat_map(|s| s.lists.iter().map(|l| l.id))
-        .collect();
-    list_ids.sort_unstable();
-    list_ids.dedup();
-    let existing = lists::lock_existing(&tx, list_ids).await?;
-    for round in rounds(signups) {
-        write_round(ctx, &tx, &round, &existing, policy.as_deref(), now_ms).await?;
-    }
-    tx.commit().await
-}
-
-/// [`write_batch`] on PostgreSQL: a round is one statement (see [`store::signups`]), atomic on
-/// its own; only a batch of several rounds needs a transaction around them.
-async fn write_batch_postgres(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), store::Error> {
-    let payload = serde_json::to_string(&Payload::Confirmation).expect("payload serializes");
-    let rule = signups::ConfirmationRule {
-        payload: &payload,
-        consent_text: CONSENT_TEXT,
-        per_day: ctx.cfg.confirmations_per_day,
-        resend_after_ms: i64::try_from(ctx.cfg.resend_after.as_millis()).unwrap_or(i64::MAX),
-    };
+    let payload = confirmation_payload();
+    let rule = confirmation_rule(&ctx.cfg, &payload);
     let rounds = rounds(signups);
     let hashes: Vec<Vec<AddressHash>> = rounds
         .iter()
         .map(|round| round.iter().map(|s| ctx.hasher.hash(&s.email)).collect())
         .collect();
-    if let [round] = rounds.as_slice() {
-        let (people, choices) = round_rows(round, &hashes[0]);
-        return signups::write_round_postgres(&ctx.db, &people, &choices, &rule).await;
-    }
-    let tx = begin_write(&ctx.db).await?;
-    for (round, hashes) in rounds.iter().zip(&hashes) {
-        let (people, choices) = round_rows(round, hashes);
-        signups::write_round_postgres(&tx, &people, &choices, &rule).await?;
-    }
-    tx.commit().await
+    let rows: Vec<signups::Round> = rounds
+        .iter()
+        .zip(&hashes)
+        .map(|(round, hashes)| round_rows(round, hashes))
+        .collect();
+    signups::write(&ctx.db, &rows, &rule).await
 }
 
-/// A round's rows for [`signups::write_round_postgres`].
-fn round_rows<'a>(
-    round: &[&'a Signup],
-    hashes: &'a [AddressHash],
-) -> (Vec<signups::SignupPerson<'a>>, Vec<signups::SignupChoice>) {
-    let mut people = Vec::with_capacity(round.len());
-    let mut choices = Vec::with_capacity(round.len());
+fn confirmation_payload() -> serde_json::Value {
+    serde_json::to_value(Payload::Confirmation).expect("payload serializes")
+}
+
+/// The confirmation rule as the settings make it (OI-6).
+fn confirmation_rule<'a>(
+    cfg: &SignupConfig,
+    payload: &'a serde_json::Value,
+) -> signups::ConfirmationRule<'a> {
+    signups::ConfirmationRule {
+        payload,
+        consent_text: CONSENT_TEXT,
+        per_day: cfg.confirmations_per_day,
+        resend_after_ms: i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A round's rows for [`signups::write`]. Lists deleted meanwhile are left out there.
+fn round_rows<'a>(round: &[&'a Signup], hashes: &'a [AddressHash]) -> signups::Round<'a> {
+    let mut rows = signups::Round::default();
     for (s, hash) in round.iter().zip(hashes) {
         let email_key = s.email.normalized();
-        // Lists deleted meanwhile are left out by the statement itself.
         for list in distinct_lists(s) {
-            choices.push(signups::SignupChoice {
+            rows.choices.push(signups::SignupChoice {
                 email_key: email_key.clone(),
                 list_id: list.id,
                 detail: consent_detail(list).to_string(),
             });
         }
-        people.push(signups::SignupPerson {
+        rows.people.push(signups::SignupPerson {
             uuid: uuid::Uuid::new_v4(),
             email: s.email.as_str(),
             email_key,
@@ -181,7 +159,7 @@ fn round_rows<'a>(
             user_agent: s.origin.user_agent.as_deref(),
         });
     }
-    (people, choices)
+    rows
 }
 
 /// The detail of a signup's consent event for one list.
@@ -204,90 +182,6 @@ fn rounds<'a>(signups: &[&'a Signup]) -> Vec<Vec<&'a Signup>> {
     rounds
 }
 
-async fn write_round(
-    ctx: &WriterContext,
-    tx: &Tx,
-    round: &[&Signup],
-    existing_lists: &HashSet<i64>,
-    policy: Option<&str>,
-    now_ms: i64,
-) -> Result<(), store::Error> {
-    // Rows in address order, so that concurrent batches on PostgreSQL lock in one order.
-    let mut round = round.to_vec();
-    round.sort_by_key(|s| s.email.normalized());
-    let hashes: Vec<AddressHash> = round.iter().map(|s| ctx.hasher.hash(&s.email)).collect();
-    let people: Vec<_> = round
-        .iter()
-        .zip(&hashes)
-        .map(|(s, h)| (&s.email, h, s.name.as_ref()))
-        .collect();
-    let subscribers = subscriptions::upsert_subscribers(tx, &people).await?;
-    let subscriber_of = |s: &Signup| {
-        subscribers
-            .get(&s.email.normalized())
-            .copied()
-            .ok_or_else(|| store::Error::RecordNotFound("upserted subscriber".into()))
-    };
-
-    let mut pairs = Vec::new();
-    for s in &round {
-        let id = subscriber_of(s)?.id;
-        pairs.extend(chosen_lists(s, existing_lists).map(|l| (id, l.id)));
-    }
-    let requested = subscriptions::request_subscriptions(tx, &pairs, now_ms).await?;
-
-    let mut events = Vec::with_capacity(pairs.len());
-    // Per person: the newest moment a chosen list became pending. A confirmation created
-    // before it does not cover it (its link is issued later, at send time, but may be out).
-    let mut newest_pending: Vec<(i64, &EmailAddress, i64)> = Vec::new();
-    for s in &round {
-        let id = subscriber_of(s)?.id;
-        let mut newest: Option<i64> = None;
-        for list in chosen_lists(s, existing_lists) {
-            if let Some(r) = requested.get(&(id, list.id))
-                && r.status == "pending"
-            {
-                newest = newest.max(Some(r.pending_since_ms.unwrap_or(now_ms)));
-            }
-            events.push(NewConsentEvent {
-                subscriber_id: id,
-                list_id: Some(list.id),
-                kind: "signup",
-                source: s.origin.source.clone(),
-                ip: s.origin.ip.clone(),
-                user_agent: s.origin.user_agent.clone(),
-                policy_version: policy.map(str::to_owned),
-                consent_text: Some(CONSENT_TEXT.to_owned()),
-                detail: Some(consent_detail(list)),
-                occurred_at: None,
-            });
-        }
-        if let Some(newest) = newest {
-            newest_pending.push((id, &s.email, newest));
-        }
-    }
-    subscriptions::record_consents(tx, events).await?;
-
-    let ids: Vec<i64> = newest_pending.iter().map(|(id, _, _)| *id).collect();
-    let since = store::now() - time::Duration::days(1);
-    let histories = subscriptions::confirmation_histories(tx, &ids, since).await?;
-    let confirmations = newest_pending
-        .into_iter()
-        .filter_map(|(id, email, newest)| {
-            let history = histories.get(&id).copied().unwrap_or_default();
-            confirmation_due(&ctx.cfg, &history, id, newest, now_ms)
-                .map(|dedupe_key| confirmation_message(id, email, dedupe_key))
-        })
-        .collect();
-    outbox::enqueue_many(tx, confirmations).await?;
-    Ok(())
-}
-
-/// The lists of a signup that still exist, each once.
-fn chosen_lists<'a>(signup: &'a Signup, existing: &'a HashSet<i64>) -> impl Iterator<Item = &'a list::Model> {
-    distinct_lists(signup).filter(|l| existing.contains(&l.id))
-}
-
 /// The lists of a signup, each once (a form may name a list twice).
 fn distinct_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
     let mut seen = Vec::with_capacity(signup.lists.len());
@@ -299,7 +193,7 @@ fn distinct_lists(signup: &Signup) -> impl Iterator<Item = &list::Model> {
 }
 
 /// Queues a confirmation for one person with something pending since `newest_pending_ms`, if
-/// one is due (see [`confirmation_due`]).
+/// one is due (the same rule as a signup's).
 pub async fn queue_confirmation(
     cfg: &SignupConfig,
     tx: &Tx,
@@ -307,52 +201,9 @@ pub async fn queue_confirmation(
     email: &EmailAddress,
     newest_pending_ms: i64,
 ) -> Result<(), store::Error> {
-    let since = store::now() - time::Duration::days(1);
-    let history = subscriptions::confirmation_histories(tx, &[subscriber_id], since)
-        .await?
-        .remove(&subscriber_id)
-        .unwrap_or_default();
-    if let Some(dedupe_key) =
-        confirmation_due(cfg, &history, subscriber_id, newest_pending_ms, store::now_ms())
-    {
-        outbox::enqueue(tx, confirmation_message(subscriber_id, email, dedupe_key)).await?;
-    }
-    Ok(())
-}
-
-/// Whether a confirmation is due, and its dedupe key: nothing is queued already (a queued one
-/// renders at send time and covers every list pending by then), and either the last
-/// confirmation does not cover what is pending or it is old enough to send again; at most N a
-/// day go to one address (OI-6). The dedupe key chains on the newest confirmation, so
-/// concurrent requests that saw the same history insert only one. PostgreSQL signups apply
-/// the same rule in SQL (`store::signups::WRITE_ROUND`): a change here goes there too.
-fn confirmation_due(
-    cfg: &SignupConfig,
-    history: &ConfirmationHistory,
-    subscriber_id: i64,
-    newest_pending_ms: i64,
-    now_ms: i64,
-) -> Option<String> {
-    let wanted = match history.last_created_ms {
-        None => true,
-        Some(last) => {
-            newest_pending_ms > last
-                || now_ms - last >= i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX)
-        }
-    };
-    (wanted && history.queued == 0 && history.recent < cfg.confirmations_per_day)
-        .then(|| format!("confirm:{subscriber_id}:{}", history.last_id))
-}
-
-fn confirmation_message(subscriber_id: i64, email: &EmailAddress, dedupe_key: String) -> NewOutboxMessage {
-    let payload = Payload::Confirmation;
-    NewOutboxMessage {
-        kind: payload.kind(),
-        subscriber_id: Some(subscriber_id),
-        recipient: email.to_string(),
-        payload: serde_json::to_value(&payload).expect("payload serializes"),
-        dedupe_key: Some(dedupe_key),
-    }
+    let payload = confirmation_payload();
+    let rule = confirmation_rule(cfg, &payload);
+    signups::queue_confirmation(tx, subscriber_id, email.as_str(), newest_pending_ms, &rule).await
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

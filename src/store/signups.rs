@@ -1,19 +1,27 @@
-//! A round of signups written by one PostgreSQL statement.
+//! Signups, written a batch at a time: the one write path both databases take.
 //!
-//! On PostgreSQL a statement costs the server far more for its round trip (wake-ups, protocol,
-//! TLS) than for its rows: under the signup benchmark the executor's time was under a quarter of the
-//! server's CPU, and a batch was nine round trips (BEGIN, policy, list lock, four writes, the
-//! confirmation history, COMMIT). Here data-modifying CTEs do all of it in one statement, which
-//! is atomic on its own: no BEGIN or COMMIT either. The rows travel as two JSON documents, so
-//! the statement's text is the same for every batch size and is prepared once per connection.
+//! A batch is split into rounds in which each address comes once (the service does that); each
+//! round upserts its people, makes their chosen lists pending (lists deleted meanwhile are left
+//! out, the others are kept from deletion until the batch commits), records a consent event per
+//! list with the policy version in force, and queues a confirmation for each person one is due
+//! to ([`confirmation_due`]).
 //!
-//! It does what `signup::write_round` does on SQLite (which has no data-modifying CTEs) with the
-//! same rules; the whole test suite runs on both databases to keep the two alike. The
-//! confirmation rule is the signup service's `confirmation_due`, written in SQL.
+//! PostgreSQL does a round in one statement of data-modifying CTEs, atomic on its own, because
+//! there a round trip costs the server far more than the rows it carries; the rows travel as two
+//! JSON documents, so the statement's text is the same for every batch size. SQLite has no
+//! data-modifying CTEs and no round trips, so there the round is a few multi-row statements in
+//! the batch's transaction. The confirmation rule is written twice, in [`confirmation_due`] and
+//! at the end of [`WRITE_ROUND`]; the whole test suite runs on both databases to keep them
+//! alike.
+
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
-/// One person of the round. Addresses (`email_key`) are distinct within a round.
+use super::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
+use super::{Db, Tx, begin_write, lists, outbox, policies};
+
+/// One person of a round. Addresses (`email_key`) are distinct within a round.
 #[derive(serde::Serialize)]
 pub struct SignupPerson<'a> {
     pub uuid: uuid::Uuid,
@@ -26,7 +34,7 @@ pub struct SignupPerson<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// A list a person chose, with the consent event's detail.
+/// A list a person chose, with the consent event's detail (JSON text).
 #[derive(serde::Serialize)]
 pub struct SignupChoice {
     pub email_key: String,
@@ -34,28 +42,216 @@ pub struct SignupChoice {
     pub detail: String,
 }
 
+/// The rows of one round.
+#[derive(Default)]
+pub struct Round<'a> {
+    pub people: Vec<SignupPerson<'a>>,
+    pub choices: Vec<SignupChoice>,
+}
+
 /// What the confirmation rule needs besides the rows.
 pub struct ConfirmationRule<'a> {
     /// Payload of a confirmation's outbox row.
-    pub payload: &'a str,
+    pub payload: &'a serde_json::Value,
+    /// The consent statement recorded with each signup.
     pub consent_text: &'a str,
+    /// Confirmations to one address per day at most (OI-6).
     pub per_day: i64,
+    /// A confirmation that covers what is pending is sent again only after this long.
     pub resend_after_ms: i64,
 }
 
-/// Upserts the people, makes their chosen lists pending (lists deleted meanwhile are left out,
-/// the others locked against deletion), records a consent event per list with the policy
-/// version in force, and queues a confirmation for each person one is due to.
-pub async fn write_round_postgres(
+/// Writes a batch of signups, round by round, in one transaction.
+pub async fn write(db: &Db, rounds: &[Round<'_>], rule: &ConfirmationRule<'_>) -> Result<(), DbErr> {
+    if super::is_postgres(db) {
+        // A round is one statement, atomic on its own: a batch of one needs no BEGIN/COMMIT.
+        if let [round] = rounds {
+            return write_round_postgres(db, round, rule).await;
+        }
+        let tx = begin_write(db).await?;
+        for round in rounds {
+            write_round_postgres(&tx, round, rule).await?;
+        }
+        return tx.commit().await;
+    }
+    let (now, now_ms) = super::now_and_ms();
+    let tx = begin_write(db).await?;
+    let policy = policies::in_force(&tx, now).await?.map(|p| p.version);
+    // The lists were checked against a cached copy: one deleted since is left out, the rest
+    // are kept from being deleted until the batch commits.
+    let mut list_ids: Vec<i64> = rounds
+        .iter()
+        .flat_map(|r| r.choices.iter().map(|c| c.list_id))
+        .collect();
+    list_ids.sort_unstable();
+    list_ids.dedup();
+    let existing = lists::lock_existing(&tx, list_ids).await?;
+    for round in rounds {
+        write_round_sqlite(&tx, round, &existing, policy.as_deref(), rule, now_ms).await?;
+    }
+    tx.commit().await
+}
+
+async fn write_round_sqlite(
+    tx: &Tx,
+    round: &Round<'_>,
+    existing_lists: &HashSet<i64>,
+    policy: Option<&str>,
+    rule: &ConfirmationRule<'_>,
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    // People in address order, as PostgreSQL's statement writes them.
+    let mut people: Vec<&SignupPerson> = round.people.iter().collect();
+    people.sort_by(|a, b| a.email_key.cmp(&b.email_key));
+    let upserts: Vec<_> = people
+        .iter()
+        .map(|p| subscriptions::SubscriberRow {
+            email: p.email,
+            email_key: &p.email_key,
+            hmac: p.hmac,
+            name: p.name,
+        })
+        .collect();
+    let subscribers = subscriptions::upsert_subscribers(tx, &upserts).await?;
+    let subscriber_of = |email_key: &str| {
+        subscribers
+            .get(email_key)
+            .map(|s| s.id)
+            .ok_or_else(|| DbErr::RecordNotFound("upserted subscriber".into()))
+    };
+    let person_of: HashMap<&str, &SignupPerson> = people.iter().map(|p| (p.email_key.as_str(), *p)).collect();
+    let chosen: Vec<&SignupChoice> = round
+        .choices
+        .iter()
+        .filter(|c| existing_lists.contains(&c.list_id))
+        .collect();
+
+    let mut pairs = Vec::with_capacity(chosen.len());
+    for c in &chosen {
+        pairs.push((subscriber_of(&c.email_key)?, c.list_id));
+    }
+    let requested = subscriptions::request_subscriptions(tx, &pairs, now_ms).await?;
+
+    let mut events = Vec::with_capacity(chosen.len());
+    // Per person: the newest moment a chosen list became pending. A confirmation created
+    // before it does not cover it (its link is issued later, at send time, but may be out).
+    let mut newest_pending: HashMap<i64, i64> = HashMap::new();
+    for (c, &(id, list_id)) in chosen.iter().zip(&pairs) {
+        if let Some(r) = requested.get(&(id, list_id))
+            && r.status == "pending"
+        {
+            let since = r.pending_since_ms.unwrap_or(now_ms);
+            let newest = newest_pending.entry(id).or_insert(since);
+            *newest = (*newest).max(since);
+        }
+        let person = person_of[c.email_key.as_str()];
+        events.push(NewConsentEvent {
+            subscriber_id: id,
+            list_id: Some(list_id),
+            kind: "signup",
+            source: person.source.to_owned(),
+            ip: person.ip.map(str::to_owned),
+            user_agent: person.user_agent.map(str::to_owned),
+            policy_version: policy.map(str::to_owned),
+            consent_text: Some(rule.consent_text.to_owned()),
+            detail: serde_json::from_str(&c.detail).ok(),
+            occurred_at: None,
+        });
+    }
+    subscriptions::record_consents(tx, events).await?;
+
+    let ids: Vec<i64> = people
+        .iter()
+        .filter_map(|p| subscriber_of(&p.email_key).ok())
+        .filter(|id| newest_pending.contains_key(id))
+        .collect();
+    let histories = subscriptions::confirmation_histories(tx, &ids, day_ago()).await?;
+    let mut confirmations = Vec::with_capacity(ids.len());
+    for p in &people {
+        let id = subscriber_of(&p.email_key)?;
+        let Some(&newest) = newest_pending.get(&id) else {
+            continue;
+        };
+        let history = histories.get(&id).copied().unwrap_or_default();
+        if let Some(dedupe_key) = confirmation_due(rule, &history, id, newest, now_ms) {
+            confirmations.push(confirmation_message(rule, id, p.email, dedupe_key));
+        }
+    }
+    outbox::enqueue_many(tx, confirmations).await?;
+    Ok(())
+}
+
+/// Queues a confirmation for one person with something pending since `newest_pending_ms`, if
+/// one is due (see [`confirmation_due`]).
+pub async fn queue_confirmation(
+    tx: &Tx,
+    subscriber_id: i64,
+    email: &str,
+    newest_pending_ms: i64,
+    rule: &ConfirmationRule<'_>,
+) -> Result<(), DbErr> {
+    let history = subscriptions::confirmation_histories(tx, &[subscriber_id], day_ago())
+        .await?
+        .remove(&subscriber_id)
+        .unwrap_or_default();
+    if let Some(dedupe_key) =
+        confirmation_due(rule, &history, subscriber_id, newest_pending_ms, super::now_ms())
+    {
+        outbox::enqueue(tx, confirmation_message(rule, subscriber_id, email, dedupe_key)).await?;
+    }
+    Ok(())
+}
+
+fn day_ago() -> time::OffsetDateTime {
+    super::now() - time::Duration::days(1)
+}
+
+/// Whether a confirmation is due, and its dedupe key: nothing is queued already (a queued one
+/// renders at send time and covers every list pending by then), and either the last
+/// confirmation does not cover what is pending or it is old enough to send again; at most N a
+/// day go to one address (OI-6). The dedupe key chains on the newest confirmation, so
+/// concurrent requests that saw the same history insert only one. [`WRITE_ROUND`] applies the
+/// same rule in SQL: a change here goes there too.
+fn confirmation_due(
+    rule: &ConfirmationRule<'_>,
+    history: &ConfirmationHistory,
+    subscriber_id: i64,
+    newest_pending_ms: i64,
+    now_ms: i64,
+) -> Option<String> {
+    let wanted = match history.last_created_ms {
+        None => true,
+        Some(last) => newest_pending_ms > last || now_ms - last >= rule.resend_after_ms,
+    };
+    (wanted && history.queued == 0 && history.recent < rule.per_day)
+        .then(|| format!("confirm:{subscriber_id}:{}", history.last_id))
+}
+
+fn confirmation_message(
+    rule: &ConfirmationRule<'_>,
+    subscriber_id: i64,
+    email: &str,
+    dedupe_key: String,
+) -> outbox::NewOutboxMessage {
+    outbox::NewOutboxMessage {
+        kind: "confirmation",
+        subscriber_id: Some(subscriber_id),
+        recipient: email.to_owned(),
+        payload: rule.payload.clone(),
+        dedupe_key: Some(dedupe_key),
+    }
+}
+
+/// A round on PostgreSQL: one statement (see [`WRITE_ROUND`]).
+async fn write_round_postgres(
     db: &impl ConnectionTrait,
-    people: &[SignupPerson<'_>],
-    choices: &[SignupChoice],
+    round: &Round<'_>,
     rule: &ConfirmationRule<'_>,
 ) -> Result<(), DbErr> {
     let (now, now_ms) = super::now_and_ms();
     let since = now - time::Duration::days(1);
-    let people = serde_json::to_string(people).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let choices = serde_json::to_string(choices).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let people = serde_json::to_string(&round.people).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let choices = serde_json::to_string(&round.choices).map_err(|e| DbErr::Custom(e.to_string()))?;
     let values: Vec<sea_orm::Value> = vec![
         people.into(),
         choices.into(),
@@ -65,7 +261,7 @@ pub async fn write_round_postgres(
         since.into(),
         rule.per_day.into(),
         rule.resend_after_ms.into(),
-        rule.payload.into(),
+        rule.payload.to_string().into(),
     ];
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),

@@ -25,10 +25,25 @@ pub async fn upsert_subscriber(
     hash: &AddressHash,
     name: Option<&DisplayName>,
 ) -> Result<SubscriberRef, DbErr> {
-    upsert_subscribers(db, &[(email, hash, name)])
+    let email_key = email.normalized();
+    let row = SubscriberRow {
+        email: email.as_str(),
+        email_key: &email_key,
+        hmac: hash.as_str(),
+        name: name.map(DisplayName::as_str),
+    };
+    upsert_subscribers(db, &[row])
         .await?
-        .remove(&email.normalized())
+        .remove(&email_key)
         .ok_or_else(|| DbErr::RecordNotFound("upserted subscriber".into()))
+}
+
+/// A subscriber to upsert: the address as given, its normalized key, its keyed hash, a name.
+pub struct SubscriberRow<'a> {
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub hmac: &'a str,
+    pub name: Option<&'a str>,
 }
 
 #[derive(FromQueryResult)]
@@ -42,7 +57,7 @@ struct UpsertedRow {
 /// address. The addresses must be distinct.
 pub async fn upsert_subscribers(
     db: &impl ConnectionTrait,
-    people: &[(&EmailAddress, &AddressHash, Option<&DisplayName>)],
+    people: &[SubscriberRow<'_>],
 ) -> Result<HashMap<String, SubscriberRef>, DbErr> {
     const COLS: usize = 7;
     let now = super::now();
@@ -56,15 +71,15 @@ pub async fn upsert_subscribers(
             super::values_list(db.get_database_backend(), chunk.len(), COLS)
         );
         let mut values = Vec::with_capacity(chunk.len() * COLS);
-        for (email, hash, name) in chunk {
+        for p in chunk {
             values.extend([
                 uuid::Uuid::new_v4().into(),
-                email.as_str().into(),
-                email.normalized().into(),
-                name.map(|n| n.as_str().to_owned()).into(),
+                p.email.into(),
+                p.email_key.into(),
+                p.name.map(str::to_owned).into(),
                 now.into(),
                 now.into(),
-                hash.as_str().into(),
+                p.hmac.into(),
             ]);
         }
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
