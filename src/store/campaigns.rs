@@ -336,8 +336,12 @@ pub async fn send_checks(
     let mut found: HashMap<CheckFor, SendCheck> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         // A repeated row is looked up again and lands on the same key.
-        let chunk = super::padded_to_shape(chunk);
-        let values = super::values_list_from(params.len() + 1, chunk.len(), 3);
+        let rows_param = params.len() + 1;
+        let v = super::json_rows(
+            db.get_database_backend(),
+            rows_param,
+            &["bigint", "bigint", "bigint"],
+        );
         let sql = format!(
             "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, v.column3 AS campaign_id, \
                s.email, s.name, s.uuid, \
@@ -346,15 +350,14 @@ pub async fn send_checks(
                (SELECT cp.status FROM campaigns cp WHERE cp.id = v.column3) AS campaign_status, \
                (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
                {fresh_consents} AS fresh_consents \
-             FROM (VALUES {values}) AS v JOIN subscribers s ON s.id = v.column1"
+             FROM {v} JOIN subscribers s ON s.id = v.column1"
         );
-        let mut all = Vec::with_capacity(params.len() + 3 * chunk.len());
-        all.extend(params.iter().cloned());
-        for row in chunk.iter() {
-            all.push(row.subscriber_id.into());
-            all.push(row.list_id.into());
-            all.push(row.campaign_id.into());
-        }
+        let rows: Vec<[i64; 3]> = chunk
+            .iter()
+            .map(|r| [r.subscriber_id, r.list_id, r.campaign_id])
+            .collect();
+        let mut all = params.clone();
+        all.push(super::json_rows_value(&rows));
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, all);
         for row in CheckedRow::find_by_statement(stmt).all(db).await? {
             let key = CheckFor {

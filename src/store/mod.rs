@@ -22,7 +22,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait, Value,
 };
 
 pub type Db = DatabaseConnection;
@@ -179,67 +179,52 @@ pub(crate) fn values_list(backend: DbBackend, rows: usize, cols: usize) -> Strin
     vec![row; rows].join(", ")
 }
 
-/// `n` parameters for an `IN (…)` list that are the statement's only ones (see
-/// [`values_list`]).
-pub(crate) fn in_list(backend: DbBackend, n: usize) -> String {
-    if backend == DbBackend::Postgres {
-        params(1, n)
-    } else {
-        vec!["?"; n].join(", ")
-    }
-}
-
-/// [`values_list`] numbered from `$first` (after parameters the statement has before it).
-pub(crate) fn values_list_from(first: usize, rows: usize, cols: usize) -> String {
+/// `rows` rows of `cols` parameters numbered from `$first`: `($3, $4), ($5, $6)` for (3, 2, 2).
+fn values_list_from(first: usize, rows: usize, cols: usize) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
             out.push_str(", ");
         }
         out.push('(');
-        push_params(&mut out, first + r * cols, cols);
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(first + r * cols + c).to_string());
+        }
         out.push(')');
     }
     out
 }
 
-/// `n` numbered parameters from `$first`, for an `IN (…)` list: `$2, $3, $4` for (2, 3).
-pub(crate) fn params(first: usize, n: usize) -> String {
-    let mut out = String::with_capacity(n * 5);
-    push_params(&mut out, first, n);
-    out
-}
-
-fn push_params(out: &mut String, first: usize, n: usize) {
-    for i in 0..n {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('$');
-        out.push_str(&(first + i).to_string());
-    }
-}
-
-/// The rows of a multi-row lookup or update padded to a power of two, by repeating the last.
+/// A subquery `(…) AS v` over the rows of one JSON parameter `$param` (an array of arrays, see
+/// [`json_rows_value`]), with columns `column1`, `column2`, … of the given PostgreSQL types.
 ///
-/// Each row count is its own statement text, which every pooled connection prepares and keeps
-/// (sqlx caches up to 1,000 statements per connection, PostgreSQL a plan per backend). Send
-/// checks and outcome records come in groups of any size up to the rows in flight, so a long
-/// campaign would fill the caches with hundreds of shapes per connection and the resident set
-/// would grow with the campaign. Padded, there are at most ten shapes per statement. Only for
-/// statements that treat a repeated row as the same row again (a lookup joined on it, an
-/// `UPDATE … FROM` it), never for inserts.
-pub(crate) fn padded_to_shape<T: Clone>(rows: &[T]) -> std::borrow::Cow<'_, [T]> {
-    let shape = rows.len().next_power_of_two();
-    match rows.last() {
-        Some(last) if shape > rows.len() => {
-            let mut out = Vec::with_capacity(shape);
-            out.extend_from_slice(rows);
-            out.resize(shape, last.clone());
-            std::borrow::Cow::Owned(out)
-        }
-        _ => std::borrow::Cow::Borrowed(rows),
-    }
+/// A list of any length is then the same statement text, which each pooled connection prepares
+/// once (sqlx caches statements per connection, PostgreSQL a plan per backend); a statement
+/// with one parameter per row would be a new statement for every row count. For lookups and
+/// updates; inserts of many rows use [`values_list`].
+pub(crate) fn json_rows(backend: DbBackend, param: usize, pg_types: &[&str]) -> String {
+    let columns: Vec<String> = pg_types
+        .iter()
+        .enumerate()
+        .map(|(i, pg_type)| match backend {
+            DbBackend::Postgres => format!("(e->>{i})::{pg_type} AS column{}", i + 1),
+            _ => format!("json_extract(value, '$[{i}]') AS column{}", i + 1),
+        })
+        .collect();
+    let source = match backend {
+        DbBackend::Postgres => format!("json_array_elements(${param}::json) AS e"),
+        _ => format!("json_each(${param})"),
+    };
+    format!("(SELECT {} FROM {source}) AS v", columns.join(", "))
+}
+
+/// The parameter [`json_rows`] reads: rows as a JSON array of arrays.
+pub(crate) fn json_rows_value<R: serde::Serialize>(rows: &[R]) -> Value {
+    serde_json::to_string(rows).expect("rows serialize").into()
 }
 
 /// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
@@ -257,15 +242,22 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_padded_to_a_power_of_two_with_the_last_repeated() {
-        assert!(super::padded_to_shape::<i64>(&[]).is_empty());
-        assert_eq!(&*super::padded_to_shape(&[7]), &[7]);
-        assert_eq!(&*super::padded_to_shape(&[1, 2, 3]), &[1, 2, 3, 3]);
-        assert_eq!(super::padded_to_shape(&[5; 64]).len(), 64);
-        let shapes: std::collections::HashSet<usize> = (1..=500)
-            .map(|n| super::padded_to_shape(&vec![0u8; n]).len())
-            .collect();
-        assert_eq!(shapes.len(), 10, "1, 2, 4 … 512");
+    fn json_rows_is_one_statement_for_any_number_of_rows() {
+        use sea_orm::DatabaseBackend::{Postgres, Sqlite};
+        assert_eq!(
+            super::json_rows(Postgres, 2, &["bigint", "text"]),
+            "(SELECT (e->>0)::bigint AS column1, (e->>1)::text AS column2 \
+             FROM json_array_elements($2::json) AS e) AS v"
+        );
+        assert_eq!(
+            super::json_rows(Sqlite, 1, &["bigint"]),
+            "(SELECT json_extract(value, '$[0]') AS column1 FROM json_each($1)) AS v"
+        );
+        let rows: Vec<(i64, &str)> = vec![(1, "a"), (2, "b\"c")];
+        assert_eq!(
+            super::json_rows_value(&rows),
+            sea_orm::Value::from(r#"[[1,"a"],[2,"b\"c"]]"#)
+        );
     }
 
     #[test]
@@ -274,9 +266,6 @@ mod tests {
         assert_eq!(super::values_list(Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(super::values_list(Postgres, 1, 1), "($1)");
         assert_eq!(super::values_list(Sqlite, 2, 2), "(?, ?), (?, ?)");
-        assert_eq!(super::in_list(Postgres, 2), "$1, $2");
-        assert_eq!(super::in_list(Sqlite, 3), "?, ?, ?");
         assert_eq!(super::values_list_from(3, 2, 2), "($3, $4), ($5, $6)");
-        assert_eq!(super::params(2, 3), "$2, $3, $4");
     }
 }

@@ -125,14 +125,11 @@ pub async fn queue_notices(
     match audience {
         NoticeAudience::All => queue_notices_where(db, kind, payload, dedupe_prefix, "", Vec::new()).await,
         NoticeAudience::Addresses(keys) => {
-            let mut total = 0;
-            for chunk in keys.chunks(500) {
-                let placeholders = super::params(1, chunk.len());
-                let values = chunk.iter().map(|k| k.as_str().into()).collect();
-                let condition = format!("AND s.email_key IN ({placeholders})");
-                total += queue_notices_where(db, kind, payload, dedupe_prefix, &condition, values).await?;
-            }
-            Ok(total)
+            let rows: Vec<[&str; 1]> = keys.iter().map(|k| [k.as_str()]).collect();
+            let source = super::json_rows(db.get_database_backend(), 1, &["text"]);
+            let condition = format!("AND s.email_key IN (SELECT column1 FROM {source})");
+            let values = vec![super::json_rows_value(&rows)];
+            queue_notices_where(db, kind, payload, dedupe_prefix, &condition, values).await
         }
         NoticeAudience::SignedUp { from, until } => {
             let condition = "AND s.created_at >= $1 AND s.created_at < $2";

@@ -214,21 +214,15 @@ impl Queue {
             id: i64,
         }
         // A repeated row matches the same recipient row, which is updated once.
-        let sent = super::padded_to_shape(sent);
-        let values = super::values_list_from(3, sent.len(), 2);
+        let v = super::json_rows(db.get_database_backend(), 3, &["bigint", "text"]);
         let sql = format!(
             "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
-             lease_owner = NULL FROM (VALUES {values}) AS v \
+             lease_owner = NULL FROM {v} \
              WHERE {t}.id = v.column1 AND {t}.lease_owner = $1 AND {t}.status = 'sending' RETURNING id",
             t = self.table
         );
-        let mut all: Vec<Value> = Vec::with_capacity(2 + 2 * sent.len());
-        all.push(owner.into());
-        all.push(super::now().into());
-        for (_, id, message_id) in sent.iter() {
-            all.push((*id).into());
-            all.push(message_id.as_str().into());
-        }
+        let rows: Vec<(i64, &str)> = sent.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
+        let all: Vec<Value> = vec![owner.into(), super::now().into(), super::json_rows_value(&rows)];
         let rows = Recorded::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
             sql,

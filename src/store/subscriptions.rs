@@ -209,15 +209,15 @@ pub async fn pending_confirmations(
     let mut out: HashMap<i64, PendingConfirmation> = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
         // An id asked twice is found once (`IN`).
-        let chunk = super::padded_to_shape(chunk);
         let sql = format!(
             "SELECT s.id AS subscriber_id, s.uuid, s.name, l.name AS list_name FROM subscribers s \
              JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
              JOIN lists l ON l.id = x.list_id \
-             WHERE s.id IN ({}) ORDER BY s.id, l.id",
-            super::in_list(db.get_database_backend(), chunk.len())
+             WHERE s.id IN (SELECT column1 FROM {}) ORDER BY s.id, l.id",
+            super::json_rows(db.get_database_backend(), 1, &["bigint"])
         );
-        let values = chunk.iter().map(|&id| id.into());
+        let rows: Vec<[i64; 1]> = chunk.iter().map(|&id| [id]).collect();
+        let values = [super::json_rows_value(&rows)];
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         for row in PendingRow::find_by_statement(stmt).all(db).await? {
             out.entry(row.subscriber_id)
@@ -362,19 +362,18 @@ pub async fn confirmation_histories(
     let mut out = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
         // An id asked twice is found once (`IN`).
-        let chunk = super::padded_to_shape(chunk);
         let sql = format!(
             "SELECT h.subscriber_id, h.last_id, h.recent, h.queued, o.created_at AS last_created_at \
              FROM (SELECT subscriber_id, MAX(id) AS last_id, \
                      COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0) AS recent, \
                      COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS queued \
-                   FROM outbox WHERE kind = 'confirmation' AND subscriber_id IN ({}) \
+                   FROM outbox WHERE kind = 'confirmation' AND subscriber_id IN (SELECT column1 FROM {}) \
                    GROUP BY subscriber_id) h \
              JOIN outbox o ON o.id = h.last_id",
-            super::params(2, chunk.len())
+            super::json_rows(db.get_database_backend(), 2, &["bigint"])
         );
-        let mut values = vec![since.into()];
-        values.extend(chunk.iter().map(|&id| id.into()));
+        let rows: Vec<[i64; 1]> = chunk.iter().map(|&id| [id]).collect();
+        let values = vec![since.into(), super::json_rows_value(&rows)];
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         for row in HistoryRow::find_by_statement(stmt).all(db).await? {
             out.insert(

@@ -1,7 +1,7 @@
 //! The suppression store: keyed hashes of addresses that must not be mailed (hard bounces,
 //! complaints, erasures). Never the address itself (GD-4).
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Statement};
 
 use super::entities::suppression;
 use crate::domain::AddressHash;
@@ -58,10 +58,20 @@ pub async fn reasons(
     db: &impl ConnectionTrait,
     hashes: &[AddressHash],
 ) -> Result<std::collections::HashMap<String, String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Found {
+        address_hmac: String,
+        reason: String,
+    }
+    let backend = db.get_database_backend();
     // An address asked twice is found once.
-    let hashes = super::padded_to_shape(hashes);
-    Ok(suppression::Entity::find()
-        .filter(suppression::Column::AddressHmac.is_in(hashes.iter().map(AddressHash::as_str)))
+    let sql = format!(
+        "SELECT address_hmac, reason FROM suppressions WHERE address_hmac IN (SELECT column1 FROM {})",
+        super::json_rows(backend, 1, &["text"])
+    );
+    let rows: Vec<[&str; 1]> = hashes.iter().map(|h| [h.as_str()]).collect();
+    let stmt = Statement::from_sql_and_values(backend, sql, [super::json_rows_value(&rows)]);
+    Ok(Found::find_by_statement(stmt)
         .all(db)
         .await?
         .into_iter()
