@@ -11,6 +11,8 @@ use std::time::Duration;
 use common::flows::{html_of, text_of};
 use common::{NEWS, OFFERS, Spawn, Stage, TestApp, WAIT, dkim_check, free_port, header_values, spawn};
 use letterhead::domain::{DisplayName, EmailAddress};
+use letterhead::services::subscribers::{AddOutcome, Consent, PersonToAdd};
+use letterhead::store::{self, subscriptions};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -37,32 +39,56 @@ async fn app_with(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
     (app, key)
 }
 
-/// A subscriber with confirmed consent on these lists (evidence recorded), straight into the
-/// database.
-async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], status: &str) -> uuid::Uuid {
+/// How a seeded subscriber stands on their lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeded {
+    Confirmed,
+    Pending,
+    Left,
+}
+use Seeded::{Confirmed, Left, Pending};
+
+/// A subscriber of these lists, put in place without any mail: confirmed as the API adds
+/// someone with consent evidence; pending as a signup leaves them (its confirmation never
+/// sent); or confirmed and then left. Returns their uuid.
+async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], how: Seeded) -> uuid::Uuid {
     let db = &app.state.db;
     let address = EmailAddress::parse(email).unwrap();
     let name = name.map(|n| DisplayName::parse(n).unwrap());
-    let s = letterhead::store::subscriptions::upsert_subscriber(
-        db,
-        &address,
-        &app.state.address_hasher.hash(&address),
-        name.as_ref(),
-    )
-    .await
-    .unwrap();
+    let mut on = Vec::new();
     for slug in lists {
-        let list = letterhead::store::lists::by_slug(db, slug)
+        on.push(store::lists::by_slug(db, slug).await.unwrap().unwrap());
+    }
+    if how == Pending {
+        let hash = app.state.address_hasher.hash(&address);
+        let s = subscriptions::upsert_subscriber(db, &address, &hash, name.as_ref())
             .await
-            .unwrap()
             .unwrap();
-        db.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $4)",
-            [s.id.into(), list.id.into(), status.into(), letterhead::store::now().into()],
-        ))
+        for list in &on {
+            subscriptions::add_subscription(db, s.id, list.id, false, store::now_ms())
+                .await
+                .unwrap();
+        }
+    } else {
+        let person = PersonToAdd {
+            email: address.clone(),
+            name,
+            consent: Consent::Evidence {
+                consented_at: store::now(),
+                source: "seeded by the test".into(),
+            },
+        };
+        let added = app.state.subscribers.add_one(&person, &on).await.unwrap();
+        assert_eq!(added, AddOutcome::Added, "{email}");
+    }
+    let s = subscriptions::subscriber_by_email(db, &address)
         .await
+        .unwrap()
         .unwrap();
+    if how == Left {
+        for list in &on {
+            subscriptions::leave(db, s.id, list.id).await.unwrap();
+        }
     }
     s.uuid
 }
@@ -76,19 +102,19 @@ const SUBJECT: &str = "Ünïcödé — 日本語 ✓";
 #[tokio::test]
 async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
     let (app, key) = app_with(vec![]).await;
-    seed(&app, "ann@example.org", Some("Ann"), &["news"], "confirmed").await;
+    seed(&app, "ann@example.org", Some("Ann"), &["news"], Confirmed).await;
     seed(
         &app,
         "zoe@example.org",
         Some("Zoë"),
         &["news", "offers"],
-        "confirmed",
+        Confirmed,
     )
     .await;
-    seed(&app, "bob@example.org", Some("Bob"), &["offers"], "confirmed").await;
-    seed(&app, "pending@example.org", None, &["news"], "pending").await;
-    seed(&app, "left@example.org", None, &["news"], "unsubscribed").await;
-    seed(&app, "bounced@example.org", None, &["news"], "confirmed").await;
+    seed(&app, "bob@example.org", Some("Bob"), &["offers"], Confirmed).await;
+    seed(&app, "pending@example.org", None, &["news"], Pending).await;
+    seed(&app, "left@example.org", None, &["news"], Left).await;
+    seed(&app, "bounced@example.org", None, &["news"], Confirmed).await;
     let res = app.suppress(&key, "bounced@example.org", "bounce").await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
@@ -218,7 +244,7 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
     .await;
     let mut people = Vec::new();
     for i in 0..10 {
-        people.push(seed(&app, &format!("r{i}@example.org"), None, &["news"], "confirmed").await);
+        people.push(seed(&app, &format!("r{i}@example.org"), None, &["news"], Confirmed).await);
     }
     let news = app.list_id("news").await;
     app.sink.delay_data(150);
@@ -252,7 +278,7 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
 async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
     let (app, key) = app_with(vec![]).await;
     for who in ["ok1", "greylisted", "gone", "ok2"] {
-        seed(&app, &format!("{who}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("{who}@example.org"), None, &["news"], Confirmed).await;
     }
     app.sink.reply(Stage::Rcpt, "greylisted@", 451, Some(1));
     app.sink.reply(Stage::Rcpt, "gone@", 550, None);
@@ -306,7 +332,7 @@ async fn pause_resume_and_cancel() {
     ])
     .await;
     for i in 0..8 {
-        seed(&app, &format!("p{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("p{i}@example.org"), None, &["news"], Confirmed).await;
     }
     app.sink.delay_data(100);
     let id = app
@@ -385,7 +411,7 @@ async fn pause_resume_and_cancel() {
 #[tokio::test]
 async fn a_scheduled_campaign_starts_on_time() {
     let (app, key) = app_with(vec![]).await;
-    seed(&app, "early@example.org", None, &["news"], "confirmed").await;
+    seed(&app, "early@example.org", None, &["news"], Confirmed).await;
     let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -541,7 +567,7 @@ async fn two_instances_share_a_campaign_without_duplicates() {
     .await;
     const N: usize = 120;
     for i in 0..N {
-        seed(&first, &format!("m{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&first, &format!("m{i}@example.org"), None, &["news"], Confirmed).await;
     }
     first.sink.delay_data(5);
     let id = first
@@ -575,7 +601,7 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     .await;
     const N: usize = 60;
     for i in 0..N {
-        seed(&app, &format!("k{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("k{i}@example.org"), None, &["news"], Confirmed).await;
     }
     let db = app.db.clone();
     let sink = app.sink.clone();
@@ -650,7 +676,7 @@ async fn a_preview_the_database_fails_is_a_server_error() {
         )
         .await;
     // The campaign's lists can no longer be read; the campaign itself and the API key can.
-    app.execute("DROP TABLE campaign_lists").await;
+    app.drop_table("campaign_lists").await;
     let res = app
         .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/preview"))
         .await;

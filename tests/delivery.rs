@@ -8,10 +8,10 @@ use std::time::Duration;
 use common::{Spawn, Stage, TestApp, WAIT, dkim_check, free_port, header_values, spawn, spawn_app};
 use letterhead::delivery::Payload;
 use letterhead::domain::EmailAddress;
-use letterhead::store::outbox::{self, NewOutboxMessage};
+use letterhead::store::{self, outbox, outbox::NewOutboxMessage};
 
 /// Writes the operator's test message to `to` into the outbox (waking no worker).
-async fn enqueue_test_message(db: &letterhead::store::Db, to: &str) {
+async fn enqueue_test_message(db: &impl sea_orm::ConnectionTrait, to: &str) {
     let payload = Payload::TestMessage;
     outbox::enqueue(
         db,
@@ -31,6 +31,22 @@ async fn enqueue_test_message(db: &letterhead::store::Db, to: &str) {
 async fn queue_test_message(app: &TestApp, to: &str) {
     enqueue_test_message(&app.state.db, to).await;
     app.state.wakeups.outbox.notify_one();
+}
+
+/// A test message to `recipient` that a worker named "dead-worker" claimed, its lease running
+/// until `lease_until_ms`; queued and claimed in one transaction, so that the app's own worker
+/// cannot take it first.
+async fn claimed_by_a_dead_worker(app: &TestApp, recipient: &str, lease_until_ms: i64) {
+    let tx = store::begin_write(&app.state.db).await.unwrap();
+    enqueue_test_message(&tx, recipient).await;
+    let claimed = outbox::claim(&tx, "dead-worker", store::now_ms(), lease_until_ms, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.recipient.as_str()).collect::<Vec<_>>(),
+        [recipient]
+    );
+    tx.commit().await.unwrap();
 }
 
 /// CS-1, CS-4, MF-1, MF-2, MF-3, MF-9, MF-10, DK-1, DK-3, DK-4, DK-5, GY-1, GY-7.
@@ -328,17 +344,10 @@ async fn a_permanent_554_at_data_fails_without_suppression() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     let app = spawn_app().await;
-    let now_ms = letterhead::store::now_ms();
-    let payload = serde_json::to_string(&Payload::TestMessage).unwrap();
-    let insert = |recipient: &str, lease_until: i64| {
-        format!(
-            "INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at_ms, lease_owner, created_at) \
-             VALUES ('test_message', '{recipient}', '{payload}', 'sending', 1, {lease_until}, 'dead-worker', '2026-01-01 00:00:00+00:00')"
-        )
-    };
-    app.execute(&insert("orphan@example.org", now_ms - 1_000)).await;
-    app.execute(&insert("inflight@example.org", now_ms + 600_000))
-        .await;
+    let now_ms = store::now_ms();
+    // The live lease first: a claim takes the oldest due row, and an expired lease is due.
+    claimed_by_a_dead_worker(&app, "inflight@example.org", now_ms + 600_000).await;
+    claimed_by_a_dead_worker(&app, "orphan@example.org", now_ms - 1_000).await;
     app.state.wakeups.outbox.notify_one();
     let msgs = app.sink.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["orphan@example.org".to_string()]);

@@ -466,7 +466,7 @@ async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
     let plain_sha = hex::encode(sha2::Sha256::digest(b"forget.me@example.org"));
     assert!(occurrences(&app, &plain_sha).await.is_empty());
     if !app.db.is_postgres() {
-        app.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        app.checkpoint_sqlite_wal().await;
         let dir = app
             .db
             .url

@@ -45,33 +45,21 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
     }
     let campaign = send_to_news(&app, &key, "Before anyone left").await;
     assert_eq!(app.wait_for_campaign(&key, campaign, "sent").await["sent"], 5);
-    let now = time::OffsetDateTime::now_utc();
-    let ago = |days: i64| {
-        (now - time::Duration::days(days))
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'longgone@example.org')",
-        ago(400)
-    ))
-    .await;
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'recent@example.org')",
-        ago(100)
-    ))
-    .await;
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE list_id = (SELECT id FROM lists WHERE slug = 'news') AND subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'halfway@example.org')",
-        ago(400)
-    ))
-    .await;
+    // longgone left both lists 400 days ago, recent 100 days ago; halfway left only the news
+    // list, 400 days ago; bounced hard-bounced 400 days ago.
+    let both: &[&str] = &["news", "offers"];
+    for (who, lists, days) in [
+        ("longgone", both, 400),
+        ("recent", both, 100),
+        ("halfway", &["news"], 400),
+    ] {
+        let email = format!("{who}@example.org");
+        app.leave_in_store(&email, lists).await;
+        app.backdate_leaving(&email, lists, days).await;
+    }
     app.suppress(&key, "bounced@example.org", "bounce").await;
-    app.execute(&format!(
-        "UPDATE suppressions SET created_at = '{}' WHERE reason = 'hard_bounce'",
-        ago(400)
-    ))
-    .await;
+    app.backdate_suppressions("hard_bounce", 400).await;
+    let now = time::OffsetDateTime::now_utc();
 
     let cfg = app.state.config.retention.clone();
     let dry = retention::run(&app.state.db, &cfg, now, Mode::DryRun)

@@ -10,6 +10,8 @@ use common::{
     OFFERS, Spawn, TestApp, WAIT, WEEKLY, base64url_json, dkim_check, header_values, spawn, spawn_with_lists,
 };
 use letterhead::domain::EmailAddress;
+use letterhead::services::notices::NewPolicy;
+use letterhead::store::subscriptions;
 use letterhead::store::suppressions::{self, SuppressionReason};
 use letterhead::tokens::Purpose;
 use reqwest::StatusCode;
@@ -41,16 +43,39 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// Confirms `email`'s pending subscriptions, written as following the link leaves them (without
+/// the link's consent evidence).
+async fn confirm_in_store(app: &TestApp, email: &str) {
+    let db = &app.state.db;
+    let subscriber = subscriptions::subscriber_by_email(db, &EmailAddress::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let ids = subscriptions::of_subscriber(db, subscriber.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    subscriptions::confirm(db, ids).await.unwrap();
+}
+
 /// OI-1, OI-3, OI-4, OI-5, CS-4, DK-1: a signup stays pending, gets one transactional,
 /// signed confirmation with the postal address, and its evidence is recorded.
 #[tokio::test]
 async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
     let app = app_with_lists().await;
-    app.execute(
-        "INSERT INTO policy_versions (version, effective_at, summary, url, material, content_hash, published_at) \
-         VALUES ('2026-01', '2026-01-01T00:00:00Z', 'First', 'https://example.com/privacy', false, 'x', '2026-01-01T00:00:00Z')",
-    )
-    .await;
+    app.state
+        .notices
+        .publish_policy(NewPolicy {
+            version: "2026-01".into(),
+            effective_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            summary: "First".into(),
+            url: "https://example.com/privacy".parse().unwrap(),
+            material: false,
+        })
+        .await
+        .unwrap();
     let res = submit_form(&app, &good_form("reader@example.org")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("check your inbox"));
@@ -267,7 +292,10 @@ async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
 async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_is_skipped() {
     let app = app_with_lists().await;
     assert!(app.page("/subscribe").await.contains("Special Offers"));
-    app.execute("DELETE FROM lists WHERE slug = 'offers'").await;
+    let offers = app.list_id("offers").await;
+    letterhead::store::lists::delete(&app.state.db, offers)
+        .await
+        .unwrap();
     let res = submit_form(
         &app,
         "email=both%40example.org&list=weekly&list=offers&consent=yes&age_confirmed=yes",
@@ -343,8 +371,8 @@ async fn oi9_every_state_gets_the_same_answer() {
     submit_form(&app, &good_form("confirmed@example.org")).await;
     submit_form(&app, &good_form("left@example.org")).await;
     app.sink.wait_for(3, WAIT).await;
-    app.execute("UPDATE subscriptions SET status = 'confirmed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'confirmed@example.org')").await;
-    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'left@example.org')").await;
+    confirm_in_store(&app, "confirmed@example.org").await;
+    app.leave_in_store("left@example.org", &["weekly"]).await;
     let erased = EmailAddress::parse("erased@example.org").unwrap();
     suppressions::add(
         &app.state.db,
@@ -409,8 +437,7 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     let app = app_with_lists().await;
     submit_form(&app, &good_form("leaver@example.org")).await;
     let first = confirmation_link(&app.sink.wait_for(1, WAIT).await[0]);
-    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL")
-        .await;
+    app.leave_in_store("leaver@example.org", &["weekly"]).await;
     let res = app.post(&first).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("nothing to confirm"));

@@ -21,7 +21,7 @@ use std::time::Duration;
 use letterhead::app::Application;
 use letterhead::config::{Config, Settings};
 use letterhead::delivery;
-use letterhead::domain::ListSlug;
+use letterhead::domain::{EmailAddress, ListSlug};
 use letterhead::edge::AppState;
 use letterhead::store;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -531,6 +531,22 @@ impl TestApp {
             .id
     }
 
+    /// `email` leaves `lists`, written as an unsubscribe leaves the subscription rows (no
+    /// consent event, no suppression).
+    pub async fn leave_in_store(&self, email: &str, lists: &[&str]) {
+        let db = &self.state.db;
+        let subscriber = store::subscriptions::subscriber_by_email(db, &EmailAddress::parse(email).unwrap())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no subscriber {email}"));
+        for slug in lists {
+            let list_id = self.list_id(slug).await;
+            store::subscriptions::leave(db, subscriber.id, list_id)
+                .await
+                .unwrap();
+        }
+    }
+
     /// The status of `email`'s subscription to `list`, or "none".
     pub async fn subscription_status(&self, email: &str, list: &str) -> String {
         let db = &self.state.db;
@@ -557,10 +573,6 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).unwrap()
     }
 
-    pub async fn execute(&self, sql: &str) {
-        self.state.db.execute_unprepared(sql).await.unwrap();
-    }
-
     /// Waits until `sql` (a single integer) returns `expected`.
     pub async fn wait_until(&self, sql: &str, expected: i64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -575,6 +587,74 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// What the product never does to its database, done in raw SQL so that a test can: age rows,
+/// break the schema, force a checkpoint. Each says why no store function can stand in.
+impl TestApp {
+    /// Moves the time `email` left `lists` back by `days`. Raw: the product records when someone
+    /// leaves as it happens and never moves it; retention is tested on aged rows, not by waiting.
+    pub async fn backdate_leaving(&self, email: &str, lists: &[&str], days: i64) {
+        for slug in lists {
+            self.execute_with(
+                "UPDATE subscriptions SET unsubscribed_at = $1 \
+                 WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = $2) \
+                 AND list_id = (SELECT id FROM lists WHERE slug = $3)",
+                [
+                    days_ago(days).into(),
+                    email.to_ascii_lowercase().into(),
+                    (*slug).into(),
+                ],
+            )
+            .await;
+        }
+    }
+
+    /// Moves the creation of every suppression for `reason` back by `days`. Raw: the product
+    /// never changes when a suppression was made; retention is tested on aged rows.
+    pub async fn backdate_suppressions(&self, reason: &str, days: i64) {
+        self.execute_with(
+            "UPDATE suppressions SET created_at = $1 WHERE reason = $2",
+            [days_ago(days).into(), reason.into()],
+        )
+        .await;
+    }
+
+    /// Drops `table` under the running app. Raw: the product never drops a table; this is how
+    /// a test makes the database fail one query while others still work.
+    pub async fn drop_table(&self, table: &str) {
+        self.state
+            .db
+            .execute_unprepared(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+    }
+
+    /// Copies SQLite's write-ahead log into the database file and empties the log, so that
+    /// both files can be searched. Raw: the product only runs passive checkpoints, which leave
+    /// the log as it is.
+    pub async fn checkpoint_sqlite_wal(&self) {
+        self.state
+            .db
+            .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .unwrap();
+    }
+
+    async fn execute_with<const N: usize>(&self, sql: &str, values: [sea_orm::Value; N]) {
+        let db = &self.state.db;
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+fn days_ago(days: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() - time::Duration::days(days)
 }
 
 impl Drop for TestApp {
