@@ -325,7 +325,7 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
 /// whole audience in one batch, so the rows it already holds must heed the pause and the
 /// cancel too (checked right before each send).
 #[tokio::test]
-async fn pause_resume_and_cancel() {
+async fn pause_holds_delivery_resume_finishes_it_and_cancel_stops_the_rest() {
     let (app, key) = app_with(vec![
         ("DELIVERY_BATCH_SIZE", "64".into()),
         ("DELIVERY_CONCURRENCY", "1".into()),
@@ -592,8 +592,8 @@ async fn two_instances_share_a_campaign_without_duplicates() {
 /// in flight.
 #[tokio::test]
 async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
-    // One session: a few rows in flight (8), and twice as many outcomes held by the recorder
-    // (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
+    // One SMTP session: a few rows in flight (8), and twice as many outcomes held by the
+    // recorder (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
     let (app, key) = app_with(vec![
         ("DELIVERY_LEASE_SECONDS", "5".into()),
         ("DELIVERY_CONCURRENCY", "1".into()),

@@ -49,7 +49,9 @@ async fn claimed_by_a_dead_worker(app: &TestApp, recipient: &str, lease_until_ms
     tx.commit().await.unwrap();
 }
 
-/// CS-1, CS-4, MF-1, MF-2, MF-3, MF-9, MF-10, DK-1, DK-3, DK-4, DK-5, GY-1, GY-7.
+/// CS-1, CS-4, MF-1, MF-2, MF-3, MF-9, MF-10, DK-1, DK-3, DK-4, DK-5, GY-1, GY-7: a message the
+/// command line queues arrives from the operator's domain with the headers and parts the
+/// policy promises, DKIM-signed so that an added header or a changed body breaks the signature.
 #[tokio::test]
 async fn a_queued_transactional_message_arrives_stamped_and_dkim_signed() {
     let app = spawn_app().await;
@@ -468,8 +470,8 @@ async fn graceful_shutdown_finishes_sends_in_flight() {
 /// dead worker's leases expire; every message arrives, duplicates at most what was in flight.
 #[tokio::test]
 async fn after_kill_9_a_restart_delivers_everything_with_bounded_duplicates() {
-    // One session: a few rows in flight (8), and twice as many outcomes held by the recorder
-    // (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
+    // One SMTP session: a few rows in flight (8), and twice as many outcomes held by the
+    // recorder (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
     let app = spawn(Spawn {
         overrides: vec![
             ("DELIVERY_LEASE_SECONDS", "5".into()),

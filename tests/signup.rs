@@ -283,9 +283,8 @@ async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
 }
 
-/// The JSON endpoint: 202 and the same pending state.
 /// The form's lists are cached briefly. A list deleted meanwhile by another instance (here:
-/// behind this one's back) is left out of a signup that names it, which is still answered as
+/// through the store, behind this one's back) is left out of a signup that names it, which is still answered as
 /// accepted and subscribes to the other lists. A list added or deleted through the API is seen
 /// at once.
 #[tokio::test]
@@ -339,6 +338,7 @@ async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_i
     );
 }
 
+/// The JSON endpoint: 202 and the same pending state, with its own source in the evidence.
 #[tokio::test]
 async fn a_json_signup_is_accepted_with_202() {
     let app = app_with_lists().await;
@@ -366,7 +366,8 @@ async fn a_json_signup_is_accepted_with_202() {
 #[tokio::test]
 async fn oi9_every_state_gets_the_same_answer() {
     let app = app_with_lists().await;
-    // Set up the states.
+    // pending@ signed up; confirmed@ signed up and confirmed; left@ signed up and left; erased@
+    // was erased earlier, so only the keyed hash of the address is left.
     submit_form(&app, &good_form("pending@example.org")).await;
     submit_form(&app, &good_form("confirmed@example.org")).await;
     submit_form(&app, &good_form("left@example.org")).await;
@@ -437,6 +438,7 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     let app = app_with_lists().await;
     submit_form(&app, &good_form("leaver@example.org")).await;
     let first = confirmation_link(&app.sink.wait_for(1, WAIT).await[0]);
+    // They leave before following the link.
     app.leave_in_store("leaver@example.org", &["weekly"]).await;
     let res = app.post(&first).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -451,8 +453,8 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     let msgs = app.sink.wait_for(2, WAIT).await;
     let second = confirmation_link(&msgs[1]);
     let old_again = {
-        // A fresh, unspent copy of the first link's claims is not needed: the first link was
-        // spent above; sign an equivalent one issued before the new signup.
+        // The first link was spent above; this is what an unspent copy of it would be: the same
+        // subscriber and the same first signup, signed anew.
         let claims = app.state.keyring().verify(&first[9..], Purpose::Confirm).unwrap();
         let sub = claims.sub.clone();
         let issued = claims.aux.clone().unwrap();

@@ -297,9 +297,10 @@ async fn deleting_a_subscriber_erases_them() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
-/// Lists: rename, hide, delete; a duplicate slug is 409.
+/// Lists: a duplicate slug is 409; a list can be renamed and hidden (a hidden list is neither
+/// offered on the form nor open to signups) and deleted.
 #[tokio::test]
-async fn lists_can_be_changed_and_deleted() {
+async fn lists_can_be_renamed_hidden_and_deleted() {
     let (app, key) = app().await;
     let res = app
         .api_post(
