@@ -8,9 +8,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::flows::{WAIT, add_list, html_of, text_of};
-use common::{Spawn, Stage, TestApp, dkim_check, header_values, spawn};
+use common::flows::{html_of, text_of};
+use common::{NEWS, OFFERS, Spawn, Stage, TestApp, WAIT, dkim_check, free_port, header_values, spawn};
 use letterhead::domain::{DisplayName, EmailAddress};
+use letterhead::services::subscribers::{AddOutcome, Consent, PersonToAdd};
+use letterhead::store::{self, subscriptions};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -25,103 +27,70 @@ fn unescape_html(value: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// An app with the lists news and offers, and an API key.
 async fn app_with(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
     let app = spawn(Spawn {
         overrides,
+        lists: vec![NEWS, OFFERS],
         ..Default::default()
     })
     .await;
-    add_list(&app, "news", "Weekly News").await;
-    add_list(&app, "offers", "Special Offers").await;
     let key = app.create_api_key().await;
     (app, key)
 }
 
-/// A subscriber with confirmed consent on these lists (evidence recorded), straight into the
-/// database.
-async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], status: &str) -> uuid::Uuid {
+/// How a seeded subscriber stands on their lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seeded {
+    Confirmed,
+    Pending,
+    Left,
+}
+use Seeded::{Confirmed, Left, Pending};
+
+/// A subscriber of these lists, put in place without any mail: confirmed as the API adds
+/// someone with consent evidence; pending as a signup leaves them (its confirmation never
+/// sent); or confirmed and then left. Returns their uuid.
+async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], how: Seeded) -> uuid::Uuid {
     let db = &app.state.db;
     let address = EmailAddress::parse(email).unwrap();
     let name = name.map(|n| DisplayName::parse(n).unwrap());
-    let s = letterhead::store::subscriptions::upsert_subscriber(
-        db,
-        &address,
-        &app.state.address_hasher.hash(&address),
-        name.as_ref(),
-    )
-    .await
-    .unwrap();
+    let mut on = Vec::new();
     for slug in lists {
-        let list = letterhead::store::lists::by_slug(db, slug)
+        on.push(store::lists::by_slug(db, slug).await.unwrap().unwrap());
+    }
+    if how == Pending {
+        let hash = app.state.address_hasher.hash(&address);
+        let s = subscriptions::upsert_subscriber(db, &address, &hash, name.as_ref())
             .await
-            .unwrap()
             .unwrap();
-        db.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) VALUES ($1, $2, $3, $4, $4)",
-            [s.id.into(), list.id.into(), status.into(), letterhead::store::now().into()],
-        ))
+        for list in &on {
+            subscriptions::add_subscription(db, s.id, list.id, false, store::now_ms())
+                .await
+                .unwrap();
+        }
+    } else {
+        let person = PersonToAdd {
+            email: address.clone(),
+            name,
+            consent: Consent::Evidence {
+                consented_at: store::now(),
+                source: "seeded by the test".into(),
+            },
+        };
+        let added = app.state.subscribers.add_one(&person, &on).await.unwrap();
+        assert_eq!(added, AddOutcome::Added, "{email}");
+    }
+    let s = subscriptions::subscriber_by_email(db, &address)
         .await
+        .unwrap()
         .unwrap();
+    if how == Left {
+        for list in &on {
+            subscriptions::leave(db, s.id, list.id).await.unwrap();
+        }
     }
     s.uuid
-}
-
-async fn create(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/v1/campaigns"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Creates a draft and returns its id.
-async fn draft(app: &TestApp, key: &str, body: serde_json::Value) -> i64 {
-    create(app, key, body)
-        .await
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap()
-}
-
-async fn post(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
-    app.http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn campaign(app: &TestApp, key: &str, id: i64) -> serde_json::Value {
-    app.http
-        .get(app.url(&format!("/api/v1/campaigns/{id}")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_status(app: &TestApp, key: &str, id: i64, status: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let c = campaign(app, key, id).await;
-        if c["status"] == status {
-            return c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "campaign never became {status}: {c}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 const SUBJECT: &str = "Ünïcödé — 日本語 ✓";
@@ -133,48 +102,36 @@ const SUBJECT: &str = "Ünïcödé — 日本語 ✓";
 #[tokio::test]
 async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
     let (app, key) = app_with(vec![]).await;
-    seed(&app, "ann@example.org", Some("Ann"), &["news"], "confirmed").await;
+    seed(&app, "ann@example.org", Some("Ann"), &["news"], Confirmed).await;
     seed(
         &app,
         "zoe@example.org",
         Some("Zoë"),
         &["news", "offers"],
-        "confirmed",
+        Confirmed,
     )
     .await;
-    seed(&app, "bob@example.org", Some("Bob"), &["offers"], "confirmed").await;
-    seed(&app, "pending@example.org", None, &["news"], "pending").await;
-    seed(&app, "left@example.org", None, &["news"], "unsubscribed").await;
-    seed(&app, "bounced@example.org", None, &["news"], "confirmed").await;
-    let res = app
-        .http
-        .post(app.url("/api/v1/suppressions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "bounced@example.org", "reason": "bounce"}))
-        .send()
-        .await
-        .unwrap();
+    seed(&app, "bob@example.org", Some("Bob"), &["offers"], Confirmed).await;
+    seed(&app, "pending@example.org", None, &["news"], Pending).await;
+    seed(&app, "left@example.org", None, &["news"], Left).await;
+    seed(&app, "bounced@example.org", None, &["news"], Confirmed).await;
+    let res = app.suppress(&key, "bounced@example.org", "bounce").await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
-    let res = create(
-        &app,
-        &key,
-        serde_json::json!({
-            "subject": SUBJECT,
-            "lists": ["news"],
-            "markdown": "# Hello {{ name }}\n\nThis week in **{{ list_name }}**.\n\n[Leave]({{ unsubscribe_url }})"
-        }),
-    )
-    .await;
+    let campaign = serde_json::json!({
+        "subject": SUBJECT,
+        "lists": ["news"],
+        "markdown": "# Hello {{ name }}\n\nThis week in **{{ list_name }}**.\n\n[Leave]({{ unsubscribe_url }})"
+    });
+    let res = app.create_campaign(&key, &campaign).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: serde_json::Value = res.json().await.unwrap();
     assert_eq!(created["status"], "draft");
     assert_eq!(created["subject"], SUBJECT, "CS-2");
     let id = created["id"].as_i64().unwrap();
 
-    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let done = wait_status(&app, &key, id, "sent").await;
+    app.send_campaign(&key, id).await;
+    let done = app.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(
         (
             done["recipients"].as_i64(),
@@ -268,11 +225,11 @@ async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
-        common::flows::status(&app, "zoe@example.org", "news").await,
+        app.subscription_status("zoe@example.org", "news").await,
         "unsubscribed"
     );
     assert_eq!(
-        common::flows::status(&app, "zoe@example.org", "offers").await,
+        app.subscription_status("zoe@example.org", "offers").await,
         "confirmed"
     );
 }
@@ -287,33 +244,22 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
     .await;
     let mut people = Vec::new();
     for i in 0..10 {
-        people.push(seed(&app, &format!("r{i}@example.org"), None, &["news"], "confirmed").await);
+        people.push(seed(&app, &format!("r{i}@example.org"), None, &["news"], Confirmed).await);
     }
-    let news = letterhead::store::lists::by_slug(&app.state.db, "news")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let news = app.list_id("news").await;
     app.sink.delay_data(150);
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
-    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
     app.sink.wait_for(2, WAIT).await;
     // The last person leaves while the campaign is under way.
-    let url = app.state.links.unsubscribe(people[9], news).path().to_owned();
-    let res = app
-        .http
-        .post(app.url(&url))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let res = app.one_click_unsubscribe(people[9], news).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let done = wait_status(&app, &key, id, "sent").await;
+    let done = app.wait_for_campaign(&key, id, "sent").await;
     assert!(
         !app.sink
             .messages()
@@ -332,18 +278,18 @@ async fn cs7_an_unsubscribe_mid_campaign_stops_the_next_message() {
 async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
     let (app, key) = app_with(vec![]).await;
     for who in ["ok1", "greylisted", "gone", "ok2"] {
-        seed(&app, &format!("{who}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("{who}@example.org"), None, &["news"], Confirmed).await;
     }
     app.sink.reply(Stage::Rcpt, "greylisted@", 451, Some(1));
     app.sink.reply(Stage::Rcpt, "gone@", 550, None);
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
-    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
-    let done = wait_status(&app, &key, id, "sent").await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
+    let done = app.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(
         (done["sent"].as_i64(), done["failed"].as_i64()),
         (Some(3), Some(1))
@@ -364,14 +310,14 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
         "{printed}"
     );
     // CS-11: the suppressed address is left out of the next campaign.
-    let id2 = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Again", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
-    post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
-    let done = wait_status(&app, &key, id2, "sent").await;
+    let id2 = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Again", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id2).await;
+    let done = app.wait_for_campaign(&key, id2, "sent").await;
     assert_eq!(done["recipients"].as_i64(), Some(3));
 }
 
@@ -379,32 +325,34 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
 /// whole audience in one batch, so the rows it already holds must heed the pause and the
 /// cancel too (checked right before each send).
 #[tokio::test]
-async fn pause_resume_and_cancel() {
+async fn pause_holds_delivery_resume_finishes_it_and_cancel_stops_the_rest() {
     let (app, key) = app_with(vec![
         ("DELIVERY_BATCH_SIZE", "64".into()),
         ("DELIVERY_CONCURRENCY", "1".into()),
     ])
     .await;
     for i in 0..8 {
-        seed(&app, &format!("p{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("p{i}@example.org"), None, &["news"], Confirmed).await;
     }
     app.sink.delay_data(100);
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
-    post(&app, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
     app.sink.wait_for(2, WAIT).await;
-    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/pause")).await;
+    let res = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/pause"))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let during = app.sink.messages().len();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.sink.messages().len(), during, "nothing is sent while paused");
     assert!(during < 8, "the pause held back claimed rows: {during} sent");
-    let paused = campaign(&app, &key, id).await;
+    let paused = app.campaign(&key, id).await;
     assert_eq!(paused["status"], "paused");
     assert_eq!(paused["sent"].as_i64(), Some(during as i64), "{paused}");
     // What was held back is queued again, its attempt not spent.
@@ -416,43 +364,43 @@ async fn pause_resume_and_cancel() {
         .await;
     assert_eq!(requeued, 8 - during as i64);
     assert_eq!(
-        post(&app, &key, &format!("/api/v1/campaigns/{id}/pause"))
+        app.api_post_empty(&key, &format!("/api/v1/campaigns/{id}/pause"))
             .await
             .status(),
         StatusCode::CONFLICT
     );
     assert_eq!(
-        post(&app, &key, &format!("/api/v1/campaigns/{id}/resume"))
+        app.api_post_empty(&key, &format!("/api/v1/campaigns/{id}/resume"))
             .await
             .status(),
         StatusCode::OK
     );
-    let done = wait_status(&app, &key, id, "sent").await;
+    let done = app.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(8));
 
-    let id2 = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Second", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
+    let id2 = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Second", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
     let before = app.sink.messages().len();
-    post(&app, &key, &format!("/api/v1/campaigns/{id2}/send")).await;
+    app.send_campaign(&key, id2).await;
     app.sink.wait_for(before + 1, WAIT).await;
     assert_eq!(
-        post(&app, &key, &format!("/api/v1/campaigns/{id2}/cancel"))
+        app.api_post_empty(&key, &format!("/api/v1/campaigns/{id2}/cancel"))
             .await
             .status(),
         StatusCode::OK
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = campaign(&app, &key, id2).await;
+    let c = app.campaign(&key, id2).await;
     assert_eq!(c["status"], "cancelled");
     assert!(c["cancelled"].as_i64().unwrap() >= 5, "{c}");
     let sent_after = app.sink.messages().len() - before;
     assert!(sent_after <= 3, "at most what was in flight: {sent_after}");
     assert_eq!(
-        post(&app, &key, &format!("/api/v1/campaigns/{id2}/resume"))
+        app.api_post_empty(&key, &format!("/api/v1/campaigns/{id2}/resume"))
             .await
             .status(),
         StatusCode::CONFLICT
@@ -463,29 +411,28 @@ async fn pause_resume_and_cancel() {
 #[tokio::test]
 async fn a_scheduled_campaign_starts_on_time() {
     let (app, key) = app_with(vec![]).await;
-    seed(&app, "early@example.org", None, &["news"], "confirmed").await;
+    seed(&app, "early@example.org", None, &["news"], Confirmed).await;
     let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Later", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Later", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
     let res = app
-        .http
-        .post(app.url(&format!("/api/v1/campaigns/{id}/schedule")))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"send_at": at}))
-        .send()
-        .await
-        .unwrap();
+        .api_post(
+            &key,
+            &format!("/api/v1/campaigns/{id}/schedule"),
+            &serde_json::json!({"send_at": at}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    assert_eq!(campaign(&app, &key, id).await["status"], "scheduled");
+    assert_eq!(app.campaign(&key, id).await["status"], "scheduled");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(app.sink.messages().is_empty(), "not before its time");
-    wait_status(&app, &key, id, "sent").await;
+    app.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(app.sink.messages().len(), 1);
 }
 
@@ -520,7 +467,7 @@ async fn drafts_are_checked_when_written() {
             "markdown",
         ),
     ] {
-        let res = create(&app, &key, body.clone()).await;
+        let res = app.create_campaign(&key, &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let p: serde_json::Value = res.json().await.unwrap();
@@ -534,51 +481,35 @@ async fn drafts_are_checked_when_written() {
         );
     }
     let subject = "  [Spaces kept]  Exactly — as written ";
-    let res = create(&app, &key, serde_json::json!({"subject": subject, "lists": ["news"], "html": "<p>Hi {{ name }}</p>", "text": "Hi {{ name }}", "from": "editor@example.com"})).await;
+    let campaign = serde_json::json!({"subject": subject, "lists": ["news"], "html": "<p>Hi {{ name }}</p>", "text": "Hi {{ name }}", "from": "editor@example.com"});
+    let res = app.create_campaign(&key, &campaign).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let c: serde_json::Value = res.json().await.unwrap();
     assert_eq!(c["subject"], subject);
     let id = c["id"].as_i64().unwrap();
-    let preview: serde_json::Value = post(&app, &key, &format!("/api/v1/campaigns/{id}/preview"))
+    let preview: serde_json::Value = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/preview"))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(preview["html"], "<p>Hi Sample Reader</p>");
     let res = app
-        .http
-        .patch(app.url(&format!("/api/v1/campaigns/{id}")))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"subject": "Changed", "lists": ["offers"], "markdown": "New"}))
-        .send()
-        .await
-        .unwrap();
+        .api_patch(
+            &key,
+            &format!("/api/v1/campaigns/{id}"),
+            &serde_json::json!({"subject": "Changed", "lists": ["offers"], "markdown": "New"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.json::<serde_json::Value>().await.unwrap()["lists"],
         serde_json::json!(["offers"])
     );
-    assert_eq!(
-        post(&app, &key, &format!("/api/v1/campaigns/{id}/send"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
-    let res = app
-        .http
-        .delete(app.url(&format!("/api/v1/campaigns/{id}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    app.send_campaign(&key, id).await;
+    let res = app.api_delete(&key, &format!("/api/v1/campaigns/{id}")).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
-    let res = app
-        .http
-        .get(app.url("/api/v1/campaigns/999999"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_get(&key, "/api/v1/campaigns/999999").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -586,36 +517,31 @@ async fn drafts_are_checked_when_written() {
 #[tokio::test]
 async fn test_sends_go_only_to_team_test_recipients() {
     let (app, key) = app_with(vec![]).await;
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": SUBJECT, "lists": ["news"], "markdown": "Hello {{ name }}"}),
-    )
-    .await;
-    let test = |to: &'static str| {
-        app.http
-            .post(app.url(&format!("/api/v1/campaigns/{id}/test")))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({"to": [to]}))
-            .send()
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": SUBJECT, "lists": ["news"], "markdown": "Hello {{ name }}"}),
+        )
+        .await;
+    let test_send = async |to: &str| {
+        let path = format!("/api/v1/campaigns/{id}/test");
+        app.api_post(&key, &path, &serde_json::json!({"to": [to]}))
+            .await
+            .status()
     };
     assert_eq!(
-        test("stranger@example.org").await.unwrap().status(),
+        test_send("stranger@example.org").await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let res = app
-        .http
-        .post(app.url("/api/v1/test-recipients"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "Team@example.org"}))
-        .send()
-        .await
-        .unwrap();
+        .api_post(
+            &key,
+            "/api/v1/test-recipients",
+            &serde_json::json!({"email": "Team@example.org"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    assert_eq!(
-        test("team@example.org").await.unwrap().status(),
-        StatusCode::ACCEPTED
-    );
+    assert_eq!(test_send("team@example.org").await, StatusCode::ACCEPTED);
     let msgs = app.sink.wait_for(1, WAIT).await;
     let parsed = mail_parser::MessageParser::default()
         .parse(&msgs[0].data)
@@ -624,7 +550,7 @@ async fn test_sends_go_only_to_team_test_recipients() {
     assert!(text_of(&msgs[0]).contains("Hello Sample Reader"));
     assert_eq!(header_values(&msgs[0].text(), "List-Unsubscribe-Post").len(), 1);
     assert_eq!(
-        campaign(&app, &key, id).await["status"],
+        app.campaign(&key, id).await["status"],
         "draft",
         "a test send starts nothing"
     );
@@ -635,25 +561,24 @@ async fn test_sends_go_only_to_team_test_recipients() {
 async fn two_instances_share_a_campaign_without_duplicates() {
     let (first, key) = app_with(vec![("DELIVERY_BATCH_SIZE", "10".into())]).await;
     let second = spawn(Spawn {
-        db: Some(first.db.clone()),
-        sink: Some(first.sink.clone()),
         overrides: vec![("DELIVERY_BATCH_SIZE", "10".into())],
+        ..Spawn::sharing(first.db.clone(), first.sink.clone())
     })
     .await;
     const N: usize = 120;
     for i in 0..N {
-        seed(&first, &format!("m{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&first, &format!("m{i}@example.org"), None, &["news"], Confirmed).await;
     }
     first.sink.delay_data(5);
-    let id = draft(
-        &first,
-        &key,
-        serde_json::json!({"subject": "Shared", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
-    post(&first, &key, &format!("/api/v1/campaigns/{id}/send")).await;
+    let id = first
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Shared", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    first.send_campaign(&key, id).await;
     second.state.wakeups.campaigns.notify_waiters();
-    let done = wait_status(&first, &key, id, "sent").await;
+    let done = first.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(N as i64));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let msgs = first.sink.messages();
@@ -667,8 +592,8 @@ async fn two_instances_share_a_campaign_without_duplicates() {
 /// in flight.
 #[tokio::test]
 async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
-    // One session: a few rows in flight (8), and twice as many outcomes held by the recorder
-    // (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
+    // One SMTP session: a few rows in flight (8), and twice as many outcomes held by the
+    // recorder (DeliveryConfig::in_flight), fewer than the messages, so the bound can fail.
     let (app, key) = app_with(vec![
         ("DELIVERY_LEASE_SECONDS", "5".into()),
         ("DELIVERY_CONCURRENCY", "1".into()),
@@ -676,15 +601,12 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     .await;
     const N: usize = 60;
     for i in 0..N {
-        seed(&app, &format!("k{i}@example.org"), None, &["news"], "confirmed").await;
+        seed(&app, &format!("k{i}@example.org"), None, &["news"], Confirmed).await;
     }
     let db = app.db.clone();
     let sink = app.sink.clone();
     let unrecorded_at_most = 3 * app.state.config.delivery.in_flight();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let (mut cmd, _env) = app.cli();
     app.stop().await;
     sink.delay_data(100);
@@ -728,13 +650,8 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
     assert!(sink.messages().len() < N, "killed mid-campaign");
     sink.delay_data(0);
 
-    let restarted = spawn(Spawn {
-        db: Some(db),
-        sink: Some(sink.clone()),
-        ..Default::default()
-    })
-    .await;
-    let done = wait_status(&restarted, &key, id, "sent").await;
+    let restarted = spawn(Spawn::sharing(db, sink.clone())).await;
+    let done = restarted.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(N as i64));
     let msgs = sink.messages();
     let unique: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
@@ -752,15 +669,17 @@ async fn after_kill_9_mid_campaign_a_restart_finishes_it() {
 #[tokio::test]
 async fn a_preview_the_database_fails_is_a_server_error() {
     let (app, key) = app_with(vec![]).await;
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-    )
-    .await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
     // The campaign's lists can no longer be read; the campaign itself and the API key can.
-    app.execute("DROP TABLE campaign_lists").await;
-    let res = post(&app, &key, &format!("/api/v1/campaigns/{id}/preview")).await;
+    app.drop_table("campaign_lists").await;
+    let res = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/preview"))
+        .await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
@@ -776,11 +695,9 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
 
     let db = common::TestDb::new().await;
     let settings = common::base_settings(&db.url, 9); // nothing is sent: no server runs
-    let config = letterhead::config::Config::from_settings(&letterhead::config::Settings::from_pairs(
-        settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ))
-    .unwrap();
-    let app = letterhead::app::Application::build(config).await.unwrap();
+    let app = letterhead::app::Application::build(common::config_from(&settings))
+        .await
+        .unwrap();
     let state = app.state();
     let slug = letterhead::domain::ListSlug::parse("news").unwrap();
     letterhead::store::lists::create(&state.db, &slug, "News", None, true)

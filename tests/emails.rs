@@ -12,9 +12,8 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::flows::{WAIT, add_list, link_in, text_of};
-use common::smtp_sink::Captured;
-use common::{Spawn, TestApp, header_values, spawn};
+use common::flows::{confirmed_with_name, sign_up};
+use common::{Captured, NEWS, OFFERS, TestApp, header_values, spawn_with_lists};
 use mail_parser::{Address, MessageParser, MimeHeaders};
 use reqwest::StatusCode;
 
@@ -34,72 +33,12 @@ const REDACTIONS: &[(&str, &str)] = &[
 ];
 
 async fn app() -> TestApp {
-    let app = spawn(Spawn {
-        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
-        ..Default::default()
-    })
-    .await;
-    add_list(&app, "news", "Weekly News").await;
-    add_list(&app, "offers", "Special Offers").await;
-    app
+    spawn_with_lists(&[NEWS, OFFERS]).await
 }
 
-/// The first message to `to` among those that arrive after the first `after`.
-async fn message_to(app: &TestApp, after: usize, to: &str) -> Captured {
-    let mut wanted = after + 1;
-    loop {
-        let messages = app.sink.wait_for(wanted, WAIT).await;
-        if let Some(m) = messages[after..].iter().find(|m| m.rcpt_to == [to]) {
-            return m.clone();
-        }
-        wanted = messages.len() + 1;
-    }
-}
-
-/// Signs `email` up to `lists` through the form's JSON, with a name; returns the confirmation
-/// email as received.
-async fn sign_up(app: &TestApp, email: &str, name: &str, lists: &[&str]) -> Captured {
-    let before = app.sink.messages().len();
-    let res = app
-        .http
-        .post(app.url("/subscribe"))
-        .json(&serde_json::json!({
-            "email": email, "name": name, "list": lists, "consent": true, "age_confirmed": true
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    message_to(app, before, email).await
-}
-
-/// Signs up and confirms through HTTP and the sink; returns the subscriber's uuid.
-async fn subscriber(app: &TestApp, email: &str, name: &str, lists: &[&str]) -> uuid::Uuid {
-    let confirmation = sign_up(app, email, name, lists).await;
-    let link = link_in(&text_of(&confirmation), "/confirm/");
-    assert_eq!(
-        app.http.post(app.url(&link)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    letterhead::store::subscriptions::subscriber_by_email(
-        &app.state.db,
-        &letterhead::domain::EmailAddress::parse(email).unwrap(),
-    )
-    .await
-    .unwrap()
-    .expect("the subscriber exists")
-    .uuid
-}
-
+/// POSTs `body` to the API at `path`, expecting success; returns the answer's JSON, if any.
 async fn api_post(app: &TestApp, key: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let res = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_post(key, path, &body).await;
     assert!(res.status().is_success(), "POST {path}: {}", res.status());
     res.json().await.unwrap_or(serde_json::Value::Null)
 }
@@ -110,13 +49,6 @@ This week in **{{ list_name }}**: three things worth reading.\n\n\
 - Why *plain text* still matters\n\
 - Letters from readers\n\n\
 [Your preferences]({{ preferences_url }}) · [Leave {{ list_name }}]({{ unsubscribe_url }})";
-
-/// A draft campaign to the `news` list; returns its id.
-async fn draft(app: &TestApp, key: &str, body: serde_json::Value) -> i64 {
-    api_post(app, key, "/api/v1/campaigns", body).await["id"]
-        .as_i64()
-        .expect("the campaign's id")
-}
 
 fn addresses(address: Option<&Address<'_>>) -> Vec<String> {
     address
@@ -224,7 +156,7 @@ fn assert_email(app: &TestApp, name: &str, description: &str, m: &Captured) {
 #[tokio::test]
 async fn signup_confirmation() {
     let app = app().await;
-    let m = sign_up(&app, "zoe@example.org", "Zoë Reader", &["news", "offers"]).await;
+    let m = sign_up(&app, "zoe@example.org", Some("Zoë Reader"), &["news", "offers"]).await;
     assert_email(
         &app,
         "signup_confirmation",
@@ -237,27 +169,17 @@ async fn signup_confirmation() {
 #[tokio::test]
 async fn campaign_message() {
     let app = app().await;
-    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({
-            "subject": "This week: postcards, plain text — and you ✉",
-            "lists": ["news"],
-            "markdown": CAMPAIGN_MARKDOWN,
-        }),
-    )
-    .await;
+    let campaign = serde_json::json!({
+        "subject": "This week: postcards, plain text — and you ✉",
+        "lists": ["news"],
+        "markdown": CAMPAIGN_MARKDOWN,
+    });
+    let id = app.draft_campaign(&key, &campaign).await;
     let before = app.sink.messages().len();
-    api_post(
-        &app,
-        &key,
-        &format!("/api/v1/campaigns/{id}/send"),
-        serde_json::json!({}),
-    )
-    .await;
-    let m = message_to(&app, before, "zoe@example.org").await;
+    app.send_campaign(&key, id).await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "campaign_message",
@@ -270,29 +192,19 @@ async fn campaign_message() {
 #[tokio::test]
 async fn campaign_message_from_html_and_text() {
     let app = app().await;
-    subscriber(&app, "zoe@example.org", "Zoë Reader", &["offers"]).await;
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["offers"]).await;
     let key = app.create_api_key().await;
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({
-            "subject": "Two offers this week",
-            "lists": ["offers"],
-            "from": "editor@example.com",
-            "html": "<h1>Offers for {{ name }}</h1><p>Half price on <em>everything</em> in {{ list_name }}.</p><p><a href=\"{{ unsubscribe_url }}\">No more offers</a></p>",
-            "text": "Offers for {{ name }}\n\nHalf price on everything in {{ list_name }}.\n\nNo more offers: {{ unsubscribe_url }}",
-        }),
-    )
-    .await;
+    let campaign = serde_json::json!({
+        "subject": "Two offers this week",
+        "lists": ["offers"],
+        "from": "editor@example.com",
+        "html": "<h1>Offers for {{ name }}</h1><p>Half price on <em>everything</em> in {{ list_name }}.</p><p><a href=\"{{ unsubscribe_url }}\">No more offers</a></p>",
+        "text": "Offers for {{ name }}\n\nHalf price on everything in {{ list_name }}.\n\nNo more offers: {{ unsubscribe_url }}",
+    });
+    let id = app.draft_campaign(&key, &campaign).await;
     let before = app.sink.messages().len();
-    api_post(
-        &app,
-        &key,
-        &format!("/api/v1/campaigns/{id}/send"),
-        serde_json::json!({}),
-    )
-    .await;
-    let m = message_to(&app, before, "zoe@example.org").await;
+    app.send_campaign(&key, id).await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "campaign_message_from_html_and_text",
@@ -313,16 +225,12 @@ async fn campaign_test_send() {
         serde_json::json!({"email": "team@example.org"}),
     )
     .await;
-    let id = draft(
-        &app,
-        &key,
-        serde_json::json!({
-            "subject": "This week: postcards, plain text — and you ✉",
-            "lists": ["news"],
-            "markdown": CAMPAIGN_MARKDOWN,
-        }),
-    )
-    .await;
+    let campaign = serde_json::json!({
+        "subject": "This week: postcards, plain text — and you ✉",
+        "lists": ["news"],
+        "markdown": CAMPAIGN_MARKDOWN,
+    });
+    let id = app.draft_campaign(&key, &campaign).await;
     let before = app.sink.messages().len();
     api_post(
         &app,
@@ -331,7 +239,7 @@ async fn campaign_test_send() {
         serde_json::json!({"to": ["team@example.org"]}),
     )
     .await;
-    let m = message_to(&app, before, "team@example.org").await;
+    let m = app.wait_for_mail_to(before, "team@example.org").await;
     assert_email(
         &app,
         "campaign_test_send",
@@ -354,11 +262,11 @@ fn policy(material: bool) -> serde_json::Value {
 #[tokio::test]
 async fn policy_notice() {
     let app = app().await;
-    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
     let before = app.sink.messages().len();
     api_post(&app, &key, "/api/v1/policies", policy(false)).await;
-    let m = message_to(&app, before, "zoe@example.org").await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "policy_notice",
@@ -371,11 +279,11 @@ async fn policy_notice() {
 #[tokio::test]
 async fn policy_notice_material() {
     let app = app().await;
-    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
     let before = app.sink.messages().len();
     api_post(&app, &key, "/api/v1/policies", policy(true)).await;
-    let m = message_to(&app, before, "zoe@example.org").await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "policy_notice_material",
@@ -388,7 +296,7 @@ async fn policy_notice_material() {
 #[tokio::test]
 async fn breach_notice() {
     let app = app().await;
-    subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
     let before = app.sink.messages().len();
     api_post(
@@ -403,7 +311,7 @@ async fn breach_notice() {
         }),
     )
     .await;
-    let m = message_to(&app, before, "zoe@example.org").await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "breach_notice",
@@ -416,17 +324,12 @@ async fn breach_notice() {
 #[tokio::test]
 async fn export_link() {
     let app = app().await;
-    let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
-    let prefs = app.state.links.preferences(zoe).path().to_owned();
+    let zoe = confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let prefs = app.preferences_path(zoe);
     let before = app.sink.messages().len();
-    let res = app
-        .http
-        .post(app.url(&format!("{prefs}/export")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("{prefs}/export")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let m = message_to(&app, before, "zoe@example.org").await;
+    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(
         &app,
         "export_link",
@@ -439,19 +342,14 @@ async fn export_link() {
 #[tokio::test]
 async fn address_change() {
     let app = app().await;
-    let zoe = subscriber(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
-    let prefs = app.state.links.preferences(zoe).path().to_owned();
+    let zoe = confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
+    let prefs = app.preferences_path(zoe);
     let before = app.sink.messages().len();
     let res = app
-        .http
-        .post(app.url(&format!("{prefs}/address")))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("email=zoe.new%40example.org")
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("{prefs}/address"), "email=zoe.new%40example.org")
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let m = message_to(&app, before, "zoe.new@example.org").await;
+    let m = app.wait_for_mail_to(before, "zoe.new@example.org").await;
     assert_email(
         &app,
         "address_change",
@@ -466,7 +364,7 @@ async fn operator_test_message() {
     let app = app().await;
     let before = app.sink.messages().len();
     app.run_cli(&["send-test", "--to", "operator@example.org"]);
-    let m = message_to(&app, before, "operator@example.org").await;
+    let m = app.wait_for_mail_to(before, "operator@example.org").await;
     assert_email(
         &app,
         "operator_test_message",

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 #[tokio::test]
 async fn healthz_answers_when_the_database_does() {
     let app = spawn_app().await;
-    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let res = app.get("/healthz").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().contains_key("x-request-id"));
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
@@ -107,7 +107,7 @@ fn the_socket_probe_tells_nagle_on_from_off() {
 #[tokio::test]
 async fn unknown_paths_are_a_404_page_for_people_and_problem_json_for_programs() {
     let app = spawn_app().await;
-    let page = app.http.get(app.url("/no/such/page")).send().await.unwrap();
+    let page = app.get("/no/such/page").await;
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     assert!(
         page.headers()["content-type"]
@@ -118,7 +118,7 @@ async fn unknown_paths_are_a_404_page_for_people_and_problem_json_for_programs()
     let body = page.text().await.unwrap();
     assert!(body.contains("Not found") && body.contains("1 Example Street"));
 
-    let api = app.http.get(app.url("/api/v1/nothing")).send().await.unwrap();
+    let api = app.get("/api/v1/nothing").await;
     assert_eq!(api.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         api.headers()["content-type"],
@@ -142,21 +142,15 @@ async fn unknown_paths_are_a_404_page_for_people_and_problem_json_for_programs()
 #[tokio::test]
 async fn the_api_wants_a_valid_unrevoked_key() {
     let app = spawn_app().await;
-    let status = app.url("/api/v1/status");
-    let res = app.http.get(&status).send().await.unwrap();
+    let status = "/api/v1/status";
+    let res = app.get(status).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let res = app
-        .http
-        .get(&status)
-        .bearer_auth("lh_not-a-real-key")
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_get("lh_not-a-real-key", status).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     let key = app.create_api_key().await;
-    let res = app.http.get(&status).bearer_auth(&key).send().await.unwrap();
+    let res = app.api_get(&key, status).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["outbox"]["queued"], 0);
@@ -171,7 +165,7 @@ async fn the_api_wants_a_valid_unrevoked_key() {
     assert!(listing.contains("active") && !listing.contains(&key));
     let id = listing.split('\t').next().unwrap().trim().to_owned();
     app.run_cli(&["api-key", "revoke", &id]);
-    let res = app.http.get(&status).bearer_auth(&key).send().await.unwrap();
+    let res = app.api_get(&key, status).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -195,10 +189,7 @@ async fn public_endpoints_are_rate_limited_per_ip_with_retry_after() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(
-            app.http.get(app.url("/healthz")).send().await.unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     }
     let res = app
         .http
@@ -223,30 +214,12 @@ async fn the_api_is_rate_limited_per_key() {
     let key = app.create_api_key().await;
     let other = app.create_api_key().await;
     for _ in 0..2 {
-        let res = app
-            .http
-            .get(app.url("/api/v1/status"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
+        let res = app.api_get(&key, "/api/v1/status").await;
         assert_eq!(res.status(), StatusCode::OK);
     }
-    let res = app
-        .http
-        .get(app.url("/api/v1/status"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_get(&key, "/api/v1/status").await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key("retry-after"));
-    let res = app
-        .http
-        .get(app.url("/api/v1/status"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_get(&other, "/api/v1/status").await;
     assert_eq!(res.status(), StatusCode::OK, "another key has its own allowance");
 }

@@ -6,39 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::flows::{self, WAIT, link_in, status, text_of};
-use common::{Spawn, TestApp, spawn};
+use common::flows::{self, link_in, text_of};
+use common::{OFFERS, TestApp, WAIT, WEEKLY, base64url_json, spawn_with_lists};
 use letterhead::domain::EmailAddress;
 use letterhead::tokens::Purpose;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 
 async fn app() -> TestApp {
-    let app = spawn(Spawn {
-        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
-        ..Default::default()
-    })
-    .await;
-    flows::add_list(&app, "weekly", "Weekly News").await;
-    flows::add_list(&app, "offers", "Special Offers").await;
-    app
+    spawn_with_lists(&[WEEKLY, OFFERS]).await
 }
 
-/// Signs up to both lists and confirms.
-async fn confirmed(app: &TestApp, email: &str) -> uuid::Uuid {
+/// Signs up to both lists and confirms; returns the subscriber's uuid.
+async fn confirmed_on_both_lists(app: &TestApp, email: &str) -> uuid::Uuid {
     flows::confirmed(app, email, &["weekly", "offers"]).await
-}
-
-async fn list_id(app: &TestApp, slug: &str) -> i64 {
-    letterhead::store::lists::by_slug(&app.state.db, slug)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
-fn path_of(url: &url::Url) -> String {
-    url.path().to_owned()
 }
 
 /// LU-3, LU-4, LU-7, CS-6: a one-click POST, url-encoded or multipart, without cookies,
@@ -46,29 +27,25 @@ fn path_of(url: &url::Url) -> String {
 #[tokio::test]
 async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
     let app = app().await;
-    let weekly = list_id(&app, "weekly").await;
-    let a = confirmed(&app, "form@example.org").await;
-    let b = confirmed(&app, "multi@example.org").await;
+    let weekly = app.list_id("weekly").await;
+    let a = confirmed_on_both_lists(&app, "form@example.org").await;
+    let b = confirmed_on_both_lists(&app, "multi@example.org").await;
 
-    let url_a = path_of(&app.state.links.unsubscribe(a, weekly));
-    let res = app
-        .http
-        .post(app.url(&url_a))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let url_a = app.unsubscribe_path(a, weekly);
+    let res = app.post_form(&url_a, "List-Unsubscribe=One-Click").await;
     assert_eq!(res.status(), StatusCode::OK);
     let first_body = res.text().await.unwrap();
-    assert_eq!(status(&app, "form@example.org", "weekly").await, "unsubscribed");
     assert_eq!(
-        status(&app, "form@example.org", "offers").await,
+        app.subscription_status("form@example.org", "weekly").await,
+        "unsubscribed"
+    );
+    assert_eq!(
+        app.subscription_status("form@example.org", "offers").await,
         "confirmed",
         "only that list (LU-4)"
     );
 
-    let url_b = path_of(&app.state.links.unsubscribe(b, weekly));
+    let url_b = app.unsubscribe_path(b, weekly);
     let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
     let res = app
         .http
@@ -78,17 +55,13 @@ async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(status(&app, "multi@example.org", "weekly").await, "unsubscribed");
+    assert_eq!(
+        app.subscription_status("multi@example.org", "weekly").await,
+        "unsubscribed"
+    );
 
     // LU-7: a repeat answers the same.
-    let again = app
-        .http
-        .post(app.url(&url_a))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let again = app.post_form(&url_a, "List-Unsubscribe=One-Click").await;
     assert_eq!(again.status(), StatusCode::OK);
     // The same page; only the freshly signed preference link in it differs.
     let mask = |body: &str| {
@@ -111,10 +84,10 @@ async fn lu3_one_click_post_unsubscribes_in_both_encodings() {
 #[tokio::test]
 async fn lu6_get_on_the_unsubscribe_uri_changes_nothing() {
     let app = app().await;
-    let a = confirmed(&app, "reader@example.org").await;
-    let url = path_of(&app.state.links.unsubscribe(a, list_id(&app, "weekly").await));
+    let a = confirmed_on_both_lists(&app, "reader@example.org").await;
+    let url = app.unsubscribe_path(a, app.list_id("weekly").await);
     for _ in 0..3 {
-        let res = app.http.get(app.url(&url)).send().await.unwrap();
+        let res = app.get(&url).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["referrer-policy"], "no-referrer");
         assert_eq!(res.headers()["cache-control"], "no-store");
@@ -122,55 +95,48 @@ async fn lu6_get_on_the_unsubscribe_uri_changes_nothing() {
         assert!(html.contains("method=\"post\"") && html.contains("List-Unsubscribe"));
         assert!(html.contains("Weekly News"));
     }
-    assert_eq!(status(&app, "reader@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("reader@example.org", "weekly").await,
+        "confirmed"
+    );
 }
 
 /// LU-5, TK-1..4: tampered, swapped, unsigned or unknown-key tokens are 4xx and change nothing.
 #[tokio::test]
 async fn lu5_forged_and_swapped_tokens_are_4xx_and_change_nothing() {
     let app = app().await;
-    let a = confirmed(&app, "target@example.org").await;
-    let weekly = list_id(&app, "weekly").await;
+    let a = confirmed_on_both_lists(&app, "target@example.org").await;
+    let weekly = app.list_id("weekly").await;
     let token = app
-        .state
-        .links
-        .unsubscribe(a, weekly)
-        .path()
+        .unsubscribe_path(a, weekly)
         .trim_start_matches("/unsubscribe/")
         .to_owned();
     let manage = app
-        .state
-        .links
-        .preferences(a)
-        .path()
+        .preferences_path(a)
         .trim_start_matches("/preferences/")
         .to_owned();
-    let b64 = |v: serde_json::Value| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
     let [_, body, sig]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
     let mut altered = token.clone().into_bytes();
     let mid = altered.len() / 2;
     altered[mid] = if altered[mid] == b'x' { b'y' } else { b'x' };
     let cases = [
         String::from_utf8(altered).unwrap(),
-        format!("{}.{body}.", b64(serde_json::json!({"alg": "none"}))),
+        format!("{}.{body}.", base64url_json(&serde_json::json!({"alg": "none"}))),
         format!(
             "{}.{body}.{sig}",
-            b64(serde_json::json!({"alg": "HS512", "kid": "k1"}))
+            base64url_json(&serde_json::json!({"alg": "HS512", "kid": "k1"}))
         ),
         format!(
             "{}.{body}.{sig}",
-            b64(serde_json::json!({"alg": "HS256", "kid": "nope"}))
+            base64url_json(&serde_json::json!({"alg": "HS256", "kid": "nope"}))
         ),
         format!(
             "{}.{body}.{sig}",
-            b64(serde_json::json!({"alg": "HS256", "kid": "'; DROP TABLE subscribers; --"}))
+            base64url_json(&serde_json::json!({"alg": "HS256", "kid": "'; DROP TABLE subscribers; --"}))
         ),
         format!(
             "{}.{body}.{sig}",
-            b64(serde_json::json!({"alg": "HS256", "kid": "x".repeat(5000)}))
+            base64url_json(&serde_json::json!({"alg": "HS256", "kid": "x".repeat(5000)}))
         ),
         manage.clone(), // a manage token is not an unsubscribe token (TK-3)
         "%00%0d%0a".into(),
@@ -189,21 +155,14 @@ async fn lu5_forged_and_swapped_tokens_are_4xx_and_change_nothing() {
         }
     }
     // And the other way round: an unsubscribe token does not open the preference page.
-    let res = app
-        .http
-        .get(app.url(&format!("/preferences/{token}")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get(&format!("/preferences/{token}")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = app
-        .http
-        .post(app.url(&format!("/preferences/{token}/erase")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("/preferences/{token}/erase")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(status(&app, "target@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("target@example.org", "weekly").await,
+        "confirmed"
+    );
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 1);
 }
 
@@ -212,30 +171,22 @@ async fn lu5_forged_and_swapped_tokens_are_4xx_and_change_nothing() {
 #[tokio::test]
 async fn cs8_old_links_survive_key_rotation() {
     let app = app().await;
-    let a = confirmed(&app, "keeper@example.org").await;
-    let weekly = list_id(&app, "weekly").await;
-    let old_link = path_of(&app.state.links.unsubscribe(a, weekly));
+    let a = confirmed_on_both_lists(&app, "keeper@example.org").await;
+    let weekly = app.list_id("weekly").await;
+    let old_link = app.unsubscribe_path(a, weekly);
     let out = app.run_cli(&["keys", "rotate"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("new signing key"));
 
     // A second instance started after the rotation signs with the new key...
-    let second = spawn(Spawn {
-        db: Some(app.db.clone()),
-        sink: Some(app.sink.clone()),
-        ..Default::default()
-    })
-    .await;
-    let new_link = path_of(&second.state.links.preferences(a));
+    let second = app.another_instance().await;
+    let new_link = second.preferences_path(a);
     let kid = |link: &str| {
         let token = link.rsplit('/').next().unwrap();
         jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
     };
     assert_ne!(kid(&old_link), kid(&new_link));
     // ...the first instance accepts it (reloads the keys), and the old link works on both.
-    assert_eq!(
-        app.http.get(app.url(&new_link)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get(&new_link).await.status(), StatusCode::OK);
     let res = second
         .http
         .post(second.url(&old_link))
@@ -244,7 +195,10 @@ async fn cs8_old_links_survive_key_rotation() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(status(&app, "keeper@example.org", "weekly").await, "unsubscribed");
+    assert_eq!(
+        app.subscription_status("keeper@example.org", "weekly").await,
+        "unsubscribed"
+    );
 }
 
 /// CS-9: the preference page offers "unsubscribe from all", which leaves every list at once
@@ -252,9 +206,9 @@ async fn cs8_old_links_survive_key_rotation() {
 #[tokio::test]
 async fn cs9_unsubscribe_from_all_on_the_preference_page() {
     let app = app().await;
-    let a = confirmed(&app, "all@example.org").await;
-    let prefs = path_of(&app.state.links.preferences(a));
-    let page = app.http.get(app.url(&prefs)).send().await.unwrap();
+    let a = confirmed_on_both_lists(&app, "all@example.org").await;
+    let prefs = app.preferences_path(a);
+    let page = app.get(&prefs).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
@@ -264,23 +218,27 @@ async fn cs9_unsubscribe_from_all_on_the_preference_page() {
     );
     assert!(html.contains("all@example.org"));
 
-    let res = app
-        .http
-        .post(app.url(&format!("{prefs}/unsubscribe-all")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("{prefs}/unsubscribe-all")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(status(&app, "all@example.org", "weekly").await, "unsubscribed");
-    assert_eq!(status(&app, "all@example.org", "offers").await, "unsubscribed");
+    assert_eq!(
+        app.subscription_status("all@example.org", "weekly").await,
+        "unsubscribed"
+    );
+    assert_eq!(
+        app.subscription_status("all@example.org", "offers").await,
+        "unsubscribed"
+    );
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'unsubscribed'")
             .await,
         1
     );
 
-    confirmed(&app, "all@example.org").await;
-    assert_eq!(status(&app, "all@example.org", "weekly").await, "confirmed");
+    confirmed_on_both_lists(&app, "all@example.org").await;
+    assert_eq!(
+        app.subscription_status("all@example.org", "weekly").await,
+        "confirmed"
+    );
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM suppressions").await,
         0,
@@ -292,21 +250,17 @@ async fn cs9_unsubscribe_from_all_on_the_preference_page() {
 #[tokio::test]
 async fn preferences_change_lists_and_name() {
     let app = app().await;
-    let a = confirmed(&app, "toggler@example.org").await;
-    let prefs = path_of(&app.state.links.preferences(a));
-    let res = app
-        .http
-        .post(app.url(&prefs))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("list=weekly&name=Zo%C3%AB+Renamed")
-        .send()
-        .await
-        .unwrap();
+    let a = confirmed_on_both_lists(&app, "toggler@example.org").await;
+    let prefs = app.preferences_path(a);
+    let res = app.post_form(&prefs, "list=weekly&name=Zo%C3%AB+Renamed").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("saved"));
-    assert_eq!(status(&app, "toggler@example.org", "weekly").await, "confirmed");
     assert_eq!(
-        status(&app, "toggler@example.org", "offers").await,
+        app.subscription_status("toggler@example.org", "weekly").await,
+        "confirmed"
+    );
+    assert_eq!(
+        app.subscription_status("toggler@example.org", "offers").await,
         "unsubscribed"
     );
     assert_eq!(
@@ -315,14 +269,12 @@ async fn preferences_change_lists_and_name() {
         1
     );
     // Ticking it again is a fresh opt-in by the mailbox's owner, recorded as such.
-    app.http
-        .post(app.url(&prefs))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("list=weekly&list=offers&name=Zo%C3%AB")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(&app, "toggler@example.org", "offers").await, "confirmed");
+    app.post_form(&prefs, "list=weekly&list=offers&name=Zo%C3%AB")
+        .await;
+    assert_eq!(
+        app.subscription_status("toggler@example.org", "offers").await,
+        "confirmed"
+    );
     assert_eq!(
         app.query_i64(
             "SELECT COUNT(*) FROM consent_events WHERE kind = 'resubscribe' AND consent_text IS NOT NULL"
@@ -330,14 +282,7 @@ async fn preferences_change_lists_and_name() {
         .await,
         1
     );
-    let bad = app
-        .http
-        .post(app.url(&prefs))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("name=Bad%0D%0ABcc%3A+x%40y.z")
-        .send()
-        .await
-        .unwrap();
+    let bad = app.post_form(&prefs, "name=Bad%0D%0ABcc%3A+x%40y.z").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -345,17 +290,12 @@ async fn preferences_change_lists_and_name() {
 #[tokio::test]
 async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
     let app = app().await;
-    let a = confirmed(&app, "old@example.org").await;
-    let prefs = path_of(&app.state.links.preferences(a));
+    let a = confirmed_on_both_lists(&app, "old@example.org").await;
+    let prefs = app.preferences_path(a);
     let before = app.sink.messages().len();
     let res = app
-        .http
-        .post(app.url(&format!("{prefs}/address")))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("email=new%40example.org")
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("{prefs}/address"), "email=new%40example.org")
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let msgs = app.sink.wait_for(before + 1, WAIT).await;
     let m = &msgs[before];
@@ -367,25 +307,22 @@ async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
         1
     );
     // GET changes nothing.
-    assert_eq!(
-        app.http.get(app.url(&link)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get(&link).await.status(), StatusCode::OK);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'old@example.org'")
             .await,
         1
     );
-    assert_eq!(
-        app.http.post(app.url(&link)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.post(&link).await.status(), StatusCode::OK);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key = 'new@example.org'")
             .await,
         1
     );
-    assert_eq!(status(&app, "new@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("new@example.org", "weekly").await,
+        "confirmed"
+    );
 }
 
 /// GD-1, TK-7: the export goes only through a link mailed to the address; it holds the
@@ -393,31 +330,18 @@ async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
 #[tokio::test]
 async fn gd1_export_arrives_by_mail_and_holds_everything() {
     let app = app().await;
-    let a = confirmed(&app, "curious@example.org").await;
-    let prefs = path_of(&app.state.links.preferences(a));
+    let a = confirmed_on_both_lists(&app, "curious@example.org").await;
+    let prefs = app.preferences_path(a);
     let before = app.sink.messages().len();
-    let res = app
-        .http
-        .post(app.url(&format!("{prefs}/export")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("{prefs}/export")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let msgs = app.sink.wait_for(before + 1, WAIT).await;
     assert_eq!(msgs[before].rcpt_to, vec!["curious@example.org".to_string()]);
     let link = link_in(&text_of(&msgs[before]), "/export/");
-    let page = app
-        .http
-        .get(app.url(&link))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&link).await;
     assert!(page.contains("method=\"post\""), "GET shows a button");
 
-    let res = app.http.post(app.url(&link)).send().await.unwrap();
+    let res = app.post(&link).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()["content-disposition"]
@@ -442,7 +366,7 @@ async fn gd1_export_arrives_by_mail_and_holds_everything() {
             .any(|m| m["kind"] == "confirmation" && m["status"] == "sent")
     );
 
-    let again = app.http.post(app.url(&link)).send().await.unwrap();
+    let again = app.post(&link).await;
     assert_eq!(again.status(), StatusCode::GONE, "single use");
 }
 
@@ -505,23 +429,14 @@ async fn occurrences(app: &TestApp, needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
     let app = app().await;
-    let a = confirmed(&app, "Forget.Me@example.org").await;
-    let prefs = path_of(&app.state.links.preferences(a));
-    app.http
-        .post(app.url(&format!("{prefs}/export")))
-        .send()
-        .await
-        .unwrap(); // leaves a send-log row
+    let a = confirmed_on_both_lists(&app, "Forget.Me@example.org").await;
+    let prefs = app.preferences_path(a);
+    app.post(&format!("{prefs}/export")).await; // leaves a send-log row
     app.sink.wait_for(2, WAIT).await;
     assert!(!occurrences(&app, "forget.me@example.org").await.is_empty());
     let sent_before = app.sink.messages().len();
 
-    let res = app
-        .http
-        .post(app.url(&format!("{prefs}/erase")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("{prefs}/erase")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         occurrences(&app, "forget.me@example.org").await,
@@ -545,7 +460,7 @@ async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
     let plain_sha = hex::encode(sha2::Sha256::digest(b"forget.me@example.org"));
     assert!(occurrences(&app, &plain_sha).await.is_empty());
     if !app.db.is_postgres() {
-        app.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        app.checkpoint_sqlite_wal().await;
         let dir = app
             .db
             .url
@@ -565,16 +480,16 @@ async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
         }
     }
     // The preference link is dead, and no mail follows.
-    assert_eq!(
-        app.http.get(app.url(&prefs)).send().await.unwrap().status(),
-        StatusCode::GONE
-    );
+    assert_eq!(app.get(&prefs).await.status(), StatusCode::GONE);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.sink.messages().len(), sent_before);
 
     // A fresh, confirmed opt-in is still possible (GD-4).
-    confirmed(&app, "forget.me@example.org").await;
-    assert_eq!(status(&app, "forget.me@example.org", "weekly").await, "confirmed");
+    confirmed_on_both_lists(&app, "forget.me@example.org").await;
+    assert_eq!(
+        app.subscription_status("forget.me@example.org", "weekly").await,
+        "confirmed"
+    );
 }
 
 /// Suppression feed: `POST /api/v1/suppressions`; mail to the address is not sent.
@@ -582,23 +497,9 @@ async fn gd3_gd4_erase_leaves_only_a_keyed_hash() {
 async fn suppressions_from_the_api_stop_mail() {
     let app = app().await;
     let key = app.create_api_key().await;
-    let res = app
-        .http
-        .post(app.url("/api/v1/suppressions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "Complainer@example.org", "reason": "complaint"}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.suppress(&key, "Complainer@example.org", "complaint").await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let bad = app
-        .http
-        .post(app.url("/api/v1/suppressions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "x", "reason": "whatever"}))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.suppress(&key, "x", "whatever").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM suppressions WHERE reason = 'complaint'")
@@ -640,58 +541,22 @@ async fn suppressions_from_the_api_stop_mail() {
 #[tokio::test]
 async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
     let app = app().await;
-    let a = confirmed(&app, "owner@example.org").await;
-    let weekly = list_id(&app, "weekly").await;
+    let a = confirmed_on_both_lists(&app, "owner@example.org").await;
+    let weekly = app.list_id("weekly").await;
     let ring = app.state.keyring();
     let sub = a.to_string();
+    let token_of = |link: url::Url| link.path().rsplit('/').next().unwrap().to_owned();
     let tokens = [
         (
             "/confirm/",
             ring.issue(Purpose::Confirm, &sub, Some("0"), Some(Duration::from_secs(600))),
         ),
-        (
-            "/unsubscribe/",
-            app.state
-                .links
-                .unsubscribe(a, weekly)
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
-        ),
-        (
-            "/preferences/",
-            app.state
-                .links
-                .preferences(a)
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
-        ),
-        (
-            "/export/",
-            app.state
-                .links
-                .export(a)
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
-        ),
+        ("/unsubscribe/", token_of(app.state.links.unsubscribe(a, weekly))),
+        ("/preferences/", token_of(app.state.links.preferences(a))),
+        ("/export/", token_of(app.state.links.export(a))),
         (
             "/change-address/",
-            app.state
-                .links
-                .address_change(uuid::Uuid::new_v4())
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned(),
+            token_of(app.state.links.address_change(uuid::Uuid::new_v4())),
         ),
     ];
     for (route, _) in &tokens {
@@ -714,7 +579,7 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
             }
         }
         let forged = format!("{route}eyJhbGciOiJub25lIn0.eyJwdXIiOiJtYW5hZ2UifQ.");
-        let res = app.http.post(app.url(&forged)).send().await.unwrap();
+        let res = app.post(&forged).await;
         assert!(res.status().is_client_error(), "{forged}: {}", res.status());
     }
     // TK-6: no personal data inside any token: opaque ids only.
@@ -741,7 +606,7 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
     assert!(claims(&tokens[3].1, Purpose::Export).exp.unwrap() - now <= 2 * 86_400);
     assert!(claims(&tokens[4].1, Purpose::ChangeAddress).exp.unwrap() - now <= 7 * 86_400);
     assert_eq!(
-        status(&app, "owner@example.org", "weekly").await,
+        app.subscription_status("owner@example.org", "weekly").await,
         "confirmed",
         "nothing changed"
     );

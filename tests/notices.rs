@@ -6,76 +6,37 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::flows::{WAIT, add_list, confirmed, html_of, link_in, text_of};
-use common::{Spawn, TestApp, dkim_check, header_values, spawn};
+use common::flows::{confirmed, html_of, link_in, text_of};
+use common::{Spawn, TestApp, WAIT, WEEKLY, dkim_check, header_values, spawn, spawn_with_lists};
 use reqwest::StatusCode;
 
 async fn app() -> TestApp {
-    let app = spawn(Spawn {
-        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
-        ..Default::default()
-    })
-    .await;
-    add_list(&app, "weekly", "Weekly News").await;
-    app
+    spawn_with_lists(&[WEEKLY]).await
 }
 
 /// People in every state a notice must respect. Returns the addresses that must get notices.
 async fn population(app: &TestApp, key: &str) -> HashSet<String> {
-    let weekly = letterhead::store::lists::by_slug(&app.state.db, "weekly")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let weekly = app.list_id("weekly").await;
     confirmed(app, "confirmed@example.org", &["weekly"]).await;
     let left = confirmed(app, "left@example.org", &["weekly"]).await;
-    let url = app.state.links.unsubscribe(left, weekly);
-    app.http
-        .post(url.as_str().replace("http://127.0.0.1:3000", &app.base))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    app.one_click_unsubscribe(left, weekly).await;
     let all_gone = confirmed(app, "leftall@example.org", &["weekly"]).await;
-    let prefs = app.state.links.preferences(all_gone).path().to_owned();
-    app.http
-        .post(app.url(&format!("{prefs}/unsubscribe-all")))
-        .send()
-        .await
-        .unwrap();
+    let prefs = app.preferences_path(all_gone);
+    app.post(&format!("{prefs}/unsubscribe-all")).await;
     let erased = confirmed(app, "erased@example.org", &["weekly"]).await;
-    let prefs = app.state.links.preferences(erased).path().to_owned();
-    assert_eq!(
-        app.http
-            .post(app.url(&format!("{prefs}/erase")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    let prefs = app.preferences_path(erased);
+    assert_eq!(app.post(&format!("{prefs}/erase")).await.status(), StatusCode::OK);
     for (email, reason) in [
         ("bounced@example.org", "bounce"),
         ("complained@example.org", "complaint"),
     ] {
         confirmed(app, email, &["weekly"]).await;
-        let res = app
-            .http
-            .post(app.url("/api/v1/suppressions"))
-            .bearer_auth(key)
-            .json(&serde_json::json!({"email": email, "reason": reason}))
-            .send()
-            .await
-            .unwrap();
+        let res = app.suppress(key, email, reason).await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
     // Never confirmed.
-    app.http
-        .post(app.url("/subscribe"))
-        .json(&serde_json::json!({"email": "pending@example.org", "list": "weekly", "consent": true, "age_confirmed": true}))
-        .send()
-        .await
-        .unwrap();
+    let signup = serde_json::json!({"email": "pending@example.org", "list": "weekly", "consent": true, "age_confirmed": true});
+    app.post_json("/subscribe", &signup).await;
     app.wait_until(
         "SELECT COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')",
         0,
@@ -107,13 +68,12 @@ async fn cs12_a_policy_notice_reaches_exactly_the_right_people() {
     let before = app.sink.messages().len();
 
     let res = app
-        .http
-        .post(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .json(&policy("2026-12", "We now keep logs for 30 days instead of 90."))
-        .send()
-        .await
-        .unwrap();
+        .api_post(
+            &key,
+            "/api/v1/policies",
+            &policy("2026-12", "We now keep logs for 30 days instead of 90."),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["notices_queued"], 3);
@@ -167,47 +127,21 @@ async fn publishing_is_idempotent_and_conflicts_are_409() {
     let key = app.create_api_key().await;
     confirmed(&app, "one@example.org", &["weekly"]).await;
     confirmed(&app, "two@example.org", &["weekly"]).await;
-    let other = spawn(Spawn {
-        db: Some(app.db.clone()),
-        sink: Some(app.sink.clone()),
-        ..Default::default()
-    })
-    .await;
+    let other = app.another_instance().await;
 
     let body = policy("v2", "Shorter retention.");
     let (a, b) = tokio::join!(
-        app.http
-            .post(app.url("/api/v1/policies"))
-            .bearer_auth(&key)
-            .json(&body)
-            .send(),
-        other
-            .http
-            .post(other.url("/api/v1/policies"))
-            .bearer_auth(&key)
-            .json(&body)
-            .send(),
+        app.api_post(&key, "/api/v1/policies", &body),
+        other.api_post(&key, "/api/v1/policies", &body),
     );
-    let mut codes = vec![a.unwrap().status(), b.unwrap().status()];
+    let mut codes = vec![a.status(), b.status()];
     codes.sort();
     assert_eq!(codes, vec![StatusCode::OK, StatusCode::CREATED]);
-    let again = app
-        .http
-        .post(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let again = app.api_post(&key, "/api/v1/policies", &body).await;
     assert_eq!(again.status(), StatusCode::OK);
     let conflict = app
-        .http
-        .post(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .json(&policy("v2", "Something else."))
-        .send()
-        .await
-        .unwrap();
+        .api_post(&key, "/api/v1/policies", &policy("v2", "Something else."))
+        .await;
     assert_eq!(conflict.status(), StatusCode::CONFLICT);
     assert_eq!(conflict.headers()["content-type"], "application/problem+json");
     app.wait_until(
@@ -222,27 +156,12 @@ async fn publishing_is_idempotent_and_conflicts_are_409() {
             .await,
         2
     );
-    let bad = app
-        .http
-        .post(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"version": "bad version!", "effective_at": "tomorrow", "summary": "", "url": "ftp://x"}))
-        .send()
-        .await
-        .unwrap();
+    let bad_policy = serde_json::json!({"version": "bad version!", "effective_at": "tomorrow", "summary": "", "url": "ftp://x"});
+    let bad = app.api_post(&key, "/api/v1/policies", &bad_policy).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let p: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(p["errors"].as_array().unwrap().len(), 4);
-    let list: serde_json::Value = app
-        .http
-        .get(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = app.api_get(&key, "/api/v1/policies").await.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     other.stop().await;
 }
@@ -255,14 +174,13 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     const PEOPLE: usize = 24;
     let app = spawn(Spawn {
         overrides: vec![
-            ("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into()),
             ("DELIVERY_BATCH_SIZE", "1".into()),
             ("DELIVERY_CONCURRENCY", "1".into()),
         ],
+        lists: vec![WEEKLY],
         ..Default::default()
     })
     .await;
-    add_list(&app, "weekly", "Weekly News").await;
     for i in 0..PEOPLE {
         confirmed(&app, &format!("p{i}@example.org"), &["weekly"]).await;
     }
@@ -271,7 +189,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     let db = app.db.clone();
     let sink = app.sink.clone();
     // Publish through the CLI (a separate process), then stop the service mid-way.
-    let out = app.run_cli(&[
+    let publish = [
         "policy",
         "publish",
         "--version",
@@ -282,7 +200,8 @@ async fn a_restart_mid_sending_does_not_double_notices() {
         "Clearer wording.",
         "--url",
         "https://example.com/privacy/v3",
-    ]);
+    ];
+    let out = app.run_cli(&publish);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{PEOPLE} notices queued")));
     app.state.wakeups.outbox.notify_one();
     while sink.messages().len() < before + 2 {
@@ -295,12 +214,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
         "stopped mid-way ({delivered_before_restart} sent)"
     );
     sink.delay_data(0);
-    let restarted = spawn(Spawn {
-        db: Some(db),
-        sink: Some(sink.clone()),
-        ..Default::default()
-    })
-    .await;
+    let restarted = spawn(Spawn::sharing(db, sink.clone())).await;
     restarted
         .wait_until(
             "SELECT COUNT(*) FROM outbox WHERE kind = 'policy_notice' AND status = 'sent'",
@@ -315,18 +229,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     let unique: HashSet<&String> = notices.iter().collect();
     assert_eq!((notices.len(), unique.len()), (PEOPLE, PEOPLE));
     // The CLI answers a repeat like the API.
-    let out = restarted.run_cli(&[
-        "policy",
-        "publish",
-        "--version",
-        "v3",
-        "--effective-at",
-        "2026-12-24T00:00:00Z",
-        "--summary",
-        "Clearer wording.",
-        "--url",
-        "https://example.com/privacy/v3",
-    ]);
+    let out = restarted.run_cli(&publish);
     assert!(String::from_utf8_lossy(&out.stdout).contains("already published"));
 }
 
@@ -336,40 +239,18 @@ async fn a_restart_mid_sending_does_not_double_notices() {
 async fn the_privacy_page_shows_current_upcoming_and_earlier_versions() {
     let app = app().await;
     let key = app.create_api_key().await;
-    let empty = app
-        .http
-        .get(app.url("/privacy"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let empty = app.page("/privacy").await;
     assert!(empty.contains("No policy version has been published yet"));
     for (v, at) in [
         ("v1", "2025-01-01T00:00:00Z"),
         ("v2", "2026-01-15T00:00:00Z"),
         ("v3", "2099-06-01T00:00:00Z"),
     ] {
-        let res = app
-            .http
-            .post(app.url("/api/v1/policies"))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({"version": v, "effective_at": at, "summary": format!("Summary of {v}"), "url": format!("https://example.com/{v}")}))
-            .send()
-            .await
-            .unwrap();
+        let policy = serde_json::json!({"version": v, "effective_at": at, "summary": format!("Summary of {v}"), "url": format!("https://example.com/{v}")});
+        let res = app.api_post(&key, "/api/v1/policies", &policy).await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
-    let page = app
-        .http
-        .get(app.url("/privacy"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/privacy").await;
     assert!(page.contains("Version v2, effective 15 January 2026"), "{page}");
     assert!(page.contains("Version v3, effective from 1 June 2099"));
     assert!(page.contains("Summary of v2") && page.contains("https://example.com/v2"));
@@ -395,14 +276,8 @@ async fn a_breach_notice_is_emailed_and_posted_until_withdrawn() {
     let expected = population(&app, &key).await;
     let before = app.sink.messages().len();
     let subject = "Important: a security incident — Ünïcödé ✓";
-    let res = app
-        .http
-        .post(app.url("/api/v1/notices/breach"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"subject": subject, "body": "On 1 November an attacker read our subscriber list.\n\nWhat we did about it.", "affected": "all"}))
-        .send()
-        .await
-        .unwrap();
+    let notice = serde_json::json!({"subject": subject, "body": "On 1 November an attacker read our subscriber list.\n\nWhat we did about it.", "affected": "all"});
+    let res = app.api_post(&key, "/api/v1/notices/breach", &notice).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["notified"], 3);
@@ -424,77 +299,29 @@ async fn a_breach_notice_is_emailed_and_posted_until_withdrawn() {
     assert!(text_of(m).starts_with("On 1 November an attacker"));
     assert!(link_in(&text_of(m), "/preferences/").len() > 20);
 
-    let page = app
-        .http
-        .get(app.url("/notices"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/notices").await;
     assert!(page.contains("On 1 November an attacker read our subscriber list."));
-    assert!(
-        app.http
-            .get(app.url("/privacy"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("href=\"/notices\"")
-    );
+    assert!(app.page("/privacy").await.contains("href=\"/notices\""));
 
     // Targeted notices: by address, and by signup date.
-    let by_address = app
-        .http
-        .post(app.url("/api/v1/notices/breach"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"subject": "Targeted", "body": "Only you.", "affected": ["Confirmed@example.org", "erased@example.org", "nobody@example.org"]}))
-        .send()
-        .await
-        .unwrap();
+    let targeted = serde_json::json!({"subject": "Targeted", "body": "Only you.", "affected": ["Confirmed@example.org", "erased@example.org", "nobody@example.org"]});
+    let by_address = app.api_post(&key, "/api/v1/notices/breach", &targeted).await;
     assert_eq!(
         by_address.json::<serde_json::Value>().await.unwrap()["notified"],
         1
     );
-    let by_range = app
-        .http
-        .post(app.url("/api/v1/notices/breach"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"subject": "Range", "body": "Old signups.", "affected": {"from": "2000-01-01T00:00:00Z", "until": "2001-01-01T00:00:00Z"}}))
-        .send()
-        .await
-        .unwrap();
+    let old_signups = serde_json::json!({"subject": "Range", "body": "Old signups.", "affected": {"from": "2000-01-01T00:00:00Z", "until": "2001-01-01T00:00:00Z"}});
+    let by_range = app.api_post(&key, "/api/v1/notices/breach", &old_signups).await;
     assert_eq!(by_range.json::<serde_json::Value>().await.unwrap()["notified"], 0);
-    let bad = app
-        .http
-        .post(app.url("/api/v1/notices/breach"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"subject": "x\r\nBcc: a@b.c", "body": "", "affected": "some"}))
-        .send()
-        .await
-        .unwrap();
+    let bad_notice = serde_json::json!({"subject": "x\r\nBcc: a@b.c", "body": "", "affected": "some"});
+    let bad = app.api_post(&key, "/api/v1/notices/breach", &bad_notice).await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let res = app
-        .http
-        .post(app.url(&format!("/api/v1/notices/breach/{id}/withdraw")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .api_post_empty(&key, &format!("/api/v1/notices/breach/{id}/withdraw"))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let page = app
-        .http
-        .get(app.url("/notices"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/notices").await;
     assert!(
         !page.contains("On 1 November"),
         "withdrawn notices leave the page"

@@ -8,11 +8,11 @@
 mod common;
 
 use common::{Spawn, TestApp, spawn, spawn_app};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn document(app: &TestApp) -> Value {
-    let res = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let res = app.get("/openapi.json").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/json");
     res.json().await.unwrap()
@@ -236,17 +236,10 @@ async fn creating_a_campaign_takes_and_answers_what_the_document_says() {
         );
     }
     let key = app.create_api_key().await;
-    common::flows::add_list(&app, "weekly", "Weekly").await;
+    app.add_list("weekly", "Weekly").await;
     let body = json!({"subject": "Hello", "lists": ["weekly"], "markdown": "Hi", "from": "news@example.com"});
     assert!(body.as_object().unwrap().keys().all(|k| input.contains(k)));
-    let res = app
-        .http
-        .post(app.url("/api/v1/campaigns"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.create_campaign(&key, &body).await;
     let (status, campaign) = assert_documented(&doc, "post", "/api/v1/campaigns", res).await;
     assert_eq!(status, StatusCode::CREATED, "{campaign}");
     assert_eq!(
@@ -266,7 +259,7 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
     let key = app.create_api_key().await;
     let http = &app.http;
     let list = json!({"slug": "weekly", "name": "Weekly"});
-    let post_list = || http.post(app.url("/api/v1/lists")).bearer_auth(&key);
+    let post_list = || app.api(&key, Method::POST, "/api/v1/lists");
     let cases: Vec<(&str, &str, reqwest::RequestBuilder, StatusCode)> = vec![
         (
             "post",
@@ -319,40 +312,37 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
         (
             "get",
             "/api/v1/lists/{slug}",
-            http.get(app.url("/api/v1/lists/nope")).bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/lists/nope"),
             StatusCode::NOT_FOUND,
         ),
         (
             "get",
             "/api/v1/campaigns/{id}",
-            http.get(app.url("/api/v1/campaigns/abc")).bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/campaigns/abc"),
             StatusCode::BAD_REQUEST,
         ),
         (
             "get",
             "/api/v1/campaigns/{id}",
-            http.get(app.url("/api/v1/campaigns/999")).bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/campaigns/999"),
             StatusCode::NOT_FOUND,
         ),
         (
             "get",
             "/api/v1/subscribers",
-            http.get(app.url("/api/v1/subscribers?status=gone"))
-                .bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/subscribers?status=gone"),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "get",
             "/api/v1/subscribers",
-            http.get(app.url("/api/v1/subscribers?page=first"))
-                .bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/subscribers?page=first"),
             StatusCode::BAD_REQUEST,
         ),
         (
             "post",
             "/api/v1/lists/{slug}/subscribers/import",
-            http.post(app.url("/api/v1/lists/weekly/subscribers/import"))
-                .bearer_auth(&key)
+            app.api(&key, Method::POST, "/api/v1/lists/weekly/subscribers/import")
                 .header("content-type", "text/csv")
                 .body("name\nAda\n"),
             StatusCode::BAD_REQUEST,
@@ -360,8 +350,7 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
         (
             "post",
             "/api/v1/lists/{slug}/subscribers/import",
-            http.post(app.url("/api/v1/lists/weekly/subscribers/import"))
-                .bearer_auth(&key)
+            app.api(&key, Method::POST, "/api/v1/lists/weekly/subscribers/import")
                 .header("content-type", "text/csv")
                 .body("email,name,consented_at,consent_source\nada@example.org,Ada,2024-01-01,fair stand\n"),
             StatusCode::OK,
@@ -369,16 +358,14 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
         (
             "post",
             "/api/v1/lists/{slug}/subscribers/import",
-            http.post(app.url("/api/v1/lists/weekly/subscribers/import"))
-                .bearer_auth(&key)
+            app.api(&key, Method::POST, "/api/v1/lists/weekly/subscribers/import")
                 .multipart(reqwest::multipart::Form::new().text("file", "email\nbo@example.org\n")),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
             "get",
             "/api/v1/lists/{slug}/subscribers/export",
-            http.get(app.url("/api/v1/lists/weekly/subscribers/export"))
-                .bearer_auth(&key),
+            app.api(&key, Method::GET, "/api/v1/lists/weekly/subscribers/export"),
             StatusCode::OK,
         ),
         (
@@ -413,7 +400,7 @@ async fn the_errors_the_app_answers_are_the_documented_ones() {
 async fn the_docs_page_lists_every_operation_and_loads_nothing() {
     let app = spawn_app().await;
     let doc = document(&app).await;
-    let res = app.http.get(app.url("/api/docs")).send().await.unwrap();
+    let res = app.get("/api/docs").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
         res.headers()["content-type"]
@@ -449,7 +436,7 @@ async fn the_docs_page_lists_every_operation_and_loads_nothing() {
     }
     assert!(!page.contains("<link"), "no stylesheets from anywhere");
     // The page gets the same Content-Security-Policy as every other page.
-    let privacy = app.http.get(app.url("/privacy")).send().await.unwrap();
+    let privacy = app.get("/privacy").await;
     assert_eq!(csp, privacy.headers()["content-security-policy"]);
 }
 
@@ -462,7 +449,7 @@ async fn the_document_and_page_are_rate_limited_per_ip() {
     .await;
     let mut statuses = Vec::new();
     for path in ["/openapi.json", "/api/docs", "/openapi.json", "/api/docs"] {
-        statuses.push(app.http.get(app.url(path)).send().await.unwrap().status());
+        statuses.push(app.get(path).await.status());
     }
     assert_eq!(
         statuses,
@@ -485,10 +472,10 @@ async fn the_api_key_limit_is_the_documented_429() {
     .await;
     let doc = document(&app).await;
     let key = app.create_api_key().await;
-    let get = || app.http.get(app.url("/api/v1/status")).bearer_auth(&key).send();
-    let (first, _) = assert_documented(&doc, "get", "/api/v1/status", get().await.unwrap()).await;
+    let get = || app.api_get(&key, "/api/v1/status");
+    let (first, _) = assert_documented(&doc, "get", "/api/v1/status", get().await).await;
     assert_eq!(first, StatusCode::OK);
-    let res = get().await.unwrap();
+    let res = get().await;
     assert!(res.headers().contains_key("retry-after"));
     let (second, _) = assert_documented(&doc, "get", "/api/v1/status", res).await;
     assert_eq!(second, StatusCode::TOO_MANY_REQUESTS);

@@ -5,67 +5,33 @@ mod common;
 
 use std::time::Duration;
 
-use common::flows::{WAIT, add_list, confirmed, link_in, status, text_of};
-use common::{Spawn, TestApp, spawn};
+use common::flows::{confirmed, link_in, text_of};
+use common::{NEWS, OFFERS, Spawn, TestApp, WAIT, spawn};
 use letterhead::store::retention::{self, Mode};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
+/// An app with the lists news and offers, and an API key.
 async fn app(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
-    let mut all = vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".to_string())];
-    all.extend(overrides);
     let app = spawn(Spawn {
-        overrides: all,
+        overrides,
+        lists: vec![NEWS, OFFERS],
         ..Default::default()
     })
     .await;
-    add_list(&app, "news", "Weekly News").await;
-    add_list(&app, "offers", "Special Offers").await;
     let key = app.create_api_key().await;
     (app, key)
 }
 
-async fn send_campaign(app: &TestApp, key: &str, subject: &str) -> i64 {
-    let res = app
-        .http
-        .post(app.url("/api/v1/campaigns"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello {{ name }}"}))
-        .send()
-        .await
-        .unwrap();
-    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let res = app
-        .http
-        .post(app.url(&format!("/api/v1/campaigns/{id}/send")))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
+/// Sends a campaign with this subject to the news list; returns its id.
+async fn send_to_news(app: &TestApp, key: &str, subject: &str) -> i64 {
+    let id = app
+        .draft_campaign(
+            key,
+            &serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello {{ name }}"}),
+        )
+        .await;
+    app.send_campaign(key, id).await;
     id
-}
-
-async fn finished(app: &TestApp, key: &str, id: i64) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let c: serde_json::Value = app
-            .http
-            .get(app.url(&format!("/api/v1/campaigns/{id}")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if c["status"] == "sent" {
-            return c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{c}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Retention for people who left: exactly those past the period go (subscriber, evidence, send
@@ -77,41 +43,23 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
     for who in ["longgone", "recent", "stays", "bounced", "halfway"] {
         confirmed(&app, &format!("{who}@example.org"), &["news", "offers"]).await;
     }
-    let campaign = send_campaign(&app, &key, "Before anyone left").await;
-    assert_eq!(finished(&app, &key, campaign).await["sent"], 5);
+    let campaign = send_to_news(&app, &key, "Before anyone left").await;
+    assert_eq!(app.wait_for_campaign(&key, campaign, "sent").await["sent"], 5);
+    // longgone left both lists 400 days ago, recent 100 days ago; halfway left only the news
+    // list, 400 days ago; bounced hard-bounced 400 days ago.
+    let both: &[&str] = &["news", "offers"];
+    for (who, lists, days) in [
+        ("longgone", both, 400),
+        ("recent", both, 100),
+        ("halfway", &["news"], 400),
+    ] {
+        let email = format!("{who}@example.org");
+        app.leave_in_store(&email, lists).await;
+        app.backdate_leaving(&email, lists, days).await;
+    }
+    app.suppress(&key, "bounced@example.org", "bounce").await;
+    app.backdate_suppressions("hard_bounce", 400).await;
     let now = time::OffsetDateTime::now_utc();
-    let ago = |days: i64| {
-        (now - time::Duration::days(days))
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'longgone@example.org')",
-        ago(400)
-    ))
-    .await;
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'recent@example.org')",
-        ago(100)
-    ))
-    .await;
-    app.execute(&format!(
-        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '{}' WHERE list_id = (SELECT id FROM lists WHERE slug = 'news') AND subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'halfway@example.org')",
-        ago(400)
-    ))
-    .await;
-    app.http
-        .post(app.url("/api/v1/suppressions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "bounced@example.org", "reason": "bounce"}))
-        .send()
-        .await
-        .unwrap();
-    app.execute(&format!(
-        "UPDATE suppressions SET created_at = '{}' WHERE reason = 'hard_bounce'",
-        ago(400)
-    ))
-    .await;
 
     let cfg = app.state.config.retention.clone();
     let dry = retention::run(&app.state.db, &cfg, now, Mode::DryRun)
@@ -157,17 +105,7 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
         1
     );
     // Aggregates stay and name no one.
-    let c: serde_json::Value = app
-        .http
-        .get(app.url(&format!("/api/v1/campaigns/{campaign}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(c["sent"], 5);
+    assert_eq!(app.campaign(&key, campaign).await["sent"], 5);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NULL")
             .await,
@@ -175,9 +113,7 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
     );
     // No import brings them back.
     let res = app
-        .http
-        .post(app.url("/api/v1/lists/news/subscribers/import"))
-        .bearer_auth(&key)
+        .api(&key, Method::POST, "/api/v1/lists/news/subscribers/import")
         .body("email,consented_at,consent_source\nlonggone@example.org,2025-01-01,crm\nbounced@example.org,2025-01-01,crm\n")
         .send()
         .await
@@ -189,15 +125,7 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
         .unwrap();
     assert_eq!((again.leavers_deleted, again.bounced_deleted), (0, 0));
     // /privacy states the period.
-    let page = app
-        .http
-        .get(app.url("/privacy"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/privacy").await;
     assert!(page.contains("365 days"), "{page}");
 }
 
@@ -215,12 +143,10 @@ async fn an_operator_unsubscribe_takes_effect_mid_campaign() {
     }
     let before = app.sink.messages().len();
     app.sink.delay_data(150);
-    let campaign = send_campaign(&app, &key, "News").await;
+    let campaign = send_to_news(&app, &key, "News").await;
     app.sink.wait_for(before + 2, WAIT).await;
     let answers = futures::future::join_all(["c5@example.org", "never-heard-of@example.org"].map(|email| {
-        app.http
-            .post(app.url("/api/v1/unsubscribes"))
-            .bearer_auth(&key)
+        app.api(&key, Method::POST, "/api/v1/unsubscribes")
             .json(&serde_json::json!({"email": email}))
             .send()
     }))
@@ -235,14 +161,17 @@ async fn an_operator_unsubscribe_takes_effect_mid_campaign() {
         "the answer does not tell whether the address was known"
     );
     assert_eq!(bodies[0].0, StatusCode::ACCEPTED);
-    let done = finished(&app, &key, campaign).await;
+    let done = app.wait_for_campaign(&key, campaign, "sent").await;
     assert!(
         !app.sink.messages()[before..]
             .iter()
             .any(|m| m.rcpt_to[0] == "c5@example.org")
     );
     assert_eq!(done["skipped"], 1);
-    assert_eq!(status(&app, "c5@example.org", "news").await, "unsubscribed");
+    assert_eq!(
+        app.subscription_status("c5@example.org", "news").await,
+        "unsubscribed"
+    );
     assert_eq!(
         app.query_i64(
             "SELECT COUNT(*) FROM consent_events WHERE kind = 'unsubscribe' AND source = 'operator:api'"
@@ -253,8 +182,14 @@ async fn an_operator_unsubscribe_takes_effect_mid_campaign() {
     // The CLI does the same, for one list.
     confirmed(&app, "both@example.org", &["news", "offers"]).await;
     app.run_cli(&["unsubscribe", "both@example.org", "--list", "offers"]);
-    assert_eq!(status(&app, "both@example.org", "offers").await, "unsubscribed");
-    assert_eq!(status(&app, "both@example.org", "news").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("both@example.org", "offers").await,
+        "unsubscribed"
+    );
+    assert_eq!(
+        app.subscription_status("both@example.org", "news").await,
+        "confirmed"
+    );
 }
 
 /// A material policy change: its notice asks for agreement; marketing is held back (counted as
@@ -270,15 +205,9 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     let effective = (time::OffsetDateTime::now_utc() + time::Duration::seconds(1))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let res = app
-        .http
-        .post(app.url("/api/v1/policies"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"version": "2026-11-m", "effective_at": effective,
-            "summary": "We will share your name with our sister company.", "url": "https://example.com/p/m", "material": true}))
-        .send()
-        .await
-        .unwrap();
+    let policy = serde_json::json!({"version": "2026-11-m", "effective_at": effective,
+        "summary": "We will share your name with our sister company.", "url": "https://example.com/p/m", "material": true});
+    let res = app.api_post(&key, "/api/v1/policies", &policy).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let notices = app.sink.wait_for(before + 2, WAIT).await;
     let to_x = notices[before..]
@@ -288,8 +217,8 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     let agree = link_in(&text_of(to_x), "/agree/");
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    let c1 = send_campaign(&app, &key, "Held").await;
-    let done = finished(&app, &key, c1).await;
+    let c1 = send_to_news(&app, &key, "Held").await;
+    let done = app.wait_for_campaign(&key, c1, "sent").await;
     assert_eq!(
         (done["sent"].as_i64(), done["skipped"].as_i64()),
         (Some(0), Some(2))
@@ -303,10 +232,7 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     );
 
     // GET shows a button and records nothing; POST records the agreement.
-    assert_eq!(
-        app.http.get(app.url(&agree)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get(&agree).await.status(), StatusCode::OK);
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'agree'")
             .await,
@@ -326,8 +252,8 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     );
 
     let before = app.sink.messages().len();
-    let c2 = send_campaign(&app, &key, "After agreement").await;
-    let done = finished(&app, &key, c2).await;
+    let c2 = send_to_news(&app, &key, "After agreement").await;
+    let done = app.wait_for_campaign(&key, c2, "sent").await;
     assert_eq!(
         (done["sent"].as_i64(), done["skipped"].as_i64()),
         (Some(1), Some(1))
@@ -340,28 +266,16 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
 
     // A new signup under the material version is not held.
     confirmed(&app, "newcomer@example.org", &["news"]).await;
-    let c3 = send_campaign(&app, &key, "Third").await;
-    assert_eq!(finished(&app, &key, c3).await["sent"], 2);
+    let c3 = send_to_news(&app, &key, "Third").await;
+    assert_eq!(app.wait_for_campaign(&key, c3, "sent").await["sent"], 2);
 
     // The export shows the agreement.
-    let prefs = app.state.links.preferences(x).path().to_owned();
+    let prefs = app.preferences_path(x);
     let before = app.sink.messages().len();
-    app.http
-        .post(app.url(&format!("{prefs}/export")))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("{prefs}/export")).await;
     let msgs = app.sink.wait_for(before + 1, WAIT).await;
     let link = link_in(&text_of(&msgs[before]), "/export/");
-    let data: serde_json::Value = app
-        .http
-        .post(app.url(&link))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let data: serde_json::Value = app.post(&link).await.json().await.unwrap();
     assert!(
         data["consent_events"]
             .as_array()

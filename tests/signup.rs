@@ -5,41 +5,28 @@ mod common;
 
 use std::time::Duration;
 
-use common::flows::add_list;
-use common::{Spawn, TestApp, dkim_check, header_values, spawn};
+use common::flows::confirmation_link;
+use common::{
+    OFFERS, Spawn, TestApp, WAIT, WEEKLY, base64url_json, dkim_check, header_values, spawn, spawn_with_lists,
+};
 use letterhead::domain::EmailAddress;
+use letterhead::services::notices::NewPolicy;
+use letterhead::store::subscriptions;
 use letterhead::store::suppressions::{self, SuppressionReason};
 use letterhead::tokens::Purpose;
 use reqwest::StatusCode;
 
-const WAIT: Duration = Duration::from_secs(20);
-
 async fn app_with_lists() -> TestApp {
-    let app = spawn(Spawn {
-        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
-        ..Default::default()
-    })
-    .await;
-    add_list(&app, "weekly", "Weekly News").await;
-    add_list(&app, "offers", "Special Offers").await;
-    app
+    spawn_with_lists(&[WEEKLY, OFFERS]).await
 }
 
-async fn post_form(app: &TestApp, body: &str) -> reqwest::Response {
+/// Submits the signup form as a browser does (this test's user agent included).
+async fn submit_form(app: &TestApp, body: &str) -> reqwest::Response {
     app.http
         .post(app.url("/subscribe"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .header("User-Agent", "SignupTest/1.0")
         .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_json(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/subscribe"))
-        .json(&body)
         .send()
         .await
         .unwrap()
@@ -56,28 +43,21 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// The confirmation link in a captured email's text part.
-fn confirm_path(m: &common::smtp_sink::Captured) -> String {
-    let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
-    let text = parsed.body_text(0).unwrap().into_owned();
-    let start = text.find("/confirm/").expect("a confirmation link");
-    text[start..].split_whitespace().next().unwrap().to_owned()
-}
-
-async fn status_of(app: &TestApp, email: &str, list: &str) -> String {
+/// Confirms `email`'s pending subscriptions, written as following the link leaves them (without
+/// the link's consent evidence).
+async fn confirm_in_store(app: &TestApp, email: &str) {
     let db = &app.state.db;
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT x.status FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-             JOIN lists l ON l.id = x.list_id WHERE s.email_key = $1 AND l.slug = $2",
-            [email.to_ascii_lowercase().into(), list.into()],
-        ))
+    let subscriber = subscriptions::subscriber_by_email(db, &EmailAddress::parse(email).unwrap())
         .await
+        .unwrap()
         .unwrap();
-    row.map(|r| r.try_get_by_index::<String>(0).unwrap())
-        .unwrap_or_else(|| "none".into())
+    let ids = subscriptions::of_subscriber(db, subscriber.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    subscriptions::confirm(db, ids).await.unwrap();
 }
 
 /// OI-1, OI-3, OI-4, OI-5, CS-4, DK-1: a signup stays pending, gets one transactional,
@@ -85,12 +65,18 @@ async fn status_of(app: &TestApp, email: &str, list: &str) -> String {
 #[tokio::test]
 async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
     let app = app_with_lists().await;
-    app.execute(
-        "INSERT INTO policy_versions (version, effective_at, summary, url, material, content_hash, published_at) \
-         VALUES ('2026-01', '2026-01-01T00:00:00Z', 'First', 'https://example.com/privacy', false, 'x', '2026-01-01T00:00:00Z')",
-    )
-    .await;
-    let res = post_form(&app, &good_form("reader@example.org")).await;
+    app.state
+        .notices
+        .publish_policy(NewPolicy {
+            version: "2026-01".into(),
+            effective_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            summary: "First".into(),
+            url: "https://example.com/privacy".parse().unwrap(),
+            material: false,
+        })
+        .await
+        .unwrap();
+    let res = submit_form(&app, &good_form("reader@example.org")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("check your inbox"));
 
@@ -119,7 +105,10 @@ async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
             "{needle:?} missing from the HTML part"
         );
     }
-    assert_eq!(status_of(&app, "reader@example.org", "weekly").await, "pending");
+    assert_eq!(
+        app.subscription_status("reader@example.org", "weekly").await,
+        "pending"
+    );
 
     // OI-3: the evidence.
     let n = app
@@ -142,18 +131,18 @@ async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
 #[tokio::test]
 async fn oi11_get_on_the_link_changes_nothing_and_post_confirms() {
     let app = app_with_lists().await;
-    post_form(&app, &good_form("clicker@example.org")).await;
+    submit_form(&app, &good_form("clicker@example.org")).await;
     let msgs = app.sink.wait_for(1, WAIT).await;
-    let path = confirm_path(&msgs[0]);
+    let path = confirmation_link(&msgs[0]);
 
-    let page = app.http.get(app.url(&path)).send().await.unwrap();
+    let page = app.get(&path).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     assert_eq!(page.headers()["cache-control"], "no-store");
     let html = page.text().await.unwrap();
     assert!(html.contains("method=\"post\"") && html.contains(&format!("action=\"{path}\"")));
     assert_eq!(
-        status_of(&app, "clicker@example.org", "weekly").await,
+        app.subscription_status("clicker@example.org", "weekly").await,
         "pending",
         "GET must not confirm"
     );
@@ -168,7 +157,7 @@ async fn oi11_get_on_the_link_changes_nothing_and_post_confirms() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("confirmed"));
     assert_eq!(
-        status_of(&app, "clicker@example.org", "weekly").await,
+        app.subscription_status("clicker@example.org", "weekly").await,
         "confirmed"
     );
     let n = app
@@ -178,7 +167,7 @@ async fn oi11_get_on_the_link_changes_nothing_and_post_confirms() {
         .await;
     assert_eq!(n, 1);
 
-    let again = app.http.post(app.url(&path)).send().await.unwrap();
+    let again = app.post(&path).await;
     assert_eq!(again.status(), StatusCode::OK);
     assert!(again.text().await.unwrap().contains("confirmed"));
     assert_eq!(
@@ -194,7 +183,7 @@ async fn oi11_get_on_the_link_changes_nothing_and_post_confirms() {
 #[tokio::test]
 async fn oi2_gd6_missing_consent_or_age_is_refused_with_field_errors() {
     let app = app_with_lists().await;
-    let res = post_form(
+    let res = submit_form(
         &app,
         "email=keep%40example.org&name=Kept&list=weekly&consent=&age_confirmed=",
     )
@@ -212,7 +201,7 @@ async fn oi2_gd6_missing_consent_or_age_is_refused_with_field_errors() {
         serde_json::json!({"email": "j@example.org", "list": ["weekly"], "consent": false, "age_confirmed": true}),
         serde_json::json!({"email": "j@example.org", "list": ["weekly"], "consent": true}),
     ] {
-        let res = post_json(&app, body).await;
+        let res = app.post_json("/subscribe", &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         let p: serde_json::Value = res.json().await.unwrap();
@@ -261,7 +250,7 @@ async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
             "list",
         ),
     ] {
-        let res = post_json(&app, body.clone()).await;
+        let res = app.post_json("/subscribe", &body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let p: serde_json::Value = res.json().await.unwrap();
         assert!(
@@ -294,27 +283,19 @@ async fn bad_addresses_names_and_lists_are_field_errors_not_crashes() {
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
 }
 
-/// The JSON endpoint: 202 and the same pending state.
 /// The form's lists are cached briefly. A list deleted meanwhile by another instance (here:
-/// behind this one's back) is left out of a signup that names it, which is still answered as
+/// through the store, behind this one's back) is left out of a signup that names it, which is still answered as
 /// accepted and subscribes to the other lists. A list added or deleted through the API is seen
 /// at once.
 #[tokio::test]
 async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_is_skipped() {
     let app = app_with_lists().await;
-    assert!(
-        app.http
-            .get(app.url("/subscribe"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("Special Offers")
-    );
-    app.execute("DELETE FROM lists WHERE slug = 'offers'").await;
-    let res = post_form(
+    assert!(app.page("/subscribe").await.contains("Special Offers"));
+    let offers = app.list_id("offers").await;
+    letterhead::store::lists::delete(&app.state.db, offers)
+        .await
+        .unwrap();
+    let res = submit_form(
         &app,
         "email=both%40example.org&list=weekly&list=offers&consent=yes&age_confirmed=yes",
     )
@@ -325,46 +306,31 @@ async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_i
         "answered as accepted: {:?}",
         res.text().await
     );
-    assert_eq!(status_of(&app, "both@example.org", "weekly").await, "pending");
+    assert_eq!(
+        app.subscription_status("both@example.org", "weekly").await,
+        "pending"
+    );
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscriptions").await, 1);
     app.sink.wait_for(1, WAIT).await;
 
     let key = app.create_api_key().await;
     let created = app
-        .http
-        .post(app.url("/api/v1/lists"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"slug": "daily", "name": "Daily Digest"}))
-        .send()
-        .await
-        .unwrap();
+        .api_post(
+            &key,
+            "/api/v1/lists",
+            &serde_json::json!({"slug": "daily", "name": "Daily Digest"}),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
-    let form = app
-        .http
-        .get(app.url("/subscribe"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let form = app.page("/subscribe").await;
     assert!(
         form.contains("Daily Digest"),
         "a list created through the API is offered at once"
     );
-    let deleted = app
-        .http
-        .delete(app.url("/api/v1/lists/daily"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.api_delete(&key, "/api/v1/lists/daily").await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let res = post_json(
-        &app,
-        serde_json::json!({"email": "late@example.org", "lists": ["daily"], "consent": true, "age_confirmed": true}),
-    )
-    .await;
+    let signup = serde_json::json!({"email": "late@example.org", "lists": ["daily"], "consent": true, "age_confirmed": true});
+    let res = app.post_json("/subscribe", &signup).await;
     assert_eq!(
         res.status(),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -372,18 +338,22 @@ async fn lists_cached_for_the_form_follow_the_api_and_a_list_deleted_meanwhile_i
     );
 }
 
+/// The JSON endpoint: 202 and the same pending state, with its own source in the evidence.
 #[tokio::test]
 async fn a_json_signup_is_accepted_with_202() {
     let app = app_with_lists().await;
-    let res = post_json(
-        &app,
-        serde_json::json!({"email": "api@example.org", "list": ["weekly", "offers"], "consent": true, "age_confirmed": true}),
-    )
-    .await;
+    let signup = serde_json::json!({"email": "api@example.org", "list": ["weekly", "offers"], "consent": true, "age_confirmed": true});
+    let res = app.post_json("/subscribe", &signup).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     app.sink.wait_for(1, WAIT).await;
-    assert_eq!(status_of(&app, "api@example.org", "weekly").await, "pending");
-    assert_eq!(status_of(&app, "api@example.org", "offers").await, "pending");
+    assert_eq!(
+        app.subscription_status("api@example.org", "weekly").await,
+        "pending"
+    );
+    assert_eq!(
+        app.subscription_status("api@example.org", "offers").await,
+        "pending"
+    );
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM consent_events WHERE source = 'json:/subscribe'")
             .await,
@@ -396,13 +366,14 @@ async fn a_json_signup_is_accepted_with_202() {
 #[tokio::test]
 async fn oi9_every_state_gets_the_same_answer() {
     let app = app_with_lists().await;
-    // Set up the states.
-    post_form(&app, &good_form("pending@example.org")).await;
-    post_form(&app, &good_form("confirmed@example.org")).await;
-    post_form(&app, &good_form("left@example.org")).await;
+    // pending@ signed up; confirmed@ signed up and confirmed; left@ signed up and left; erased@
+    // was erased earlier, so only the keyed hash of the address is left.
+    submit_form(&app, &good_form("pending@example.org")).await;
+    submit_form(&app, &good_form("confirmed@example.org")).await;
+    submit_form(&app, &good_form("left@example.org")).await;
     app.sink.wait_for(3, WAIT).await;
-    app.execute("UPDATE subscriptions SET status = 'confirmed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'confirmed@example.org')").await;
-    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'left@example.org')").await;
+    confirm_in_store(&app, "confirmed@example.org").await;
+    app.leave_in_store("left@example.org", &["weekly"]).await;
     let erased = EmailAddress::parse("erased@example.org").unwrap();
     suppressions::add(
         &app.state.db,
@@ -421,13 +392,11 @@ async fn oi9_every_state_gets_the_same_answer() {
         "left@example.org",
         "erased@example.org",
     ] {
-        let form = post_form(&app, &good_form(email)).await;
+        let form = submit_form(&app, &good_form(email)).await;
         let form = (form.status(), form.text().await.unwrap());
-        let json = post_json(
-            &app,
-            serde_json::json!({"email": email, "list": "weekly", "consent": true, "age_confirmed": true}),
-        )
-        .await;
+        let signup =
+            serde_json::json!({"email": email, "list": "weekly", "consent": true, "age_confirmed": true});
+        let json = app.post_json("/subscribe", &signup).await;
         let json = (json.status(), json.text().await.unwrap());
         answers.push((form, json));
     }
@@ -453,10 +422,13 @@ async fn oi9_every_state_gets_the_same_answer() {
         );
     }
     assert_eq!(
-        status_of(&app, "confirmed@example.org", "weekly").await,
+        app.subscription_status("confirmed@example.org", "weekly").await,
         "confirmed"
     );
-    assert_eq!(status_of(&app, "left@example.org", "weekly").await, "pending");
+    assert_eq!(
+        app.subscription_status("left@example.org", "weekly").await,
+        "pending"
+    );
 }
 
 /// OI-10: a link issued before the person opted out does not subscribe them again, not even
@@ -464,25 +436,25 @@ async fn oi9_every_state_gets_the_same_answer() {
 #[tokio::test]
 async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     let app = app_with_lists().await;
-    post_form(&app, &good_form("leaver@example.org")).await;
-    let first = confirm_path(&app.sink.wait_for(1, WAIT).await[0]);
-    app.execute("UPDATE subscriptions SET status = 'unsubscribed', pending_since_ms = NULL")
-        .await;
-    let res = app.http.post(app.url(&first)).send().await.unwrap();
+    submit_form(&app, &good_form("leaver@example.org")).await;
+    let first = confirmation_link(&app.sink.wait_for(1, WAIT).await[0]);
+    // They leave before following the link.
+    app.leave_in_store("leaver@example.org", &["weekly"]).await;
+    let res = app.post(&first).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("nothing to confirm"));
     assert_eq!(
-        status_of(&app, "leaver@example.org", "weekly").await,
+        app.subscription_status("leaver@example.org", "weekly").await,
         "unsubscribed"
     );
 
     // A later signup: the list is pending again, but only the new link may confirm it.
-    post_form(&app, &good_form("leaver@example.org")).await;
+    submit_form(&app, &good_form("leaver@example.org")).await;
     let msgs = app.sink.wait_for(2, WAIT).await;
-    let second = confirm_path(&msgs[1]);
+    let second = confirmation_link(&msgs[1]);
     let old_again = {
-        // A fresh, unspent copy of the first link's claims is not needed: the first link was
-        // spent above; sign an equivalent one issued before the new signup.
+        // The first link was spent above; this is what an unspent copy of it would be: the same
+        // subscriber and the same first signup, signed anew.
         let claims = app.state.keyring().verify(&first[9..], Purpose::Confirm).unwrap();
         let sub = claims.sub.clone();
         let issued = claims.aux.clone().unwrap();
@@ -496,14 +468,17 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
             )
         )
     };
-    app.http.post(app.url(&old_again)).send().await.unwrap();
+    app.post(&old_again).await;
     assert_eq!(
-        status_of(&app, "leaver@example.org", "weekly").await,
+        app.subscription_status("leaver@example.org", "weekly").await,
         "pending",
         "old link must not confirm"
     );
-    app.http.post(app.url(&second)).send().await.unwrap();
-    assert_eq!(status_of(&app, "leaver@example.org", "weekly").await, "confirmed");
+    app.post(&second).await;
+    assert_eq!(
+        app.subscription_status("leaver@example.org", "weekly").await,
+        "confirmed"
+    );
 }
 
 /// OI-6: at most three confirmation emails a day to one address, whoever asks; the answers
@@ -511,17 +486,14 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
 #[tokio::test]
 async fn oi6_confirmations_to_one_address_are_capped() {
     let app = spawn(Spawn {
-        overrides: vec![
-            ("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into()),
-            ("CONFIRMATION_RESEND_MINUTES", "0".into()),
-        ],
+        overrides: vec![("CONFIRMATION_RESEND_MINUTES", "0".into())],
+        lists: vec![WEEKLY],
         ..Default::default()
     })
     .await;
-    add_list(&app, "weekly", "Weekly News").await;
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let res = post_form(&app, &good_form("victim@example.org")).await;
+        let res = submit_form(&app, &good_form("victim@example.org")).await;
         statuses.push(res.status());
         // Each previous confirmation has been sent before the next request.
         if i < 3 {
@@ -540,19 +512,19 @@ async fn oi6_confirmations_to_one_address_are_capped() {
 async fn oi7_signups_are_rate_limited_per_ip() {
     let app = spawn(Spawn {
         overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "2".into())],
+        lists: vec![WEEKLY],
         ..Default::default()
     })
     .await;
-    add_list(&app, "weekly", "Weekly News").await;
     for i in 0..2 {
         assert_eq!(
-            post_form(&app, &good_form(&format!("r{i}@example.org")))
+            submit_form(&app, &good_form(&format!("r{i}@example.org")))
                 .await
                 .status(),
             StatusCode::OK
         );
     }
-    let res = post_form(&app, &good_form("r3@example.org")).await;
+    let res = submit_form(&app, &good_form("r3@example.org")).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key("retry-after"));
     assert!(
@@ -561,7 +533,8 @@ async fn oi7_signups_are_rate_limited_per_ip() {
             .unwrap()
             .starts_with("text/html")
     );
-    let res = post_json(&app, serde_json::json!({"email": "r4@example.org", "list": "weekly", "consent": true, "age_confirmed": true})).await;
+    let signup = serde_json::json!({"email": "r4@example.org", "list": "weekly", "consent": true, "age_confirmed": true});
+    let res = app.post_json("/subscribe", &signup).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
@@ -570,9 +543,9 @@ async fn oi7_signups_are_rate_limited_per_ip() {
 #[tokio::test]
 async fn oi8_a_filled_honeypot_stores_and_sends_nothing() {
     let app = app_with_lists().await;
-    let normal = post_form(&app, &good_form("human@example.org")).await;
+    let normal = submit_form(&app, &good_form("human@example.org")).await;
     let (normal_status, normal_body) = (normal.status(), normal.text().await.unwrap());
-    let bot = post_form(
+    let bot = submit_form(
         &app,
         &format!(
             "{}&website=http%3A%2F%2Fspam.example",
@@ -635,15 +608,11 @@ async fn a_thousand_concurrent_identical_signups_make_one_subscription_and_one_c
 #[tokio::test]
 async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
     let app = app_with_lists().await;
-    post_form(&app, &good_form("target@example.org")).await;
-    let path = confirm_path(&app.sink.wait_for(1, WAIT).await[0]);
+    submit_form(&app, &good_form("target@example.org")).await;
+    let path = confirmation_link(&app.sink.wait_for(1, WAIT).await[0]);
     let token = path.trim_start_matches("/confirm/").to_owned();
     let claims = app.state.keyring().verify(&token, Purpose::Confirm).unwrap();
 
-    let b64 = |v: serde_json::Value| {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
     let body = token.split('.').nth(1).unwrap();
     let unsub = app
         .state
@@ -657,16 +626,16 @@ async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
         String::from_utf8(altered).unwrap(),
         format!(
             "{}.{body}.",
-            b64(serde_json::json!({"alg": "none", "typ": "JWT"}))
+            base64url_json(&serde_json::json!({"alg": "none", "typ": "JWT"}))
         ),
         format!(
             "{}.{body}.{}",
-            b64(serde_json::json!({"alg": "HS256", "kid": "../../etc/passwd"})),
+            base64url_json(&serde_json::json!({"alg": "HS256", "kid": "../../etc/passwd"})),
             token.split('.').nth(2).unwrap()
         ),
         format!(
             "{}.{body}.{}",
-            b64(serde_json::json!({"alg": "RS256", "kid": "k1"})),
+            base64url_json(&serde_json::json!({"alg": "RS256", "kid": "k1"})),
             token.split('.').nth(2).unwrap()
         ),
         "not-a-token".into(),
@@ -683,7 +652,10 @@ async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
             assert!(res.status().is_client_error(), "{method} {bad}: {}", res.status());
         }
     }
-    assert_eq!(status_of(&app, "target@example.org", "weekly").await, "pending");
+    assert_eq!(
+        app.subscription_status("target@example.org", "weekly").await,
+        "pending"
+    );
 
     let expired = {
         use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -697,18 +669,16 @@ async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
         c.exp = Some(c.iat - 10);
         jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(secret.1.as_bytes())).unwrap()
     };
-    let res = app
-        .http
-        .post(app.url(&format!("/confirm/{expired}")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.post(&format!("/confirm/{expired}")).await;
     assert_eq!(res.status(), StatusCode::GONE);
     assert!(
         res.text().await.unwrap().contains("href=\"/subscribe\""),
         "offers to sign up again"
     );
-    assert_eq!(status_of(&app, "target@example.org", "weekly").await, "pending");
+    assert_eq!(
+        app.subscription_status("target@example.org", "weekly").await,
+        "pending"
+    );
 }
 
 /// The form: unchecked consent box, age box, labels, honeypot, no third-party assets; one
@@ -716,15 +686,7 @@ async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
 #[tokio::test]
 async fn the_form_has_an_unchecked_consent_box_and_loads_nothing_from_elsewhere() {
     let app = app_with_lists().await;
-    let html = app
-        .http
-        .get(app.url("/subscribe"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page("/subscribe").await;
     assert!(html.contains("name=\"consent\" value=\"yes\" required"));
     assert!(!html.contains("name=\"consent\" value=\"yes\" checked"));
     assert!(html.contains("name=\"age_confirmed\""));
@@ -736,15 +698,7 @@ async fn the_form_has_an_unchecked_consent_box_and_loads_nothing_from_elsewhere(
         "no third-party assets, no JS"
     );
     assert!(html.contains("value=\"weekly\"") && html.contains("value=\"offers\""));
-    let one = app
-        .http
-        .get(app.url("/subscribe?list=offers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let one = app.page("/subscribe?list=offers").await;
     assert!(one.contains("type=\"hidden\" name=\"list\" value=\"offers\""));
     assert!(!one.contains("value=\"weekly\""));
 }
@@ -754,18 +708,14 @@ async fn the_form_has_an_unchecked_consent_box_and_loads_nothing_from_elsewhere(
 #[tokio::test]
 async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
     let app = app_with_lists().await;
-    post_form(&app, &good_form("never@example.org")).await;
-    post_form(&app, &good_form("keeper@example.org")).await;
+    submit_form(&app, &good_form("never@example.org")).await;
+    submit_form(&app, &good_form("keeper@example.org")).await;
     let msgs = app.sink.wait_for(2, WAIT).await;
     let keeper = msgs
         .iter()
         .find(|m| m.rcpt_to[0] == "keeper@example.org")
         .unwrap();
-    app.http
-        .post(app.url(&confirm_path(keeper)))
-        .send()
-        .await
-        .unwrap();
+    app.post(&confirmation_link(keeper)).await;
 
     let cfg = app.state.config.retention.clone();
     let now = time::OffsetDateTime::now_utc();
@@ -793,7 +743,10 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
             .await,
         0
     );
-    assert_eq!(status_of(&app, "keeper@example.org", "weekly").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("keeper@example.org", "weekly").await,
+        "confirmed"
+    );
     assert_eq!(
         app.query_i64("SELECT COUNT(*) FROM consent_events WHERE ip IS NOT NULL")
             .await,

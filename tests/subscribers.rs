@@ -6,36 +6,27 @@ mod common;
 
 use std::time::Duration;
 
-use common::flows::{WAIT, add_list, confirmed, status};
-use common::{Spawn, TestApp, spawn};
-use reqwest::StatusCode;
+use common::flows::confirmed;
+use common::{NEWS, TestApp, WAIT, spawn_with_lists};
+use reqwest::{Method, StatusCode};
 
+/// An app with the list news, and an API key.
 async fn app() -> (TestApp, String) {
-    let app = spawn(Spawn {
-        overrides: vec![("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into())],
-        ..Default::default()
-    })
-    .await;
-    add_list(&app, "news", "Weekly News").await;
+    let app = spawn_with_lists(&[NEWS]).await;
     let key = app.create_api_key().await;
     (app, key)
 }
 
+/// Adds a subscriber through the API.
 async fn add(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/v1/subscribers"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.api_post(key, "/api/v1/subscribers", &body).await
 }
 
+/// Imports `csv` into the list news (`query`: the query string, if any).
 async fn import(app: &TestApp, key: &str, query: &str, csv: String) -> (StatusCode, serde_json::Value) {
+    let path = format!("/api/v1/lists/news/subscribers/import{query}");
     let res = app
-        .http
-        .post(app.url(&format!("/api/v1/lists/news/subscribers/import{query}")))
-        .bearer_auth(key)
+        .api(key, Method::POST, &path)
         .header("Content-Type", "text/csv")
         .body(csv)
         .send()
@@ -87,36 +78,30 @@ async fn cs3_a_confirmed_add_needs_consent_evidence() {
     assert_eq!(res.status(), StatusCode::CREATED);
     let msgs = app.sink.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["b@example.org".to_string()]);
-    assert_eq!(status(&app, "b@example.org", "news").await, "pending");
+    assert_eq!(app.subscription_status("b@example.org", "news").await, "pending");
     let id = s["id"].as_str().unwrap();
     let got: serde_json::Value = app
-        .http
-        .get(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&key)
-        .send()
+        .api_get(&key, &format!("/api/v1/subscribers/{id}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(got["name"], "Ann");
     let res = app
-        .http
-        .patch(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"name": "Anne"}))
-        .send()
-        .await
-        .unwrap();
+        .api_patch(
+            &key,
+            &format!("/api/v1/subscribers/{id}"),
+            &serde_json::json!({"name": "Anne"}),
+        )
+        .await;
     assert_eq!(res.json::<serde_json::Value>().await.unwrap()["name"], "Anne");
     let res = app
-        .http
-        .patch(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "x@example.org"}))
-        .send()
-        .await
-        .unwrap();
+        .api_patch(
+            &key,
+            &format!("/api/v1/subscribers/{id}"),
+            &serde_json::json!({"email": "x@example.org"}),
+        )
+        .await;
     assert_eq!(
         res.status(),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,33 +113,12 @@ async fn cs3_a_confirmed_add_needs_consent_evidence() {
 #[tokio::test]
 async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
     let (app, key) = app().await;
-    let news = letterhead::store::lists::by_slug(&app.state.db, "news")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let news = app.list_id("news").await;
     let left = confirmed(&app, "left@example.org", &["news"]).await;
-    let url = app.state.links.unsubscribe(left, news).path().to_owned();
-    app.http
-        .post(app.url(&url))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    app.one_click_unsubscribe(left, news).await;
     let erased = confirmed(&app, "erased@example.org", &["news"]).await;
-    let prefs = app.state.links.preferences(erased).path().to_owned();
-    app.http
-        .post(app.url(&format!("{prefs}/erase")))
-        .send()
-        .await
-        .unwrap();
-    app.http
-        .post(app.url("/api/v1/suppressions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"email": "complainer@example.org", "reason": "complaint"}))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("{}/erase", app.preferences_path(erased))).await;
+    app.suppress(&key, "complainer@example.org", "complaint").await;
     confirmed(&app, "stays@example.org", &["news"]).await;
 
     for email in ["left@example.org", "Erased@example.org", "complainer@example.org"] {
@@ -179,17 +143,16 @@ async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
         (Some(0), Some(4)),
         "{report}"
     );
-    assert_eq!(status(&app, "left@example.org", "news").await, "unsubscribed");
+    assert_eq!(
+        app.subscription_status("left@example.org", "news").await,
+        "unsubscribed"
+    );
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers WHERE email_key IN ('erased@example.org', 'complainer@example.org')").await, 0);
 
     // Listings and exports meant for mailing show only mailable people.
     let list: serde_json::Value = app
-        .http
-        .get(app.url("/api/v1/subscribers?list=news"))
-        .bearer_auth(&key)
-        .send()
+        .api_get(&key, "/api/v1/subscribers?list=news")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -200,13 +163,7 @@ async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
         .map(|i| i["email"].as_str().unwrap())
         .collect();
     assert_eq!(emails, vec!["stays@example.org"]);
-    let export = app
-        .http
-        .get(app.url("/api/v1/lists/news/subscribers/export"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let export = app.api_get(&key, "/api/v1/lists/news/subscribers/export").await;
     assert_eq!(export.headers()["content-type"], "text/csv; charset=utf-8");
     assert_eq!(export.text().await.unwrap(), "email,name\r\nstays@example.org,\n");
 }
@@ -240,7 +197,10 @@ async fn an_import_reports_counts_and_line_errors() {
             .unwrap()
             .contains("no consent evidence")
     );
-    assert_eq!(status(&app, "zoe@example.org", "news").await, "confirmed");
+    assert_eq!(
+        app.subscription_status("zoe@example.org", "news").await,
+        "confirmed"
+    );
     assert!(
         app.sink.messages().is_empty(),
         "imports with evidence send nothing"
@@ -248,7 +208,10 @@ async fn an_import_reports_counts_and_line_errors() {
 
     let (_, report) = import(&app, &key, "?confirm=send", "email\nask@example.org\n".into()).await;
     assert_eq!(report["imported"], 1);
-    assert_eq!(status(&app, "ask@example.org", "news").await, "pending");
+    assert_eq!(
+        app.subscription_status("ask@example.org", "news").await,
+        "pending"
+    );
     let msgs = app.sink.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["ask@example.org".to_string()]);
 
@@ -256,9 +219,7 @@ async fn an_import_reports_counts_and_line_errors() {
     assert_eq!(code, StatusCode::BAD_REQUEST, "no email column");
     // A file upload form is not read as CSV: a clear 415, nothing imported.
     let res = app
-        .http
-        .post(app.url("/api/v1/lists/news/subscribers/import"))
-        .bearer_auth(&key)
+        .api(&key, Method::POST, "/api/v1/lists/news/subscribers/import")
         .multipart(reqwest::multipart::Form::new().text(
             "file",
             "email,consented_at,consent_source\nform@example.org,2025-01-01,crm\n",
@@ -278,9 +239,7 @@ async fn an_import_reports_counts_and_line_errors() {
         0
     );
     let res = app
-        .http
-        .post(app.url("/api/v1/lists/nope/subscribers/import"))
-        .bearer_auth(&key)
+        .api(&key, Method::POST, "/api/v1/lists/nope/subscribers/import")
         .body("email\n")
         .send()
         .await
@@ -326,13 +285,7 @@ async fn a_large_import_streams_past_the_body_limit() {
 async fn deleting_a_subscriber_erases_them() {
     let (app, key) = app().await;
     let id = confirmed(&app, "gone@example.org", &["news"]).await;
-    let res = app
-        .http
-        .delete(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{id}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscribers").await, 0);
     assert_eq!(
@@ -340,83 +293,46 @@ async fn deleting_a_subscriber_erases_them() {
             .await,
         1
     );
-    let res = app
-        .http
-        .get(app.url(&format!("/api/v1/subscribers/{id}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.api_get(&key, &format!("/api/v1/subscribers/{id}")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
-/// Lists: rename, hide, delete; a duplicate slug is 409.
+/// Lists: a duplicate slug is 409; a list can be renamed and hidden (a hidden list is neither
+/// offered on the form nor open to signups) and deleted.
 #[tokio::test]
-async fn lists_can_be_changed_and_deleted() {
+async fn lists_can_be_renamed_hidden_and_deleted() {
     let (app, key) = app().await;
     let res = app
-        .http
-        .post(app.url("/api/v1/lists"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"slug": "news", "name": "Again"}))
-        .send()
-        .await
-        .unwrap();
+        .api_post(
+            &key,
+            "/api/v1/lists",
+            &serde_json::json!({"slug": "news", "name": "Again"}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     let res = app
-        .http
-        .patch(app.url("/api/v1/lists/news"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"name": "Monthly News", "public": false}))
-        .send()
-        .await
-        .unwrap();
+        .api_patch(
+            &key,
+            "/api/v1/lists/news",
+            &serde_json::json!({"name": "Monthly News", "public": false}),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let l: serde_json::Value = res.json().await.unwrap();
     assert_eq!(
         (l["name"].as_str(), l["public"].as_bool()),
         (Some("Monthly News"), Some(false))
     );
-    let form = app
-        .http
-        .get(app.url("/subscribe"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let form = app.page("/subscribe").await;
     assert!(!form.contains("Monthly News"), "a hidden list is not offered");
-    confirmed_on_hidden_list_is_refused(&app).await;
-    let res = app
-        .http
-        .delete(app.url("/api/v1/lists/news"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let res = app
-        .http
-        .get(app.url("/api/v1/lists/news"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-}
-
-async fn confirmed_on_hidden_list_is_refused(app: &TestApp) {
-    let res = app
-        .http
-        .post(app.url("/subscribe"))
-        .json(&serde_json::json!({"email": "x@example.org", "list": ["news"], "consent": true, "age_confirmed": true}))
-        .send()
-        .await
-        .unwrap();
+    let signup = serde_json::json!({"email": "x@example.org", "list": ["news"], "consent": true, "age_confirmed": true});
     assert_eq!(
-        res.status(),
+        app.post_json("/subscribe", &signup).await.status(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "signups only to public lists"
     );
+    let res = app.api_delete(&key, "/api/v1/lists/news").await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.api_get(&key, "/api/v1/lists/news").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

@@ -1,6 +1,10 @@
 //! Audiences in bulk, straight into the database, for the tests and benches that need
-//! thousands of recipients: set-based statements, not a loop of sign-ups. (Also compiled into
-//! `benches/campaign.rs` by path.)
+//! thousands of recipients. (Also compiled into `benches/campaign.rs` by path.)
+//!
+//! Raw, set-based SQL on purpose: the one seeding that does not go through the store's
+//! functions. Three statements write any number of people (10,000 in the tests, up to a million
+//! in the benchmark), where adding them one by one through the store would take minutes; the
+//! rows are the ones a double opt-in leaves.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 

@@ -128,3 +128,21 @@ pub fn b_value_ends_the_tag(raw: &[u8]) -> bool {
     // Only the header's own final CRLF may follow the value when it has no `;`.
     value[last..end].is_empty() || (end == value.len() && &value[last..] == "\r\n")
 }
+
+/// The names of the headers the DKIM signature in `raw` covers (its `h=` tag), lowercased and
+/// in order; a name signed twice (over-signed) appears twice.
+pub fn signed_headers(raw: &str) -> Vec<String> {
+    let signature = super::header_values(raw, "DKIM-Signature")
+        .first()
+        .expect("a DKIM-Signature header")
+        .replace([' ', '\t'], "")
+        .to_ascii_lowercase();
+    let h = signature
+        .split(";h=")
+        .nth(1)
+        .expect("an h= tag")
+        .split(';')
+        .next()
+        .unwrap();
+    h.split(':').map(str::to_owned).collect()
+}

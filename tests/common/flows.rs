@@ -1,26 +1,11 @@
-//! Scenario helpers shared by test files: lists, a confirmed subscriber through the real HTTP
-//! flow, and reading links out of captured mail.
+//! Scenarios of several steps that test files share: signing someone up and confirming through
+//! HTTP and the SMTP sink, and reading what the mail says.
 
-use std::time::Duration;
-
-use letterhead::domain::{EmailAddress, ListSlug};
+use letterhead::domain::EmailAddress;
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Statement};
 
 use super::TestApp;
 use super::smtp_sink::Captured;
-
-pub const WAIT: Duration = Duration::from_secs(20);
-
-/// Creates a public list behind the API's back, so the form's cache is told to forget.
-pub async fn add_list(app: &TestApp, slug: &str, name: &str) -> i64 {
-    let list =
-        letterhead::store::lists::create(&app.state.db, &ListSlug::parse(slug).unwrap(), name, None, true)
-            .await
-            .unwrap();
-    app.state.public_lists.forget();
-    list.id
-}
 
 pub fn text_of(m: &Captured) -> String {
     mail_parser::MessageParser::default()
@@ -48,46 +33,41 @@ pub fn link_in(text: &str, prefix: &str) -> String {
     text[start..].split_whitespace().next().unwrap().to_owned()
 }
 
+/// The link in a confirmation email's text part.
+pub fn confirmation_link(m: &Captured) -> String {
+    link_in(&text_of(m), "/confirm/")
+}
+
+/// Signs `email` up to `lists` through the form's JSON endpoint (with a name when given) and
+/// waits for the confirmation email; returns it as received.
+pub async fn sign_up(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str]) -> Captured {
+    let before = app.sink.messages().len();
+    let mut body = serde_json::json!({"email": email, "list": lists, "consent": true, "age_confirmed": true});
+    if let Some(name) = name {
+        body["name"] = name.into();
+    }
+    let res = app.post_json("/subscribe", &body).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    app.wait_for_mail_to(before, email).await
+}
+
 /// Signs up to `lists` and confirms, through HTTP and the sink; returns the subscriber's uuid.
 pub async fn confirmed(app: &TestApp, email: &str, lists: &[&str]) -> uuid::Uuid {
-    let before = app.sink.messages().len();
-    let res = app
-        .http
-        .post(app.url("/subscribe"))
-        .json(&serde_json::json!({"email": email, "list": lists, "consent": true, "age_confirmed": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let msgs = app.sink.wait_for(before + 1, WAIT).await;
-    let m = msgs
-        .iter()
-        .rev()
-        .find(|m| m.rcpt_to[0] == email.to_ascii_lowercase() || m.rcpt_to[0] == email)
-        .unwrap();
-    let path = link_in(&text_of(m), "/confirm/");
-    assert_eq!(
-        app.http.post(app.url(&path)).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    confirm(app, email, sign_up(app, email, None, lists).await).await
+}
+
+/// [`confirmed`], with the name given at signup.
+pub async fn confirmed_with_name(app: &TestApp, email: &str, name: &str, lists: &[&str]) -> uuid::Uuid {
+    confirm(app, email, sign_up(app, email, Some(name), lists).await).await
+}
+
+/// Follows the confirmation email's link; returns the subscriber's uuid.
+async fn confirm(app: &TestApp, email: &str, confirmation: Captured) -> uuid::Uuid {
+    let link = confirmation_link(&confirmation);
+    assert_eq!(app.post(&link).await.status(), StatusCode::OK);
     letterhead::store::subscriptions::subscriber_by_email(&app.state.db, &EmailAddress::parse(email).unwrap())
         .await
         .unwrap()
-        .unwrap()
+        .expect("the subscriber exists")
         .uuid
-}
-
-/// The status of `email`'s subscription to `list`, or "none".
-pub async fn status(app: &TestApp, email: &str, list: &str) -> String {
-    let db = &app.state.db;
-    db.query_one_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT x.status FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-         JOIN lists l ON l.id = x.list_id WHERE s.email_key = $1 AND l.slug = $2",
-        [email.to_ascii_lowercase().into(), list.into()],
-    ))
-    .await
-    .unwrap()
-    .map(|r| r.try_get_by_index::<String>(0).unwrap())
-    .unwrap_or_else(|| "none".into())
 }
