@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::SignupConfig;
 use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHash, AddressHasher, DisplayName, EmailAddress};
+use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::list;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
@@ -277,14 +279,14 @@ async fn write_round(
         let mut newest: Option<i64> = None;
         for list in chosen_lists(s, existing_lists) {
             if let Some(r) = requested.get(&(id, list.id))
-                && r.status == "pending"
+                && r.status == SubscriptionStatus::Pending
             {
                 newest = newest.max(Some(r.pending_since_ms.unwrap_or(now_ms)));
             }
             events.push(NewConsentEvent {
                 subscriber_id: id,
                 list_id: Some(list.id),
-                kind: "signup",
+                kind: ConsentKind::Signup,
                 source: s.origin.source.clone(),
                 ip: s.origin.ip.clone(),
                 user_agent: s.origin.user_agent.clone(),
@@ -453,7 +455,9 @@ impl Signups {
         let covered: Vec<_> = subscriptions::of_subscriber(&tx, subscriber.id)
             .await?
             .into_iter()
-            .filter(|s| s.status == "pending" && s.pending_since_ms.is_some_and(|p| p <= issued_ms))
+            .filter(|s| {
+                s.status == SubscriptionStatus::Pending && s.pending_since_ms.is_some_and(|p| p <= issued_ms)
+            })
             .collect();
         if covered.is_empty() {
             tx.commit().await?;
@@ -466,7 +470,7 @@ impl Signups {
                 NewConsentEvent {
                     subscriber_id: subscriber.id,
                     list_id: Some(s.list_id),
-                    kind: "confirm",
+                    kind: ConsentKind::Confirm,
                     source: origin.source.clone(),
                     ip: origin.ip.clone(),
                     user_agent: origin.user_agent.clone(),

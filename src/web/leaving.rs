@@ -16,6 +16,7 @@ use crate::edge::{AppError, token_rejected};
 use crate::services::leaving::AddressChangeOutcome;
 use crate::services::signup::RequestOrigin;
 use crate::store::entities::subscriber;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::{lists, spent_tokens, subscriptions};
 use crate::tokens::{Claims, Purpose};
 
@@ -216,7 +217,9 @@ async fn render_preferences(
         .map(|l| templates::leaving::ListToggle {
             slug: &l.slug,
             name: &l.name,
-            subscribed: subs.iter().any(|x| x.list_id == l.id && x.status == "confirmed"),
+            subscribed: subs
+                .iter()
+                .any(|x| x.list_id == l.id && x.status == SubscriptionStatus::Confirmed),
         })
         .collect();
     let view = templates::leaving::PreferencesView {
