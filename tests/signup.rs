@@ -483,7 +483,11 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     let old_again = {
         // A fresh, unspent copy of the first link's claims is not needed: the first link was
         // spent above; sign an equivalent one issued before the new signup.
-        let claims = app.state.keyring().verify(&first[9..], Purpose::Confirm).unwrap();
+        let claims = app
+            .state
+            .keyring()
+            .verify_claims(&first[9..], Purpose::Confirm)
+            .unwrap();
         let sub = claims.sub.clone();
         let issued = claims.aux.clone().unwrap();
         format!(
@@ -638,7 +642,11 @@ async fn forged_swapped_and_expired_confirmation_links_are_4xx() {
     post_form(&app, &good_form("target@example.org")).await;
     let path = confirm_path(&app.sink.wait_for(1, WAIT).await[0]);
     let token = path.trim_start_matches("/confirm/").to_owned();
-    let claims = app.state.keyring().verify(&token, Purpose::Confirm).unwrap();
+    let claims = app
+        .state
+        .keyring()
+        .verify_claims(&token, Purpose::Confirm)
+        .unwrap();
 
     let b64 = |v: serde_json::Value| {
         use base64::Engine;

@@ -21,7 +21,7 @@ use crate::store::outbox::{self, NewOutboxMessage};
 use crate::store::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
 use crate::store::{self, Db, Tx, begin_write, lists, policies, signups, spent_tokens};
-use crate::tokens::Claims;
+use crate::tokens::ConfirmClaims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
 pub const CONSENT_TEXT: &str = "I want to receive the newsletters I selected by email. I have read the \
@@ -430,17 +430,10 @@ impl Signups {
     /// link was issued. Spends the token (TK-7).
     pub async fn confirm(
         &self,
-        claims: &Claims,
+        claims: &ConfirmClaims,
         origin: RequestOrigin,
     ) -> Result<ConfirmOutcome, store::Error> {
-        let issued_ms: i64 = claims
-            .aux
-            .as_deref()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(claims.iat * 1000);
-        let Ok(uuid) = uuid::Uuid::parse_str(&claims.sub) else {
-            return Ok(ConfirmOutcome::NothingPending);
-        };
+        let issued_ms = claims.issued_ms;
         let policy = policies::in_force(&self.db, store::now())
             .await?
             .map(|p| p.version);
@@ -448,7 +441,7 @@ impl Signups {
         if !spent_tokens::spend(&tx, &claims.jti).await? {
             return Ok(ConfirmOutcome::AlreadyUsed);
         }
-        let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, uuid).await? else {
+        let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, claims.subscriber).await? else {
             tx.commit().await?;
             return Ok(ConfirmOutcome::NothingPending);
         };

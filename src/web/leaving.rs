@@ -18,7 +18,9 @@ use crate::services::signup::RequestOrigin;
 use crate::store::entities::subscriber;
 use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::{lists, spent_tokens, subscriptions};
-use crate::tokens::{Claims, Purpose};
+use crate::tokens::{
+    AgreeClaims, ChangeAddressClaims, ExportClaims, ManageClaims, PurposeClaims, UnsubscribeClaims,
+};
 
 /// The one-click URI: behind its own, generous per-IP limit, since mailbox providers send
 /// one-click POSTs for many recipients from few addresses.
@@ -49,17 +51,11 @@ async fn agree_target(
     state: &AppState,
     token: &str,
 ) -> Result<(subscriber::Model, crate::store::entities::policy_version::Model), AppError> {
-    let claims = verified(state, token, Purpose::Agree).await?;
-    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
-    let policy_id: i64 = claims
-        .aux
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(gone)?;
-    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: AgreeClaims = verified(state, token).await?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)?;
-    let p = crate::store::policies::policy_by_id(&state.db, policy_id)
+    let p = crate::store::policies::policy_by_id(&state.db, claims.policy_id)
         .await?
         .ok_or_else(gone)?;
     Ok((s, p))
@@ -109,8 +105,8 @@ fn page(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
-async fn verified(state: &AppState, token: &str, purpose: Purpose) -> Result<Claims, AppError> {
-    state.verify_token(token, purpose).await.map_err(token_rejected)
+async fn verified<T: PurposeClaims>(state: &AppState, token: &str) -> Result<T, AppError> {
+    state.verify_token::<T>(token).await.map_err(token_rejected)
 }
 
 fn gone() -> AppError {
@@ -123,30 +119,18 @@ fn gone() -> AppError {
 
 /// The subscriber a manage token names.
 async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Model, AppError> {
-    let claims = verified(state, token, Purpose::Manage).await?;
-    let uuid =
-        uuid::Uuid::parse_str(&claims.sub).map_err(|_| token_rejected(crate::tokens::TokenError::Invalid))?;
-    subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: ManageClaims = verified(state, token).await?;
+    subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)
-}
-
-/// (subscriber, list) named by an unsubscribe token (LU-4).
-fn unsubscribe_target(claims: &Claims) -> Option<(uuid::Uuid, i64)> {
-    Some((
-        uuid::Uuid::parse_str(&claims.sub).ok()?,
-        claims.aux.as_deref()?.parse().ok()?,
-    ))
 }
 
 async fn show_unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
-    let (_, list_id) =
-        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
-    let name = lists::by_ids(&state.db, vec![list_id])
+    let claims: UnsubscribeClaims = verified(&state, &token).await?;
+    let name = lists::by_ids(&state.db, vec![claims.list_id])
         .await?
         .pop()
         .map(|l| l.name)
@@ -187,9 +171,7 @@ pub(crate) async fn unsubscribe(
     Path(token): Path<String>,
     _body: Bytes,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
-    let (subscriber, list_id) =
-        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
+    let UnsubscribeClaims { subscriber, list_id } = verified(&state, &token).await?;
     let name = state
         .leaving
         .unsubscribe(subscriber, list_id, origin(requester, "one-click"))
@@ -360,7 +342,7 @@ async fn change_address(
 }
 
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
-    verified(&state, &token, Purpose::Export).await?;
+    verified::<ExportClaims>(&state, &token).await?;
     Ok(page(templates::leaving::button_page(
         &state.site(),
         "Download your data",
@@ -374,9 +356,8 @@ async fn download_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Export).await?;
-    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
-    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: ExportClaims = verified(&state, &token).await?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)?;
     if !spent_tokens::spend(&state.db, &claims.jti).await? {
@@ -404,7 +385,7 @@ async fn show_change_address(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    verified(&state, &token, Purpose::ChangeAddress).await?;
+    verified::<ChangeAddressClaims>(&state, &token).await?;
     Ok(page(templates::leaving::button_page(
         &state.site(),
         "Confirm your new address",
@@ -419,12 +400,11 @@ async fn apply_change_address(
     requester: Requester,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::ChangeAddress).await?;
-    let change = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
+    let claims: ChangeAddressClaims = verified(&state, &token).await?;
     let site = state.site();
     let (title, text) = match state
         .leaving
-        .apply_address_change(change, origin(requester, "change-address"))
+        .apply_address_change(claims.change, origin(requester, "change-address"))
         .await?
     {
         AddressChangeOutcome::Changed => ("Address changed", "From now on our emails go to this address."),

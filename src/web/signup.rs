@@ -23,7 +23,7 @@ use crate::edge::error::wants_json_headers;
 use crate::edge::{AppError, FieldError, token_rejected};
 use crate::services::signup::{CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
 use crate::store::entities::list;
-use crate::tokens::{Purpose, TokenError};
+use crate::tokens::{ConfirmClaims, TokenError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -348,7 +348,7 @@ async fn show_confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    match state.verify_token(&token, Purpose::Confirm).await {
+    match state.verify_token::<ConfirmClaims>(&token).await {
         Ok(_) => {
             Ok(Html(templates::signup::confirm_page(&state.site(), &token).into_string()).into_response())
         }
@@ -373,7 +373,7 @@ async fn confirm(
     if let Some(ip) = requester.ip {
         state.limits.signup.check(&ip)?;
     }
-    let claims = match state.verify_token(&token, Purpose::Confirm).await {
+    let claims = match state.verify_token::<ConfirmClaims>(&token).await {
         Ok(c) => c,
         Err(TokenError::Expired) => return Ok(expired(&state)),
         Err(e) => return Err(token_rejected(e)),
