@@ -12,6 +12,13 @@ use serde::de::value::{Error, MapDeserializer, SeqDeserializer};
 use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
+use crate::edge::AppError;
+
+/// [`from_form`] for a handler: a body that does not read is a 400.
+pub fn form_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    from_form(body).map_err(|e| AppError::bad_request(format!("The form is not readable: {e}")))
+}
+
 /// Reads a form body into `T`. Fails only where `T`'s fields want more than text.
 pub fn from_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let mut fields: HashMap<String, Values> = HashMap::new();

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 
+use super::form::form_body;
 use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
@@ -222,6 +224,29 @@ async fn show_preferences(
     render_preferences(&state, &token, &s, None).await
 }
 
+/// The preference page's form.
+#[derive(Deserialize)]
+struct PreferencesForm {
+    /// The ticked lists' slugs (one `list` field each).
+    #[serde(default)]
+    list: Vec<String>,
+    /// The name; not given leaves it as it is, blank clears it.
+    name: Option<String>,
+}
+
+/// The change-of-address form.
+#[derive(Deserialize)]
+struct AddressForm {
+    /// The new address (the first, if given more than once).
+    #[serde(default, deserialize_with = "first")]
+    email: Option<String>,
+}
+
+/// The first value of a field given more than once.
+fn first<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Vec::<String>::deserialize(d).map(|values| values.into_iter().next())
+}
+
 async fn save_preferences(
     State(state): State<AppState>,
     requester: Requester,
@@ -229,15 +254,7 @@ async fn save_preferences(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    let mut slugs = Vec::new();
-    let mut name = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        match k.as_ref() {
-            "list" => slugs.push(v.into_owned()),
-            "name" => name = Some(v.into_owned()),
-            _ => {}
-        }
-    }
+    let PreferencesForm { list: slugs, name } = form_body(&body)?;
     let name = match name.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
@@ -316,11 +333,8 @@ async fn change_address(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    let raw = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let new = EmailAddress::parse(&raw).map_err(|e| {
+    let AddressForm { email } = form_body(&body)?;
+    let new = EmailAddress::parse(email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![crate::edge::FieldError {
             field: "email".into(),
             message: format!("The address {e}."),
@@ -418,4 +432,29 @@ async fn apply_change_address(
         ),
     };
     Ok(page(templates::leaving::message(&site, title, text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preference_forms_read_as_they_always_did() {
+        let p: PreferencesForm = form_body(b"list=weekly&name=Ada&other=1&list=offers&name=Ada+L").unwrap();
+        assert_eq!(p.list, ["weekly", "offers"]);
+        assert_eq!(p.name.as_deref(), Some("Ada L"), "the last name given");
+        let p: PreferencesForm = form_body(b"").unwrap();
+        assert!(
+            p.list.is_empty() && p.name.is_none(),
+            "no name field: the name stays"
+        );
+        let a: AddressForm = form_body(b"email=new%40example.org&email=other%40example.org").unwrap();
+        assert_eq!(
+            a.email.as_deref(),
+            Some("new@example.org"),
+            "the first address given"
+        );
+        let a: AddressForm = form_body(b"name=x").unwrap();
+        assert_eq!(a.email, None);
+    }
 }
