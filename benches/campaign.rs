@@ -294,7 +294,7 @@ async fn main() {
             .await
             .unwrap()
             .unwrap();
-        if c.status == "sent" {
+        if c.status == letterhead::store::entities::campaign::CampaignStatus::Sent {
             break;
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::flows::{self, link_in, text_of};
 use common::{OFFERS, TestApp, WAIT, WEEKLY, base64url_json, spawn_with_lists};
 use letterhead::domain::EmailAddress;
-use letterhead::tokens::Purpose;
+use letterhead::tokens::{ManageClaims, Purpose};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -528,10 +528,7 @@ async fn suppressions_from_the_api_stop_mail() {
     assert!(
         app.state
             .keyring()
-            .verify(
-                &app.state.keyring().issue(Purpose::Export, "x", None, None),
-                Purpose::Manage
-            )
+            .verify::<ManageClaims>(&app.state.keyring().issue(Purpose::Export, "x", None, None))
             .is_err()
     );
 }
@@ -599,7 +596,7 @@ async fn every_token_route_refuses_every_other_purpose_and_forgeries() {
     }
     // TK-5: unsubscribe links carry no expiry; preference links last at least 60 days; the
     // single-use kinds expire within days.
-    let claims = |t: &str, p| ring.verify(t, p).unwrap();
+    let claims = |t: &str, p| ring.verify_claims(t, p).unwrap();
     assert_eq!(claims(&tokens[1].1, Purpose::Unsubscribe).exp, None);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     assert!(claims(&tokens[2].1, Purpose::Manage).exp.unwrap() - now >= 60 * 86_400);

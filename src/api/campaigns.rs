@@ -15,7 +15,7 @@ use crate::edge::{AppError, FieldError};
 use crate::mail::content::RecipientFields;
 use crate::services::campaigns::CampaignInput;
 use crate::store::campaigns as db;
-use crate::store::entities::campaign;
+use crate::store::entities::campaign::{self, CampaignStatus};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,7 +34,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CampaignView {
     id: i64,
-    status: String,
+    #[schema(value_type = String)]
+    status: CampaignStatus,
     subject: String,
     lists: Vec<String>,
     from: Option<String>,

@@ -19,6 +19,7 @@ use crate::edge::AppState;
 use crate::edge::{AppError, FieldError};
 use crate::services::subscribers::{AddOutcome, Consent, PersonToAdd};
 use crate::store::entities::list;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::{self, lists, subscriptions};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -81,7 +82,8 @@ struct NewSubscriber {
 #[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
     list: String,
-    status: String,
+    #[schema(value_type = String)]
+    status: SubscriptionStatus,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -155,10 +157,11 @@ async fn create(
         .map_err(|e| errors.push(field("consented_at", e)))
         .ok()
         .flatten();
-    let consent = match body.status.as_deref().unwrap_or("pending") {
-        "pending" => Some(Consent::AskByEmail),
+    let status = body.status.as_deref().map(str::parse::<SubscriptionStatus>);
+    let consent = match status.unwrap_or(Ok(SubscriptionStatus::Pending)) {
+        Ok(SubscriptionStatus::Pending) => Some(Consent::AskByEmail),
         // CS-3: confirmed means recorded consent.
-        "confirmed" => match evidence {
+        Ok(SubscriptionStatus::Confirmed) => match evidence {
             Some(e) => Some(e),
             None => {
                 errors.push(field(
@@ -168,7 +171,7 @@ async fn create(
                 None
             }
         },
-        _ => {
+        Ok(SubscriptionStatus::Unsubscribed) | Err(_) => {
             errors.push(field("status", "must be pending or confirmed"));
             None
         }
@@ -267,13 +270,16 @@ async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let status = q.status.as_deref().unwrap_or("confirmed");
-    if !matches!(status, "pending" | "confirmed") {
-        return Err(AppError::unprocessable(vec![field(
-            "status",
-            "must be pending or confirmed",
-        )]));
-    }
+    let status = match q.status.as_deref().map(str::parse) {
+        None => SubscriptionStatus::Confirmed,
+        Some(Ok(status @ (SubscriptionStatus::Pending | SubscriptionStatus::Confirmed))) => status,
+        Some(Ok(SubscriptionStatus::Unsubscribed) | Err(_)) => {
+            return Err(AppError::unprocessable(vec![field(
+                "status",
+                "must be pending or confirmed",
+            )]));
+        }
+    };
     let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
     let page = q.page.unwrap_or(1).max(1);
     let limit = i64::try_from(per_page).unwrap_or(100);

@@ -13,7 +13,9 @@ use crate::mail::{ComposedMessage, ListHeaders, MailClass};
 use crate::store::Db;
 use crate::store::batch::{Batcher, Grouping};
 use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
+use crate::store::entities::campaign::CampaignStatus;
 use crate::store::entities::policy_version;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
 #[derive(Default)]
@@ -219,9 +221,9 @@ impl CampaignJob {
 fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Option<Outcome> {
     // Paused or cancelled since the row was claimed: it goes back to the queue without
     // spending an attempt (claimed again on resume), or is cancelled with the rest.
-    match check.campaign_status.as_deref() {
-        Some("sending") => {}
-        Some("paused") => {
+    match check.campaign_status {
+        Some(CampaignStatus::Sending) => {}
+        Some(CampaignStatus::Paused) => {
             return Some(Outcome::Deferred {
                 at_ms: crate::store::now_ms(),
                 error: "the campaign was paused".into(),
@@ -229,12 +231,12 @@ fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Optio
         }
         _ => return Some(Outcome::Cancelled),
     }
-    if check.subscription_status.as_deref() != Some("confirmed") {
+    if check.subscription_status != Some(SubscriptionStatus::Confirmed) {
         return Some(Outcome::Skipped {
             reason: "unsubscribed".into(),
         });
     }
-    if let Some(reason) = &check.suppression {
+    if let Some(reason) = check.suppression {
         return Some(Outcome::Skipped {
             reason: format!("suppressed ({reason})"),
         });

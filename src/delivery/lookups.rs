@@ -5,12 +5,12 @@ use super::Context;
 use crate::domain::AddressHash;
 use crate::store::batch::{Batcher, Grouping};
 use crate::store::subscriptions::{self, PendingConfirmation};
-use crate::store::suppressions;
+use crate::store::suppressions::{self, SuppressionReason};
 
 type Answer<T> = Result<T, String>;
 
 pub struct Lookups {
-    suppressions: Batcher<AddressHash, Answer<Option<String>>>,
+    suppressions: Batcher<AddressHash, Answer<Option<SuppressionReason>>>,
     pending: Batcher<i64, Answer<Option<PendingConfirmation>>>,
 }
 
@@ -25,7 +25,7 @@ impl Lookups {
                 match suppressions::reasons(&db, &hashes).await {
                     Ok(found) => hashes
                         .iter()
-                        .map(|h| Ok(found.get(h.as_str()).cloned()))
+                        .map(|h| Ok(found.get(h.as_str()).copied()))
                         .collect(),
                     Err(e) => hashes.iter().map(|_| Err(format!("database: {e}"))).collect(),
                 }
@@ -48,7 +48,7 @@ impl Lookups {
     }
 
     /// Why the address is suppressed, if it is.
-    pub async fn suppression(&self, hash: AddressHash) -> Answer<Option<String>> {
+    pub async fn suppression(&self, hash: AddressHash) -> Answer<Option<SuppressionReason>> {
         self.suppressions.call(hash).await.unwrap_or_else(stopped)
     }
 

@@ -430,7 +430,7 @@ impl OutboxJob {
         };
         let hash = ctx.address_hasher.hash(&recipient);
         match self.lookups.suppression(hash.clone()).await {
-            Ok(Some(reason)) if !payload.sends_despite(&reason) => {
+            Ok(Some(reason)) if !payload.sends_despite(reason) => {
                 return Outcome::Skipped {
                     reason: "suppressed".into(),
                 };

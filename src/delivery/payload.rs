@@ -8,6 +8,7 @@ use super::Context;
 use super::Lookups;
 use crate::domain::{EmailAddress, HeaderText};
 use crate::mail::{ComposedMessage, MailClass};
+use crate::store::entities::outbox::OutboxKind;
 use crate::store::outbox::ClaimedMessage;
 use crate::store::subscriptions;
 use crate::store::suppressions::SuppressionReason;
@@ -33,29 +34,31 @@ pub enum Payload {
 
 impl Payload {
     /// The outbox `kind` column: the payload's type name.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> OutboxKind {
         match self {
-            Payload::TestMessage => "test_message",
-            Payload::Confirmation => "confirmation",
-            Payload::ExportLink => "export_link",
-            Payload::AddressChange { .. } => "address_change",
-            Payload::PolicyNotice { .. } => "policy_notice",
-            Payload::BreachNotice { .. } => "breach_notice",
-            Payload::CampaignTest { .. } => "campaign_test",
+            Payload::TestMessage => OutboxKind::TestMessage,
+            Payload::Confirmation => OutboxKind::Confirmation,
+            Payload::ExportLink => OutboxKind::ExportLink,
+            Payload::AddressChange { .. } => OutboxKind::AddressChange,
+            Payload::PolicyNotice { .. } => OutboxKind::PolicyNotice,
+            Payload::BreachNotice { .. } => OutboxKind::BreachNotice,
+            Payload::CampaignTest { .. } => OutboxKind::CampaignTest,
         }
     }
 
     /// Whether this message still goes to an address suppressed for `reason`. A confirmation
     /// passes an erasure's or a full opt-out's suppression (a fresh opt-in is always allowed,
     /// GD-4); so do the person's own data-rights emails.
-    pub fn sends_despite(&self, reason: &str) -> bool {
-        let opted_out = reason == SuppressionReason::Erased.as_str()
-            || reason == SuppressionReason::Unsubscribed.as_str();
+    pub fn sends_despite(&self, reason: SuppressionReason) -> bool {
+        let opted_out = matches!(
+            reason,
+            SuppressionReason::Erased | SuppressionReason::Unsubscribed
+        );
         match self {
             Payload::Confirmation | Payload::AddressChange { .. } => opted_out,
             // Transactional notices reach people who left, never bounced or complained ones.
             Payload::ExportLink | Payload::PolicyNotice { .. } | Payload::BreachNotice { .. } => {
-                reason == SuppressionReason::Unsubscribed.as_str()
+                reason == SuppressionReason::Unsubscribed
             }
             Payload::TestMessage | Payload::CampaignTest { .. } => false,
         }

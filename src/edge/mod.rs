@@ -24,7 +24,7 @@ use crate::services::subscribers::Subscribers;
 use crate::store::Db;
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::lists::PublicLists;
-use crate::tokens::{Claims, Keyring, Links, Purpose, SharedKeyring, TokenError};
+use crate::tokens::{Keyring, Links, PurposeClaims, SharedKeyring, TokenError};
 
 /// Per-client limits, one per class of endpoint.
 pub struct Limits {
@@ -74,9 +74,9 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
-    /// Verifies a link token (see [`TokenVerifier::verify`]).
-    pub async fn verify_token(&self, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
-        self.tokens.verify(&self.db, token, purpose).await
+    /// Verifies a link token of the purpose `T` stands for (see [`TokenVerifier::verify`]).
+    pub async fn verify_token<T: PurposeClaims>(&self, token: &str) -> Result<T, TokenError> {
+        self.tokens.verify(&self.db, token).await
     }
 
     /// The keys links are signed and verified with now.
@@ -111,10 +111,11 @@ impl TokenVerifier {
         }
     }
 
-    pub async fn verify(&self, db: &Db, token: &str, purpose: Purpose) -> Result<Claims, TokenError> {
-        match self.keyring.current().verify(token, purpose) {
+    /// Verifies a token of the purpose `T` stands for and gives its typed claims.
+    pub async fn verify<T: PurposeClaims>(&self, db: &Db, token: &str) -> Result<T, TokenError> {
+        match self.keyring.current().verify::<T>(token) {
             Err(TokenError::UnknownKey) if self.from_database && self.reload(db).await => {
-                self.keyring.current().verify(token, purpose)
+                self.keyring.current().verify::<T>(token)
             }
             other => other,
         }

@@ -9,6 +9,7 @@ use crate::domain::FieldError;
 use crate::domain::{EmailAddress, HeaderText};
 use crate::mail::content::{Content, Source};
 use crate::store::Db;
+use crate::store::entities::campaign::CampaignStatus;
 use crate::store::entities::{campaign, list};
 use crate::store::outbox::NewOutboxMessage;
 use crate::store::{self, campaigns as db, lists};
@@ -139,11 +140,11 @@ impl Campaigns {
     }
 
     pub async fn pause(&self, id: i64) -> Result<bool, store::Error> {
-        db::transition(&self.db, id, &["sending"], "paused").await
+        db::transition(&self.db, id, &[CampaignStatus::Sending], CampaignStatus::Paused).await
     }
 
     pub async fn resume(&self, id: i64) -> Result<bool, store::Error> {
-        let ok = db::transition(&self.db, id, &["paused"], "sending").await?;
+        let ok = db::transition(&self.db, id, &[CampaignStatus::Paused], CampaignStatus::Sending).await?;
         self.wakeups.campaigns.notify_waiters();
         Ok(ok)
     }

@@ -13,7 +13,9 @@ use crate::config::SenderIdentity;
 use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHasher, DisplayName, EmailAddress};
 use crate::services::signup::{CONSENT_TEXT, RequestOrigin};
+use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::subscriber;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::outbox::NewOutboxMessage;
 use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
@@ -28,15 +30,12 @@ pub struct Leaving {
     pub wakeups: Arc<Wakeups>,
 }
 
-fn event(subscriber_id: i64, list_id: i64, kind: &'static str, origin: &RequestOrigin) -> NewConsentEvent {
+fn event(subscriber_id: i64, list_id: i64, kind: ConsentKind, origin: &RequestOrigin) -> NewConsentEvent {
     NewConsentEvent {
-        subscriber_id,
         list_id: Some(list_id),
-        kind,
-        source: origin.source.clone(),
         ip: origin.ip.clone(),
         user_agent: origin.user_agent.clone(),
-        ..Default::default()
+        ..NewConsentEvent::new(subscriber_id, kind, origin.source.clone())
     }
 }
 
@@ -51,7 +50,11 @@ async fn leave(
     for &list_id in list_ids {
         if subscriptions::leave(tx, subscriber_id, list_id).await? {
             changed += 1;
-            subscriptions::record_consent(tx, event(subscriber_id, list_id, "unsubscribe", origin)).await?;
+            subscriptions::record_consent(
+                tx,
+                event(subscriber_id, list_id, ConsentKind::Unsubscribe, origin),
+            )
+            .await?;
         }
     }
     Ok(changed)
@@ -119,18 +122,18 @@ impl Leaving {
         let current = subscriptions::of_subscriber(&tx, subscriber.id).await?;
         let to_leave: Vec<i64> = current
             .iter()
-            .filter(|s| s.status != "unsubscribed" && !wanted.contains(&s.list_id))
+            .filter(|s| s.status != SubscriptionStatus::Unsubscribed && !wanted.contains(&s.list_id))
             .map(|s| s.list_id)
             .collect();
         leave(&tx, subscriber.id, &to_leave, &origin).await?;
         let mut joined = false;
         for &list_id in wanted {
             let existing = current.iter().find(|s| s.list_id == list_id);
-            if existing.is_some_and(|s| s.status == "confirmed") {
+            if existing.is_some_and(|s| s.status == SubscriptionStatus::Confirmed) {
                 continue;
             }
             subscriptions::join_confirmed(&tx, subscriber.id, list_id, existing.map(|s| s.id)).await?;
-            let mut e = event(subscriber.id, list_id, "resubscribe", &origin);
+            let mut e = event(subscriber.id, list_id, ConsentKind::Resubscribe, &origin);
             e.policy_version = policy.clone();
             e.consent_text = Some(CONSENT_TEXT.to_owned());
             subscriptions::record_consent(&tx, e).await?;
@@ -294,12 +297,9 @@ impl Leaving {
         subscriptions::record_consent(
             &tx,
             NewConsentEvent {
-                subscriber_id: row.subscriber_id,
-                kind: "address_change",
-                source: origin.source,
                 ip: origin.ip,
                 user_agent: origin.user_agent,
-                ..Default::default()
+                ..NewConsentEvent::new(row.subscriber_id, ConsentKind::AddressChange, origin.source)
             },
         )
         .await?;
@@ -361,13 +361,10 @@ impl Leaving {
         subscriptions::record_consent(
             &self.db,
             NewConsentEvent {
-                subscriber_id: subscriber.id,
-                kind: "agree",
-                source: origin.source,
                 ip: origin.ip,
                 user_agent: origin.user_agent,
                 policy_version: Some(version.to_owned()),
-                ..Default::default()
+                ..NewConsentEvent::new(subscriber.id, ConsentKind::Agree, origin.source)
             },
         )
         .await

@@ -13,11 +13,13 @@ use crate::config::SignupConfig;
 use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHash, AddressHasher, DisplayName, EmailAddress};
 use crate::store::batch::{Batcher, Grouping};
+use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::list;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
 use crate::store::{self, Db, Tx, begin_write, policies, signups, spent_tokens};
-use crate::tokens::Claims;
+use crate::tokens::ConfirmClaims;
 
 /// The consent statement shown next to the checkbox, recorded with every signup (OI-3).
 pub const CONSENT_TEXT: &str = "I want to receive the newsletters I selected by email. I have read the \
@@ -247,17 +249,10 @@ impl Signups {
     /// link was issued. Spends the token (TK-7).
     pub async fn confirm(
         &self,
-        claims: &Claims,
+        claims: &ConfirmClaims,
         origin: RequestOrigin,
     ) -> Result<ConfirmOutcome, store::Error> {
-        let issued_ms: i64 = claims
-            .aux
-            .as_deref()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(claims.iat * 1000);
-        let Ok(uuid) = uuid::Uuid::parse_str(&claims.sub) else {
-            return Ok(ConfirmOutcome::NothingPending);
-        };
+        let issued_ms = claims.issued_ms;
         let policy = policies::in_force(&self.db, store::now())
             .await?
             .map(|p| p.version);
@@ -265,14 +260,16 @@ impl Signups {
         if !spent_tokens::spend(&tx, &claims.jti).await? {
             return Ok(ConfirmOutcome::AlreadyUsed);
         }
-        let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, uuid).await? else {
+        let Some(subscriber) = subscriptions::subscriber_by_uuid(&tx, claims.subscriber).await? else {
             tx.commit().await?;
             return Ok(ConfirmOutcome::NothingPending);
         };
         let covered: Vec<_> = subscriptions::of_subscriber(&tx, subscriber.id)
             .await?
             .into_iter()
-            .filter(|s| s.status == "pending" && s.pending_since_ms.is_some_and(|p| p <= issued_ms))
+            .filter(|s| {
+                s.status == SubscriptionStatus::Pending && s.pending_since_ms.is_some_and(|p| p <= issued_ms)
+            })
             .collect();
         if covered.is_empty() {
             tx.commit().await?;
@@ -285,7 +282,7 @@ impl Signups {
                 NewConsentEvent {
                     subscriber_id: subscriber.id,
                     list_id: Some(s.list_id),
-                    kind: "confirm",
+                    kind: ConsentKind::Confirm,
                     source: origin.source.clone(),
                     ip: origin.ip.clone(),
                     user_agent: origin.user_agent.clone(),

@@ -9,7 +9,9 @@ use crate::config::SignupConfig;
 use crate::delivery::Wakeups;
 use crate::domain::{AddressHasher, DisplayName, EmailAddress};
 use crate::services::signup::queue_confirmation;
+use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::list;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::{self, Db, Tx, begin_write, suppressions};
 
@@ -60,7 +62,7 @@ impl Subscribers {
         lists: &[list::Model],
     ) -> Result<AddOutcome, store::Error> {
         let tx = begin_write(&self.db).await?;
-        let outcome = self.add(&tx, person, lists, "api_add").await?;
+        let outcome = self.add(&tx, person, lists, ConsentKind::ApiAdd).await?;
         tx.commit().await?;
         self.wakeups.outbox.notify_one();
         Ok(outcome)
@@ -76,7 +78,7 @@ impl Subscribers {
         let mut outcomes = Vec::with_capacity(people.len());
         for person in people {
             outcomes.push(
-                self.add(&tx, person, std::slice::from_ref(list), "import")
+                self.add(&tx, person, std::slice::from_ref(list), ConsentKind::Import)
                     .await?,
             );
         }
@@ -92,7 +94,7 @@ impl Subscribers {
         tx: &Tx,
         person: &PersonToAdd,
         lists: &[list::Model],
-        channel: &'static str,
+        channel: ConsentKind,
     ) -> Result<AddOutcome, store::Error> {
         let PersonToAdd { email, name, consent } = person;
         let name = name.as_ref();
@@ -105,35 +107,29 @@ impl Subscribers {
         let now_ms = store::now_ms();
         let (mut added, mut opted_out) = (false, false);
         for list in lists {
-            match existing
-                .iter()
-                .find(|s| s.list_id == list.id)
-                .map(|s| s.status.as_str())
-            {
-                Some("unsubscribed") => {
+            match existing.iter().find(|s| s.list_id == list.id).map(|s| s.status) {
+                Some(SubscriptionStatus::Unsubscribed) => {
                     opted_out = true;
                     continue;
                 }
-                Some("confirmed") => continue,
-                Some("pending") if matches!(consent, Consent::AskByEmail) => continue,
+                Some(SubscriptionStatus::Confirmed) => continue,
+                Some(SubscriptionStatus::Pending) if matches!(consent, Consent::AskByEmail) => continue,
                 _ => {}
             }
             let event = match consent {
                 Consent::Evidence { consented_at, source } => NewConsentEvent {
-                    subscriber_id: subscriber.id,
                     list_id: Some(list.id),
-                    kind: channel,
-                    source: source.clone(),
                     occurred_at: Some(*consented_at),
                     detail: Some(serde_json::json!({ "recorded_at_ms": now_ms })),
-                    ..Default::default()
+                    ..NewConsentEvent::new(subscriber.id, channel, source.clone())
                 },
                 Consent::AskByEmail => NewConsentEvent {
-                    subscriber_id: subscriber.id,
                     list_id: Some(list.id),
-                    kind: channel,
-                    source: format!("{channel}:confirmation-requested"),
-                    ..Default::default()
+                    ..NewConsentEvent::new(
+                        subscriber.id,
+                        channel,
+                        format!("{channel}:confirmation-requested"),
+                    )
                 },
             };
             let confirmed = matches!(consent, Consent::Evidence { .. });

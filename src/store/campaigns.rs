@@ -2,11 +2,16 @@
 
 use std::collections::HashMap;
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, Set, Statement,
 };
 
+use super::entities::campaign::CampaignStatus;
+use super::entities::campaign_recipient::RecipientStatus;
+use super::entities::subscription::SubscriptionStatus;
+use super::entities::suppression::SuppressionReason;
 use super::entities::{campaign, list, test_recipient};
 use super::queue::CAMPAIGN_RECIPIENTS;
 pub use super::queue::Outcome;
@@ -75,14 +80,19 @@ pub async fn lists_of(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Vec
 }
 
 /// Moves a campaign from one of `from` to `to`; false when it was in none of them.
-pub async fn transition(db: &impl ConnectionTrait, id: i64, from: &[&str], to: &str) -> Result<bool, DbErr> {
+pub async fn transition(
+    db: &impl ConnectionTrait,
+    id: i64,
+    from: &[CampaignStatus],
+    to: CampaignStatus,
+) -> Result<bool, DbErr> {
     let mut q = campaign::Entity::update_many()
-        .col_expr(campaign::Column::Status, to.into())
+        .col_expr(campaign::Column::Status, Expr::value(to))
         .col_expr(campaign::Column::UpdatedAt, super::now().into());
-    if to == "sending" {
+    if to == CampaignStatus::Sending {
         q = q.col_expr(campaign::Column::StartedAt, super::now().into());
     }
-    if matches!(to, "sent" | "cancelled") {
+    if matches!(to, CampaignStatus::Sent | CampaignStatus::Cancelled) {
         q = q.col_expr(campaign::Column::FinishedAt, super::now().into());
     }
     let res = q
@@ -173,7 +183,7 @@ pub struct Progress {
 pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Progress, DbErr> {
     #[derive(FromQueryResult)]
     struct Row {
-        status: String,
+        status: RecipientStatus,
         n: i64,
     }
     let rows = Row::find_by_statement(Statement::from_sql_and_values(
@@ -185,13 +195,12 @@ pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Pro
     .await?;
     let mut p = Progress::default();
     for r in rows {
-        match r.status.as_str() {
-            "queued" | "sending" => p.queued += r.n,
-            "sent" => p.sent = r.n,
-            "failed" => p.failed = r.n,
-            "skipped" => p.skipped = r.n,
-            "cancelled" => p.cancelled = r.n,
-            _ => {}
+        match r.status {
+            RecipientStatus::Queued | RecipientStatus::Sending => p.queued += r.n,
+            RecipientStatus::Sent => p.sent = r.n,
+            RecipientStatus::Failed => p.failed = r.n,
+            RecipientStatus::Skipped => p.skipped = r.n,
+            RecipientStatus::Cancelled => p.cancelled = r.n,
         }
     }
     #[derive(FromQueryResult)]
@@ -244,7 +253,7 @@ pub async fn finish_done(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
 /// Scheduled campaigns whose time has come.
 pub async fn due_scheduled(db: &impl ConnectionTrait, now: time::OffsetDateTime) -> Result<Vec<i64>, DbErr> {
     Ok(campaign::Entity::find()
-        .filter(campaign::Column::Status.eq("scheduled"))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Scheduled))
         .all(db)
         .await?
         .into_iter()
@@ -288,12 +297,12 @@ pub struct SendCheck {
     pub email: String,
     pub name: Option<String>,
     pub uuid: uuid::Uuid,
-    pub subscription_status: Option<String>,
-    pub suppression: Option<String>,
+    pub subscription_status: Option<SubscriptionStatus>,
+    pub suppression: Option<SuppressionReason>,
     /// Consent events given under the material policy version asked about (0 if none).
     pub fresh_consents: i64,
     /// The campaign's status now (paused or cancelled since the row was claimed?).
-    pub campaign_status: Option<String>,
+    pub campaign_status: Option<CampaignStatus>,
 }
 
 /// A recipient row to check: who, for which list, in which campaign.
@@ -392,7 +401,7 @@ pub async fn create(db: &Db, draft: Draft) -> Result<campaign::Model, DbErr> {
         html: Set(draft.html),
         text: Set(draft.text),
         send_at: Set(draft.send_at),
-        status: Set("draft".into()),
+        status: Set(CampaignStatus::Draft),
         recipients: Set(0),
         created_at: Set(super::now()),
         updated_at: Set(super::now()),
@@ -411,7 +420,7 @@ pub async fn update_draft(db: &Db, id: i64, draft: Draft) -> Result<bool, DbErr>
     let Some(c) = get(&tx, id).await? else {
         return Ok(false);
     };
-    if c.status != "draft" {
+    if c.status != CampaignStatus::Draft {
         return Ok(false);
     }
     let mut m: campaign::ActiveModel = c.into();
@@ -432,7 +441,7 @@ pub async fn update_draft(db: &Db, id: i64, draft: Draft) -> Result<bool, DbErr>
 pub async fn delete_draft(db: &Db, id: i64) -> Result<bool, DbErr> {
     let res = campaign::Entity::delete_many()
         .filter(campaign::Column::Id.eq(id))
-        .filter(campaign::Column::Status.eq("draft"))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Draft))
         .exec(db)
         .await?;
     Ok(res.rows_affected > 0)
@@ -446,7 +455,14 @@ const FRESH_STATISTICS_FROM: i64 = 10_000;
 pub async fn start(db: &Db, id: i64) -> Result<Option<i64>, DbErr> {
     let started = std::time::Instant::now();
     let tx = begin_write(db).await?;
-    if !transition(&tx, id, &["draft", "scheduled"], "sending").await? {
+    if !transition(
+        &tx,
+        id,
+        &[CampaignStatus::Draft, CampaignStatus::Scheduled],
+        CampaignStatus::Sending,
+    )
+    .await?
+    {
         return Ok(None);
     }
     let n = snapshot_audience(&tx, id, super::now_ms()).await?;
@@ -492,12 +508,12 @@ pub async fn schedule(db: &Db, id: i64, at: time::OffsetDateTime) -> Result<bool
     let Some(c) = get(&tx, id).await? else {
         return Ok(false);
     };
-    if !matches!(c.status.as_str(), "draft" | "scheduled") {
+    if !matches!(c.status, CampaignStatus::Draft | CampaignStatus::Scheduled) {
         return Ok(false);
     }
     let mut m: campaign::ActiveModel = c.into();
     m.send_at = Set(Some(at));
-    m.status = Set("scheduled".into());
+    m.status = Set(CampaignStatus::Scheduled);
     m.updated_at = Set(super::now());
     m.update(&tx).await?;
     tx.commit().await?;
@@ -507,7 +523,13 @@ pub async fn schedule(db: &Db, id: i64, at: time::OffsetDateTime) -> Result<bool
 /// Cancels the campaign and what it has not sent yet; false when it had ended.
 pub async fn cancel(db: &Db, id: i64) -> Result<bool, DbErr> {
     let tx = begin_write(db).await?;
-    if !transition(&tx, id, &["draft", "scheduled", "sending", "paused"], "cancelled").await? {
+    let live = [
+        CampaignStatus::Draft,
+        CampaignStatus::Scheduled,
+        CampaignStatus::Sending,
+        CampaignStatus::Paused,
+    ];
+    if !transition(&tx, id, &live, CampaignStatus::Cancelled).await? {
         return Ok(false);
     }
     cancel_remaining(&tx, id).await?;

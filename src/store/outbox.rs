@@ -4,6 +4,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement};
 
+use super::entities::outbox::{OutboxKind, OutboxStatus};
 use super::queue::OUTBOX;
 pub use super::queue::Outcome;
 
@@ -11,7 +12,7 @@ pub use super::queue::Outcome;
 /// the same key is silently not inserted (for example one policy notice per person and version).
 #[derive(Debug, Clone)]
 pub struct NewOutboxMessage {
-    pub kind: &'static str,
+    pub kind: OutboxKind,
     pub subscriber_id: Option<i64>,
     pub recipient: String,
     pub payload: serde_json::Value,
@@ -47,7 +48,7 @@ pub async fn enqueue_many(db: &impl ConnectionTrait, msgs: Vec<NewOutboxMessage>
                 now_ms.into(),
                 m.dedupe_key.into(),
                 now.into(),
-                "queued".into(),
+                OutboxStatus::Queued.into(),
                 0i32.into(),
             ]);
         }
@@ -66,6 +67,9 @@ pub async fn enqueue_many(db: &impl ConnectionTrait, msgs: Vec<NewOutboxMessage>
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct ClaimedMessage {
     pub id: i64,
+    /// As stored, for the logs: a row of a kind this version does not know (written by a
+    /// newer one) then fails alone, when its payload is read, instead of failing the claim of
+    /// every row beside it.
     pub kind: String,
     pub subscriber_id: Option<i64>,
     pub recipient: String,
@@ -105,7 +109,7 @@ pub struct StatusCounts {
 
 #[derive(FromQueryResult)]
 struct CountRow {
-    status: String,
+    status: OutboxStatus,
     n: i64,
 }
 
@@ -118,13 +122,12 @@ pub async fn counts(db: &impl ConnectionTrait) -> Result<StatusCounts, DbErr> {
     .await?;
     let mut c = StatusCounts::default();
     for r in rows {
-        match r.status.as_str() {
-            "queued" => c.queued = r.n,
-            "sending" => c.sending = r.n,
-            "sent" => c.sent = r.n,
-            "failed" => c.failed = r.n,
-            "cancelled" => c.cancelled = r.n,
-            _ => {}
+        match r.status {
+            OutboxStatus::Queued => c.queued = r.n,
+            OutboxStatus::Sending => c.sending = r.n,
+            OutboxStatus::Sent => c.sent = r.n,
+            OutboxStatus::Failed => c.failed = r.n,
+            OutboxStatus::Cancelled => c.cancelled = r.n,
         }
     }
     Ok(c)

@@ -8,6 +8,8 @@
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
+use super::entities::campaign_recipient::RecipientStatus;
+use super::entities::outbox::OutboxStatus;
 use super::is_postgres;
 
 pub struct Queue {
@@ -20,13 +22,13 @@ pub struct Queue {
 
 pub static OUTBOX: Queue = Queue {
     table: "outbox",
-    skipped_status: "cancelled",
+    skipped_status: OutboxStatus::Cancelled.as_str(),
     claim_filter: |_| "",
 };
 
 pub static CAMPAIGN_RECIPIENTS: Queue = Queue {
     table: "campaign_recipients",
-    skipped_status: "skipped",
+    skipped_status: RecipientStatus::Skipped.as_str(),
     claim_filter: |postgres| {
         if postgres {
             // PostgreSQL estimates the join from campaign_id's statistics and takes the

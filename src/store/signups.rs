@@ -18,6 +18,9 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
+use super::entities::consent_event::ConsentKind;
+use super::entities::outbox::OutboxKind;
+use super::entities::subscription::SubscriptionStatus;
 use super::subscriptions::{self, ConfirmationHistory, NewConsentEvent};
 use super::{Db, Tx, begin_write, lists, outbox, policies};
 
@@ -138,7 +141,7 @@ async fn write_round_sqlite(
     let mut newest_pending: HashMap<i64, i64> = HashMap::new();
     for (c, &(id, list_id)) in chosen.iter().zip(&pairs) {
         if let Some(r) = requested.get(&(id, list_id))
-            && r.status == "pending"
+            && r.status == SubscriptionStatus::Pending
         {
             let since = r.pending_since_ms.unwrap_or(now_ms);
             let newest = newest_pending.entry(id).or_insert(since);
@@ -148,7 +151,7 @@ async fn write_round_sqlite(
         events.push(NewConsentEvent {
             subscriber_id: id,
             list_id: Some(list_id),
-            kind: "signup",
+            kind: ConsentKind::Signup,
             source: person.source.to_owned(),
             ip: person.ip.map(str::to_owned),
             user_agent: person.user_agent.map(str::to_owned),
@@ -234,7 +237,7 @@ fn confirmation_message(
     dedupe_key: String,
 ) -> outbox::NewOutboxMessage {
     outbox::NewOutboxMessage {
-        kind: "confirmation",
+        kind: OutboxKind::Confirmation,
         subscriber_id: Some(subscriber_id),
         recipient: email.to_owned(),
         payload: rule.payload.clone(),

@@ -2,11 +2,15 @@
 
 use std::collections::HashMap;
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
     QueryOrder, Set, Statement,
 };
 
+use super::entities::campaign_recipient::RecipientStatus;
+use super::entities::consent_event::ConsentKind;
+use super::entities::subscription::SubscriptionStatus;
 use super::entities::{address_change, consent_event, outbox, subscriber, subscription};
 use crate::domain::AddressHash;
 use crate::domain::{DisplayName, EmailAddress};
@@ -127,14 +131,14 @@ pub async fn subscriber_by_email(
 struct RequestedRow {
     subscriber_id: i64,
     list_id: i64,
-    status: String,
+    status: SubscriptionStatus,
     pending_since_ms: Option<i64>,
 }
 
 /// What a subscription request left behind: the status afterwards and, when pending, since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requested {
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub pending_since_ms: Option<i64>,
 }
 
@@ -165,7 +169,7 @@ pub async fn request_subscriptions(
             values.extend([
                 subscriber_id.into(),
                 list_id.into(),
-                "pending".into(),
+                SubscriptionStatus::Pending.into(),
                 now.into(),
                 now_ms.into(),
             ]);
@@ -249,22 +253,25 @@ pub async fn confirm(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<u64, Db
         return Ok(0);
     }
     let res = subscription::Entity::update_many()
-        .col_expr(subscription::Column::Status, "confirmed".into())
+        .col_expr(
+            subscription::Column::Status,
+            Expr::value(SubscriptionStatus::Confirmed),
+        )
         .col_expr(subscription::Column::ConfirmedAt, super::now().into())
         .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
         .filter(subscription::Column::Id.is_in(ids))
-        .filter(subscription::Column::Status.eq("pending"))
+        .filter(subscription::Column::Status.eq(SubscriptionStatus::Pending))
         .exec(db)
         .await?;
     Ok(res.rows_affected)
 }
 
 /// One row of consent evidence (OI-3). Append-only.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewConsentEvent {
     pub subscriber_id: i64,
     pub list_id: Option<i64>,
-    pub kind: &'static str,
+    pub kind: ConsentKind,
     pub source: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -275,11 +282,30 @@ pub struct NewConsentEvent {
     pub occurred_at: Option<time::OffsetDateTime>,
 }
 
+impl NewConsentEvent {
+    /// An event of `kind` for the person, from `source`, about no list in particular, given
+    /// now; the other fields are set as needed.
+    pub fn new(subscriber_id: i64, kind: ConsentKind, source: String) -> Self {
+        NewConsentEvent {
+            subscriber_id,
+            list_id: None,
+            kind,
+            source,
+            ip: None,
+            user_agent: None,
+            policy_version: None,
+            consent_text: None,
+            detail: None,
+            occurred_at: None,
+        }
+    }
+}
+
 pub async fn record_consent(db: &impl ConnectionTrait, e: NewConsentEvent) -> Result<(), DbErr> {
     consent_event::ActiveModel {
         subscriber_id: Set(e.subscriber_id),
         list_id: Set(e.list_id),
-        kind: Set(e.kind.to_owned()),
+        kind: Set(e.kind),
         occurred_at: Set(e.occurred_at.unwrap_or_else(super::now)),
         source: Set(e.source),
         ip: Set(e.ip),
@@ -404,12 +430,15 @@ pub async fn address_change_by_uuid(
 /// Marks one subscription as left, unless it was already; true when it changed.
 pub async fn leave(db: &impl ConnectionTrait, subscriber_id: i64, list_id: i64) -> Result<bool, DbErr> {
     let res = subscription::Entity::update_many()
-        .col_expr(subscription::Column::Status, "unsubscribed".into())
+        .col_expr(
+            subscription::Column::Status,
+            Expr::value(SubscriptionStatus::Unsubscribed),
+        )
         .col_expr(subscription::Column::UnsubscribedAt, super::now().into())
         .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
         .filter(subscription::Column::SubscriberId.eq(subscriber_id))
         .filter(subscription::Column::ListId.eq(list_id))
-        .filter(subscription::Column::Status.ne("unsubscribed"))
+        .filter(subscription::Column::Status.ne(SubscriptionStatus::Unsubscribed))
         .exec(db)
         .await?;
     Ok(res.rows_affected > 0)
@@ -426,7 +455,10 @@ pub async fn join_confirmed(
     match existing {
         Some(id) => {
             subscription::Entity::update_many()
-                .col_expr(subscription::Column::Status, "confirmed".into())
+                .col_expr(
+                    subscription::Column::Status,
+                    Expr::value(SubscriptionStatus::Confirmed),
+                )
                 .col_expr(subscription::Column::ConfirmedAt, super::now().into())
                 .col_expr(subscription::Column::PendingSinceMs, Option::<i64>::None.into())
                 .filter(subscription::Column::Id.eq(id))
@@ -437,7 +469,7 @@ pub async fn join_confirmed(
             subscription::ActiveModel {
                 subscriber_id: Set(subscriber_id),
                 list_id: Set(list_id),
-                status: Set("confirmed".into()),
+                status: Set(SubscriptionStatus::Confirmed),
                 created_at: Set(super::now()),
                 confirmed_at: Set(Some(super::now())),
                 ..Default::default()
@@ -521,7 +553,7 @@ pub async fn apply_address_change(
 #[derive(Debug, FromQueryResult)]
 pub struct CampaignMessage {
     pub subject: String,
-    pub status: String,
+    pub status: RecipientStatus,
     pub sent_at: Option<time::OffsetDateTime>,
     pub message_id: Option<String>,
 }
@@ -570,7 +602,11 @@ pub async fn add_subscription(
     confirmed: bool,
     now_ms: i64,
 ) -> Result<(), DbErr> {
-    let status = if confirmed { "confirmed" } else { "pending" };
+    let status = if confirmed {
+        SubscriptionStatus::Confirmed
+    } else {
+        SubscriptionStatus::Pending
+    };
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
         "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at, pending_since_ms) \
@@ -598,14 +634,14 @@ pub struct ListedSubscription {
     pub email: String,
     pub name: Option<String>,
     pub list: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
 }
 
 /// One page of subscriptions in `status`, optionally of one list; never suppressed addresses
 /// (CS-10).
 pub async fn page(
     db: &impl ConnectionTrait,
-    status: &str,
+    status: SubscriptionStatus,
     list_slug: Option<&str>,
     limit: i64,
     offset: i64,

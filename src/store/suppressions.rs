@@ -4,29 +4,8 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Statement};
 
 use super::entities::suppression;
+pub use super::entities::suppression::SuppressionReason;
 use crate::domain::AddressHash;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuppressionReason {
-    HardBounce,
-    Complaint,
-    Erased,
-    /// Left every list: remembered beyond retention so no import brings the address back.
-    Unsubscribed,
-    Manual,
-}
-
-impl SuppressionReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SuppressionReason::HardBounce => "hard_bounce",
-            SuppressionReason::Complaint => "complaint",
-            SuppressionReason::Erased => "erased",
-            SuppressionReason::Unsubscribed => "unsubscribed",
-            SuppressionReason::Manual => "manual",
-        }
-    }
-}
 
 /// Records a suppression; a repeat is a no-op.
 pub async fn add(
@@ -38,14 +17,17 @@ pub async fn add(
         db.get_database_backend(),
         "INSERT INTO suppressions (address_hmac, reason, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (address_hmac) DO NOTHING",
-        [hash.as_str().into(), reason.as_str().into(), super::now().into()],
+        [hash.as_str().into(), reason.into(), super::now().into()],
     ))
     .await
     .map(|_| ())
 }
 
 /// Why the address is suppressed, if it is.
-pub async fn reason(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<Option<String>, DbErr> {
+pub async fn reason(
+    db: &impl ConnectionTrait,
+    hash: &AddressHash,
+) -> Result<Option<SuppressionReason>, DbErr> {
     Ok(suppression::Entity::find()
         .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
         .one(db)
@@ -57,11 +39,11 @@ pub async fn reason(db: &impl ConnectionTrait, hash: &AddressHash) -> Result<Opt
 pub async fn reasons(
     db: &impl ConnectionTrait,
     hashes: &[AddressHash],
-) -> Result<std::collections::HashMap<String, String>, DbErr> {
+) -> Result<std::collections::HashMap<String, SuppressionReason>, DbErr> {
     #[derive(FromQueryResult)]
     struct Found {
         address_hmac: String,
-        reason: String,
+        reason: SuppressionReason,
     }
     let backend = db.get_database_backend();
     // An address asked twice is found once.
@@ -87,7 +69,7 @@ pub async fn lift(
 ) -> Result<(), DbErr> {
     suppression::Entity::delete_many()
         .filter(suppression::Column::AddressHmac.eq(hash.as_str()))
-        .filter(suppression::Column::Reason.is_in(reasons.iter().map(|r| r.as_str())))
+        .filter(suppression::Column::Reason.is_in(reasons.iter().copied()))
         .exec(db)
         .await
         .map(|_| ())

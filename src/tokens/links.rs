@@ -116,3 +116,60 @@ impl Links {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{
+        AgreeClaims, ChangeAddressClaims, ConfirmClaims, ExportClaims, Keyring, ManageClaims, PurposeClaims,
+        UnsubscribeClaims,
+    };
+
+    fn links() -> (Links, SharedKeyring) {
+        let ring = SharedKeyring::new(Keyring::new(&[(
+            "k1".to_owned(),
+            "a-secret-of-at-least-thirty-two-bytes".to_owned(),
+        )]));
+        let base = Url::parse("https://news.example.org/").unwrap();
+        (Links::new(ring.clone(), base), ring)
+    }
+
+    /// The typed claims of the token at the end of a link's path.
+    fn claims<T: PurposeClaims>(ring: &SharedKeyring, link: &Url) -> T {
+        let token = link.path().rsplit('/').next().unwrap();
+        ring.current().verify::<T>(token).unwrap()
+    }
+
+    /// Every link verifies as its purpose's claims, with the ids it was issued for.
+    #[test]
+    fn each_link_verifies_into_its_typed_claims() {
+        let (links, ring) = links();
+        let who = uuid::Uuid::new_v4();
+        let c: ConfirmClaims = claims(&ring, &links.confirm(who, 1_700_000_000_123, MANAGE_TTL));
+        assert_eq!((c.subscriber, c.issued_ms), (who, 1_700_000_000_123));
+        let u: UnsubscribeClaims = claims(&ring, &links.unsubscribe(who, 42));
+        assert_eq!(
+            u,
+            UnsubscribeClaims {
+                subscriber: who,
+                list_id: 42
+            }
+        );
+        let m: ManageClaims = claims(&ring, &links.preferences(who));
+        assert_eq!(m.subscriber, who);
+        let e: ExportClaims = claims(&ring, &links.export(who));
+        assert_eq!(e.subscriber, who);
+        let a: AgreeClaims = claims(&ring, &links.agree(who, 9));
+        assert_eq!(
+            a,
+            AgreeClaims {
+                subscriber: who,
+                policy_id: 9
+            }
+        );
+        let change = uuid::Uuid::new_v4();
+        let x: ChangeAddressClaims = claims(&ring, &links.address_change(change));
+        assert_eq!(x.change, change);
+        assert_ne!(c.jti, e.jti, "each token has its own id");
+    }
+}

@@ -3,7 +3,11 @@
 //!
 //! The first key signs; every key verifies, so links survive a rotation (CS-8). Anything
 //! unexpected — another algorithm, `none`, an unknown or odd `kid`, a changed byte, another
-//! purpose — is a [`TokenError`], which the web layer answers with a 4xx, never a 5xx.
+//! purpose, an id that is not one — is a [`TokenError`], which the web layer answers with a
+//! 4xx, never a 5xx.
+//!
+//! On the wire every token carries the same [`Claims`], its ids as strings; verification gives
+//! the claims of one purpose with typed ids ([`ConfirmClaims`], [`UnsubscribeClaims`], …).
 
 mod links;
 
@@ -39,7 +43,8 @@ pub enum TokenError {
     Expired,
 }
 
-/// What a verified token says.
+/// What a token says, as it travels (the JSON claim names are the wire format: links already
+/// sent must keep verifying).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub pur: Purpose,
@@ -53,6 +58,143 @@ pub struct Claims {
     pub iat: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+}
+
+/// The claims of one purpose, with typed ids: what a verified token gives its handler.
+pub trait PurposeClaims: Sized {
+    const PURPOSE: Purpose;
+
+    /// The typed view of verified claims of [`Self::PURPOSE`]; an id that does not parse is
+    /// [`TokenError::Invalid`].
+    fn from_claims(claims: Claims) -> Result<Self, TokenError>;
+}
+
+fn uuid_of(id: &str) -> Result<uuid::Uuid, TokenError> {
+    uuid::Uuid::parse_str(id).map_err(|_| TokenError::Invalid)
+}
+
+fn number_of(id: &str) -> Result<i64, TokenError> {
+    id.parse().map_err(|_| TokenError::Invalid)
+}
+
+/// The second id a purpose needs.
+fn aux_of(claims: &Claims) -> Result<&str, TokenError> {
+    claims.aux.as_deref().ok_or(TokenError::Invalid)
+}
+
+/// A confirmation link (OI-4): confirms what the subscriber had pending when it was issued
+/// (OI-10). Single use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmClaims {
+    pub subscriber: uuid::Uuid,
+    /// When the link was issued, in epoch milliseconds (`aux`; a link without it counts from
+    /// its `iat`).
+    pub issued_ms: i64,
+    pub jti: String,
+}
+
+impl PurposeClaims for ConfirmClaims {
+    const PURPOSE: Purpose = Purpose::Confirm;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        let issued_ms = match c.aux.as_deref() {
+            Some(aux) => number_of(aux)?,
+            None => c.iat.saturating_mul(1000),
+        };
+        Ok(ConfirmClaims {
+            subscriber: uuid_of(&c.sub)?,
+            issued_ms,
+            jti: c.jti,
+        })
+    }
+}
+
+/// A one-click unsubscribe link: the person and the list (LU-4). Never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsubscribeClaims {
+    pub subscriber: uuid::Uuid,
+    pub list_id: i64,
+}
+
+impl PurposeClaims for UnsubscribeClaims {
+    const PURPOSE: Purpose = Purpose::Unsubscribe;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        Ok(UnsubscribeClaims {
+            subscriber: uuid_of(&c.sub)?,
+            list_id: number_of(aux_of(&c)?)?,
+        })
+    }
+}
+
+/// A preference page link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManageClaims {
+    pub subscriber: uuid::Uuid,
+}
+
+impl PurposeClaims for ManageClaims {
+    const PURPOSE: Purpose = Purpose::Manage;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        Ok(ManageClaims {
+            subscriber: uuid_of(&c.sub)?,
+        })
+    }
+}
+
+/// A data export download (GD-1). Single use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportClaims {
+    pub subscriber: uuid::Uuid,
+    pub jti: String,
+}
+
+impl PurposeClaims for ExportClaims {
+    const PURPOSE: Purpose = Purpose::Export;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        Ok(ExportClaims {
+            subscriber: uuid_of(&c.sub)?,
+            jti: c.jti,
+        })
+    }
+}
+
+/// Agreement to a material policy version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgreeClaims {
+    pub subscriber: uuid::Uuid,
+    pub policy_id: i64,
+}
+
+impl PurposeClaims for AgreeClaims {
+    const PURPOSE: Purpose = Purpose::Agree;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        Ok(AgreeClaims {
+            subscriber: uuid_of(&c.sub)?,
+            policy_id: number_of(aux_of(&c)?)?,
+        })
+    }
+}
+
+/// The confirmation of a new address (GD-2): the pending change, never the address (TK-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeAddressClaims {
+    pub change: uuid::Uuid,
+    pub jti: String,
+}
+
+impl PurposeClaims for ChangeAddressClaims {
+    const PURPOSE: Purpose = Purpose::ChangeAddress;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        Ok(ChangeAddressClaims {
+            change: uuid_of(&c.sub)?,
+            jti: c.jti,
+        })
+    }
 }
 
 pub struct Keyring {
@@ -123,7 +265,14 @@ impl Keyring {
         jsonwebtoken::encode(&header, &claims, &self.signing_key).expect("HS256 encoding cannot fail")
     }
 
-    pub fn verify(&self, token: &str, expected: Purpose) -> Result<Claims, TokenError> {
+    /// Verifies a token of the purpose `T` stands for and gives its typed claims.
+    pub fn verify<T: PurposeClaims>(&self, token: &str) -> Result<T, TokenError> {
+        T::from_claims(self.verify_claims(token, T::PURPOSE)?)
+    }
+
+    /// Verifies a token of purpose `expected` (signature, key, purpose, expiry) and gives its
+    /// claims as they travel.
+    pub fn verify_claims(&self, token: &str, expected: Purpose) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }
@@ -165,15 +314,71 @@ mod tests {
         )
     }
 
+    const SUBSCRIBER: &str = "0b7f6a3e-8a0c-4d5e-9f61-2c3b4d5e6f70";
+
     #[test]
     fn tk3_a_token_is_good_for_its_purpose_only() {
         let r = ring(&[("k1", "a-secret-of-at-least-thirty-two-bytes")]);
-        let t = r.issue(Purpose::Unsubscribe, "opaque-id", Some("list-1"), None);
+        let t = r.issue(Purpose::Unsubscribe, SUBSCRIBER, Some("7"), None);
         assert_eq!(
-            r.verify(&t, Purpose::Unsubscribe).unwrap().aux.as_deref(),
-            Some("list-1")
+            r.verify::<UnsubscribeClaims>(&t),
+            Ok(UnsubscribeClaims {
+                subscriber: SUBSCRIBER.parse().unwrap(),
+                list_id: 7
+            })
         );
-        assert_eq!(r.verify(&t, Purpose::Confirm), Err(TokenError::WrongPurpose));
+        assert_eq!(r.verify::<ConfirmClaims>(&t), Err(TokenError::WrongPurpose));
+        assert_eq!(r.verify::<ManageClaims>(&t), Err(TokenError::WrongPurpose));
+    }
+
+    /// A signed token whose ids are not ids is refused like a forged one (a 4xx).
+    #[test]
+    fn ids_that_do_not_parse_are_invalid() {
+        let r = ring(&[("k1", "a-secret-of-at-least-thirty-two-bytes")]);
+        let ttl = Some(Duration::from_secs(60));
+        let issue = |p, sub, aux| r.issue(p, sub, aux, ttl);
+        for (purpose, sub, aux) in [
+            (Purpose::Confirm, "not-a-uuid", Some("1")),
+            (Purpose::Confirm, SUBSCRIBER, Some("soon")),
+            (Purpose::Unsubscribe, "not-a-uuid", Some("1")),
+            (Purpose::Unsubscribe, SUBSCRIBER, None),
+            (Purpose::Unsubscribe, SUBSCRIBER, Some("list-1")),
+            (Purpose::Manage, "", None),
+            (Purpose::Export, "x", None),
+            (Purpose::Agree, SUBSCRIBER, None),
+            (Purpose::Agree, SUBSCRIBER, Some("1.5")),
+            (Purpose::ChangeAddress, "x", None),
+        ] {
+            let t = issue(purpose, sub, aux);
+            assert!(r.verify_claims(&t, purpose).is_ok(), "{purpose:?} verifies");
+            let typed = match purpose {
+                Purpose::Confirm => r.verify::<ConfirmClaims>(&t).map(drop),
+                Purpose::Unsubscribe => r.verify::<UnsubscribeClaims>(&t).map(drop),
+                Purpose::Manage => r.verify::<ManageClaims>(&t).map(drop),
+                Purpose::Export => r.verify::<ExportClaims>(&t).map(drop),
+                Purpose::Agree => r.verify::<AgreeClaims>(&t).map(drop),
+                Purpose::ChangeAddress => r.verify::<ChangeAddressClaims>(&t).map(drop),
+            };
+            assert_eq!(typed, Err(TokenError::Invalid), "{purpose:?} {sub:?} {aux:?}");
+        }
+    }
+
+    /// A confirmation link without its issue time counts from when it was signed.
+    #[test]
+    fn a_confirmation_without_aux_counts_from_its_iat() {
+        let r = ring(&[("k1", "a-secret-of-at-least-thirty-two-bytes")]);
+        let t = r.issue(Purpose::Confirm, SUBSCRIBER, None, Some(Duration::from_secs(60)));
+        let raw = r.verify_claims(&t, Purpose::Confirm).unwrap();
+        let typed = r.verify::<ConfirmClaims>(&t).unwrap();
+        assert_eq!(typed.issued_ms, raw.iat * 1000);
+        assert_eq!(typed.jti, raw.jti);
+        let t = r.issue(
+            Purpose::Confirm,
+            SUBSCRIBER,
+            Some("1234"),
+            Some(Duration::from_secs(60)),
+        );
+        assert_eq!(r.verify::<ConfirmClaims>(&t).unwrap().issued_ms, 1234);
     }
 
     #[test]
@@ -186,7 +391,7 @@ mod tests {
             let altered = String::from_utf8(bytes).unwrap();
             if altered != t {
                 assert!(
-                    r.verify(&altered, Purpose::Confirm).is_err(),
+                    r.verify_claims(&altered, Purpose::Confirm).is_err(),
                     "byte {i} altered still verified"
                 );
             }
@@ -201,10 +406,10 @@ mod tests {
             ("k2", "the-new-secret-of-thirty-two-bytes-y"),
             ("k1", "the-old-secret-of-thirty-two-bytes-x"),
         ]);
-        assert!(rotated.verify(&t, Purpose::Unsubscribe).is_ok());
+        assert!(rotated.verify_claims(&t, Purpose::Unsubscribe).is_ok());
         let other = ring(&[("k9", "the-old-secret-of-thirty-two-bytes-x")]);
         assert_eq!(
-            other.verify(&t, Purpose::Unsubscribe),
+            other.verify_claims(&t, Purpose::Unsubscribe),
             Err(TokenError::UnknownKey)
         );
     }
@@ -228,6 +433,7 @@ mod tests {
             &EncodingKey::from_secret(b"a-secret-of-at-least-thirty-two-bytes"),
         )
         .unwrap();
-        assert_eq!(r.verify(&t, Purpose::Confirm), Err(TokenError::Expired));
+        assert_eq!(r.verify_claims(&t, Purpose::Confirm), Err(TokenError::Expired));
+        assert_eq!(r.verify::<ConfirmClaims>(&t), Err(TokenError::Expired));
     }
 }

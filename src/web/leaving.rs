@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 
+use super::form::form_body;
 use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
@@ -16,8 +18,11 @@ use crate::edge::{AppError, token_rejected};
 use crate::services::leaving::AddressChangeOutcome;
 use crate::services::signup::RequestOrigin;
 use crate::store::entities::subscriber;
+use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::{lists, spent_tokens, subscriptions};
-use crate::tokens::{Claims, Purpose};
+use crate::tokens::{
+    AgreeClaims, ChangeAddressClaims, ExportClaims, ManageClaims, PurposeClaims, UnsubscribeClaims,
+};
 
 /// The one-click URI: behind its own, generous per-IP limit, since mailbox providers send
 /// one-click POSTs for many recipients from few addresses.
@@ -48,17 +53,11 @@ async fn agree_target(
     state: &AppState,
     token: &str,
 ) -> Result<(subscriber::Model, crate::store::entities::policy_version::Model), AppError> {
-    let claims = verified(state, token, Purpose::Agree).await?;
-    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
-    let policy_id: i64 = claims
-        .aux
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(gone)?;
-    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: AgreeClaims = verified(state, token).await?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)?;
-    let p = crate::store::policies::policy_by_id(&state.db, policy_id)
+    let p = crate::store::policies::policy_by_id(&state.db, claims.policy_id)
         .await?
         .ok_or_else(gone)?;
     Ok((s, p))
@@ -108,8 +107,8 @@ fn page(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
-async fn verified(state: &AppState, token: &str, purpose: Purpose) -> Result<Claims, AppError> {
-    state.verify_token(token, purpose).await.map_err(token_rejected)
+async fn verified<T: PurposeClaims>(state: &AppState, token: &str) -> Result<T, AppError> {
+    state.verify_token::<T>(token).await.map_err(token_rejected)
 }
 
 fn gone() -> AppError {
@@ -122,30 +121,18 @@ fn gone() -> AppError {
 
 /// The subscriber a manage token names.
 async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Model, AppError> {
-    let claims = verified(state, token, Purpose::Manage).await?;
-    let uuid =
-        uuid::Uuid::parse_str(&claims.sub).map_err(|_| token_rejected(crate::tokens::TokenError::Invalid))?;
-    subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: ManageClaims = verified(state, token).await?;
+    subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)
-}
-
-/// (subscriber, list) named by an unsubscribe token (LU-4).
-fn unsubscribe_target(claims: &Claims) -> Option<(uuid::Uuid, i64)> {
-    Some((
-        uuid::Uuid::parse_str(&claims.sub).ok()?,
-        claims.aux.as_deref()?.parse().ok()?,
-    ))
 }
 
 async fn show_unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
-    let (_, list_id) =
-        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
-    let name = lists::by_ids(&state.db, vec![list_id])
+    let claims: UnsubscribeClaims = verified(&state, &token).await?;
+    let name = lists::by_ids(&state.db, vec![claims.list_id])
         .await?
         .pop()
         .map(|l| l.name)
@@ -186,9 +173,7 @@ pub(crate) async fn unsubscribe(
     Path(token): Path<String>,
     _body: Bytes,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Unsubscribe).await?;
-    let (subscriber, list_id) =
-        unsubscribe_target(&claims).ok_or_else(|| token_rejected(crate::tokens::TokenError::Invalid))?;
+    let UnsubscribeClaims { subscriber, list_id } = verified(&state, &token).await?;
     let name = state
         .leaving
         .unsubscribe(subscriber, list_id, origin(requester, "one-click"))
@@ -216,7 +201,9 @@ async fn render_preferences(
         .map(|l| templates::leaving::ListToggle {
             slug: &l.slug,
             name: &l.name,
-            subscribed: subs.iter().any(|x| x.list_id == l.id && x.status == "confirmed"),
+            subscribed: subs
+                .iter()
+                .any(|x| x.list_id == l.id && x.status == SubscriptionStatus::Confirmed),
         })
         .collect();
     let view = templates::leaving::PreferencesView {
@@ -237,6 +224,29 @@ async fn show_preferences(
     render_preferences(&state, &token, &s, None).await
 }
 
+/// The preference page's form.
+#[derive(Deserialize)]
+struct PreferencesForm {
+    /// The ticked lists' slugs (one `list` field each).
+    #[serde(default)]
+    list: Vec<String>,
+    /// The name; not given leaves it as it is, blank clears it.
+    name: Option<String>,
+}
+
+/// The change-of-address form.
+#[derive(Deserialize)]
+struct AddressForm {
+    /// The new address (the first, if given more than once).
+    #[serde(default, deserialize_with = "first")]
+    email: Option<String>,
+}
+
+/// The first value of a field given more than once.
+fn first<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Vec::<String>::deserialize(d).map(|values| values.into_iter().next())
+}
+
 async fn save_preferences(
     State(state): State<AppState>,
     requester: Requester,
@@ -244,15 +254,7 @@ async fn save_preferences(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    let mut slugs = Vec::new();
-    let mut name = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        match k.as_ref() {
-            "list" => slugs.push(v.into_owned()),
-            "name" => name = Some(v.into_owned()),
-            _ => {}
-        }
-    }
+    let PreferencesForm { list: slugs, name } = form_body(&body)?;
     let name = match name.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
@@ -331,11 +333,8 @@ async fn change_address(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
-    let raw = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let new = EmailAddress::parse(&raw).map_err(|e| {
+    let AddressForm { email } = form_body(&body)?;
+    let new = EmailAddress::parse(email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![crate::edge::FieldError {
             field: "email".into(),
             message: format!("The address {e}."),
@@ -357,7 +356,7 @@ async fn change_address(
 }
 
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
-    verified(&state, &token, Purpose::Export).await?;
+    verified::<ExportClaims>(&state, &token).await?;
     Ok(page(templates::leaving::button_page(
         &state.site(),
         "Download your data",
@@ -371,9 +370,8 @@ async fn download_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::Export).await?;
-    let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
-    let s = subscriptions::subscriber_by_uuid(&state.db, uuid)
+    let claims: ExportClaims = verified(&state, &token).await?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)?;
     if !spent_tokens::spend(&state.db, &claims.jti).await? {
@@ -401,7 +399,7 @@ async fn show_change_address(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    verified(&state, &token, Purpose::ChangeAddress).await?;
+    verified::<ChangeAddressClaims>(&state, &token).await?;
     Ok(page(templates::leaving::button_page(
         &state.site(),
         "Confirm your new address",
@@ -416,12 +414,11 @@ async fn apply_change_address(
     requester: Requester,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims = verified(&state, &token, Purpose::ChangeAddress).await?;
-    let change = uuid::Uuid::parse_str(&claims.sub).map_err(|_| gone())?;
+    let claims: ChangeAddressClaims = verified(&state, &token).await?;
     let site = state.site();
     let (title, text) = match state
         .leaving
-        .apply_address_change(change, origin(requester, "change-address"))
+        .apply_address_change(claims.change, origin(requester, "change-address"))
         .await?
     {
         AddressChangeOutcome::Changed => ("Address changed", "From now on our emails go to this address."),
@@ -435,4 +432,29 @@ async fn apply_change_address(
         ),
     };
     Ok(page(templates::leaving::message(&site, title, text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preference_forms_read_as_they_always_did() {
+        let p: PreferencesForm = form_body(b"list=weekly&name=Ada&other=1&list=offers&name=Ada+L").unwrap();
+        assert_eq!(p.list, ["weekly", "offers"]);
+        assert_eq!(p.name.as_deref(), Some("Ada L"), "the last name given");
+        let p: PreferencesForm = form_body(b"").unwrap();
+        assert!(
+            p.list.is_empty() && p.name.is_none(),
+            "no name field: the name stays"
+        );
+        let a: AddressForm = form_body(b"email=new%40example.org&email=other%40example.org").unwrap();
+        assert_eq!(
+            a.email.as_deref(),
+            Some("new@example.org"),
+            "the first address given"
+        );
+        let a: AddressForm = form_body(b"name=x").unwrap();
+        assert_eq!(a.email, None);
+    }
 }

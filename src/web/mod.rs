@@ -1,6 +1,7 @@
 //! Public HTTP: pages for people (and their JSON twins), health, and the middleware every
 //! public route shares (per-IP rate limit).
 
+mod form;
 mod leaving;
 mod notices;
 mod signup;

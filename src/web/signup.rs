@@ -16,6 +16,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::form::form_body;
+
 use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
@@ -23,7 +25,7 @@ use crate::edge::error::wants_json_headers;
 use crate::edge::{AppError, FieldError, token_rejected};
 use crate::services::signup::{CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
 use crate::store::entities::list;
-use crate::tokens::{Purpose, TokenError};
+use crate::tokens::{ConfirmClaims, TokenError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,8 +40,8 @@ struct FormQuery {
 
 async fn show_form(State(state): State<AppState>, Query(q): Query<FormQuery>) -> Result<Response, AppError> {
     let public = state.public_lists.get(&state.db).await?;
-    let raw = RawSignup {
-        lists: q.list.into_iter().collect(),
+    let raw = SignupForm {
+        list: q.list.into_iter().collect(),
         ..Default::default()
     };
     Ok(Html(render_form(
@@ -53,8 +55,8 @@ async fn show_form(State(state): State<AppState>, Query(q): Query<FormQuery>) ->
 }
 
 /// The single list a `?list=` link or a one-list form names.
-fn q_fixed<'a>(raw: &RawSignup, public: &'a [list::Model]) -> Option<&'a list::Model> {
-    match raw.lists.as_slice() {
+fn q_fixed<'a>(raw: &SignupForm, public: &'a [list::Model]) -> Option<&'a list::Model> {
+    match raw.list.as_slice() {
         [one] => public.iter().find(|l| &l.slug == one),
         _ => None,
     }
@@ -63,16 +65,16 @@ fn q_fixed<'a>(raw: &RawSignup, public: &'a [list::Model]) -> Option<&'a list::M
 fn render_form(
     state: &AppState,
     public: &[list::Model],
-    raw: &RawSignup,
+    raw: &SignupForm,
     errors: HashMap<String, String>,
     fixed: Option<&list::Model>,
 ) -> String {
-    fn choice<'a>(l: &'a list::Model, raw: &RawSignup) -> templates::signup::ListChoice<'a> {
+    fn choice<'a>(l: &'a list::Model, raw: &SignupForm) -> templates::signup::ListChoice<'a> {
         templates::signup::ListChoice {
             slug: &l.slug,
             name: &l.name,
             description: l.description.as_deref(),
-            checked: raw.lists.contains(&l.slug),
+            checked: raw.list.contains(&l.slug),
         }
     }
     // Zero or one public list: nothing to choose.
@@ -88,16 +90,34 @@ fn render_form(
     templates::signup::subscribe_form(&state.site(), &form).into_string()
 }
 
-/// What a form or JSON body said, before parsing.
-#[derive(Debug, Default)]
-struct RawSignup {
+// A JSON signup is read into the same fields (see `SignupRequest`), and both are kept as
+// given, to fill the form in again beside its messages.
+/// A signup as the form posts it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignupForm {
+    #[serde(default)]
+    #[schema(required = true)]
     email: String,
+    #[serde(default)]
     name: String,
-    lists: Vec<String>,
+    /// A list's slug; repeated for several lists.
+    #[serde(default)]
+    #[schema(required = true)]
+    list: Vec<String>,
+    /// Must say yes (`yes`, `true`, `on` or `1`): the consent statement shown on the form.
+    #[serde(default, deserialize_with = "yes")]
+    #[schema(value_type = String, required = true)]
     consent: bool,
+    /// Must say yes: "I am 18 or older".
+    #[serde(default, deserialize_with = "yes")]
+    #[schema(value_type = String, required = true)]
     age_confirmed: bool,
-    honeypot: String,
-    form_name: String,
+    /// The embedding form's name, kept with the consent evidence.
+    #[serde(default)]
+    form: String,
+    /// The honeypot: leave empty.
+    #[serde(default)]
+    website: String,
 }
 
 fn truthy(v: &str) -> bool {
@@ -107,54 +127,115 @@ fn truthy(v: &str) -> bool {
     )
 }
 
-fn from_form(body: &[u8]) -> RawSignup {
-    let mut raw = RawSignup::default();
-    for (k, v) in url::form_urlencoded::parse(body) {
-        match k.as_ref() {
-            "email" => raw.email = v.into_owned(),
-            "name" => raw.name = v.into_owned(),
-            "list" => raw.lists.push(v.into_owned()),
-            "consent" => raw.consent = truthy(&v),
-            "age_confirmed" => raw.age_confirmed = truthy(&v),
-            "website" => raw.honeypot = v.into_owned(),
-            "form" => raw.form_name = v.into_owned(),
-            _ => {}
-        }
-    }
-    raw
+/// A form's checkbox: ticked when its value says yes.
+fn yes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    String::deserialize(d).map(|v| truthy(&v))
 }
 
-fn from_json(body: &[u8]) -> Result<RawSignup, AppError> {
+// Every field is read whatever its JSON type (see `lenient`): one of another type counts as
+// not given, and is then refused with a message, or false, as with the form.
+/// A signup as `POST /subscribe` takes it in JSON (the form sends the same fields).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignupRequest {
+    #[serde(default, deserialize_with = "lenient::text")]
+    #[schema(value_type = String, required = true)]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    name: Option<String>,
+    /// One slug or several (`lists` is accepted too).
+    #[serde(default, deserialize_with = "lenient::slugs")]
+    #[schema(value_type = Vec<String>, required = true)]
+    list: Option<Vec<String>>,
+    // `list` under another name; `list` wins when both are given.
+    #[serde(default, deserialize_with = "lenient::slugs")]
+    #[schema(ignore)]
+    lists: Option<Vec<String>>,
+    /// Must be true: the consent statement shown on the form.
+    #[serde(default, deserialize_with = "lenient::flag")]
+    #[schema(required = true)]
+    consent: bool,
+    /// Must be true: "I am 18 or older".
+    #[serde(default, deserialize_with = "lenient::flag")]
+    #[schema(required = true)]
+    age_confirmed: bool,
+    /// The embedding form's name, kept with the consent evidence.
+    #[serde(default, deserialize_with = "lenient::text")]
+    form: Option<String>,
+    /// The honeypot: leave empty.
+    #[serde(default, deserialize_with = "lenient::text")]
+    website: Option<String>,
+}
+
+/// The fields of a JSON signup, each read whatever its JSON type.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A string; any other value is none.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// true, or a string that says yes; any other value is false.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Bool(b) => b,
+            Value::String(s) => super::truthy(&s),
+            _ => false,
+        })
+    }
+
+    /// One slug, or an array of them (other elements are left out); any other value is an
+    /// empty list (given, so that `list` still wins over `lists`).
+    pub fn slugs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(Some(match Value::deserialize(d)? {
+            Value::String(s) => vec![s],
+            Value::Array(a) => a
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }))
+    }
+}
+
+impl From<SignupRequest> for SignupForm {
+    fn from(r: SignupRequest) -> Self {
+        SignupForm {
+            email: r.email.unwrap_or_default(),
+            name: r.name.unwrap_or_default(),
+            list: r.list.or(r.lists).unwrap_or_default(),
+            consent: r.consent,
+            age_confirmed: r.age_confirmed,
+            form: r.form.unwrap_or_default(),
+            website: r.website.unwrap_or_default(),
+        }
+    }
+}
+
+fn json_body(body: &[u8]) -> Result<SignupForm, AppError> {
+    // Read as a JSON value first, as it always was: its error is the answer's detail, and a key
+    // given twice counts once, with its last value.
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| AppError::bad_request(format!("The body is not valid JSON: {e}")))?;
-    let Value::Object(map) = v else {
+    if !v.is_object() {
         return Err(AppError::bad_request("The body must be a JSON object."));
-    };
-    let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let flag = |k: &str| match map.get(k) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => truthy(s),
-        _ => false,
-    };
-    let lists = match map.get("list").or_else(|| map.get("lists")) {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    Ok(RawSignup {
-        email: text("email"),
-        name: text("name"),
-        lists,
-        consent: flag("consent"),
-        age_confirmed: flag("age_confirmed"),
-        honeypot: text("website"),
-        form_name: text("form"),
-    })
+    }
+    // Every field is read whatever its type, so an object always reads.
+    let request = SignupRequest::deserialize(v)
+        .map_err(|e| AppError::bad_request(format!("The body is not a signup: {e}")))?;
+    Ok(request.into())
 }
 
 /// Turns raw input into a signup, or a message per field.
 fn parse(
-    raw: &RawSignup,
+    raw: &SignupForm,
     public: &[list::Model],
 ) -> Result<(EmailAddress, Option<DisplayName>, Vec<list::Model>), Vec<FieldError>> {
     let mut errors = Vec::new();
@@ -180,13 +261,13 @@ fn parse(
             .ok()
     };
     let mut chosen = Vec::new();
-    if raw.lists.is_empty() {
+    if raw.list.is_empty() {
         match public {
             [only] => chosen.push(only.clone()),
             _ => err("list", "Please choose at least one newsletter.".into()),
         }
     }
-    for slug in &raw.lists {
+    for slug in &raw.list {
         match public.iter().find(|l| &l.slug == slug) {
             Some(l) => chosen.push(l.clone()),
             None => err("list", "One of the chosen newsletters does not exist.".into()),
@@ -227,14 +308,14 @@ fn accepted(state: &AppState, json: bool) -> Response {
     }
 }
 
-fn source(json: bool, raw: &RawSignup, headers: &HeaderMap) -> String {
+fn source(json: bool, raw: &SignupForm, headers: &HeaderMap) -> String {
     let mut source = if json {
         "json:/subscribe".to_owned()
     } else {
         "form:/subscribe".to_owned()
     };
     let form: String = raw
-        .form_name
+        .form
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(*c))
         .take(64)
@@ -256,24 +337,6 @@ fn source(json: bool, raw: &RawSignup, headers: &HeaderMap) -> String {
     source.chars().take(200).collect()
 }
 
-/// A signup as `POST /subscribe` takes it in JSON (the form sends the same fields).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documents what `from_json` reads
-pub(crate) struct SignupRequest {
-    email: String,
-    name: Option<String>,
-    /// One slug or several (`lists` is accepted too).
-    list: Vec<String>,
-    /// Must be true: the consent statement shown on the form.
-    consent: bool,
-    /// Must be true: "I am 18 or older".
-    age_confirmed: bool,
-    /// The embedding form's name, kept with the consent evidence.
-    form: Option<String>,
-    /// The honeypot: leave empty.
-    website: Option<String>,
-}
-
 #[utoipa::path(
     post,
     path = "/subscribe",
@@ -282,7 +345,7 @@ pub(crate) struct SignupRequest {
     request_body(
         description = "JSON, or the form's fields: `email`, `name`, `list` (repeatable), `consent=yes`, \
                        `age_confirmed=yes`",
-        content((SignupRequest = "application/json"), (String = "application/x-www-form-urlencoded"))
+        content((SignupRequest = "application/json"), (SignupForm = "application/x-www-form-urlencoded"))
     ),
     responses(
         (status = 202, description = "Accepted (JSON request): the same answer whatever the address's state",
@@ -312,8 +375,12 @@ pub(crate) async fn submit(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-    let raw = if json { from_json(&body)? } else { from_form(&body) };
-    if !raw.honeypot.trim().is_empty() {
+    let raw = if json {
+        json_body(&body)?
+    } else {
+        form_body(&body)?
+    };
+    if !raw.website.trim().is_empty() {
         tracing::info!("honeypot filled: answered as accepted, nothing stored");
         return Ok(accepted(&state, json));
     }
@@ -348,7 +415,7 @@ async fn show_confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    match state.verify_token(&token, Purpose::Confirm).await {
+    match state.verify_token::<ConfirmClaims>(&token).await {
         Ok(_) => {
             Ok(Html(templates::signup::confirm_page(&state.site(), &token).into_string()).into_response())
         }
@@ -373,7 +440,7 @@ async fn confirm(
     if let Some(ip) = requester.ip {
         state.limits.signup.check(&ip)?;
     }
-    let claims = match state.verify_token(&token, Purpose::Confirm).await {
+    let claims = match state.verify_token::<ConfirmClaims>(&token).await {
         Ok(c) => c,
         Err(TokenError::Expired) => return Ok(expired(&state)),
         Err(e) => return Err(token_rejected(e)),
@@ -390,4 +457,82 @@ async fn confirm(
         ConfirmOutcome::NothingPending => templates::signup::nothing_to_confirm(&site),
     };
     Ok(Html(page.into_string()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: &str) -> SignupForm {
+        json_body(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_json_field_of_another_type_counts_as_not_given() {
+        let s = json(
+            r#"{"email": 5, "name": null, "list": "weekly", "consent": " Yes", "age_confirmed": 1,
+                "form": {}, "website": ["x"], "other": true}"#,
+        );
+        assert_eq!((s.email.as_str(), s.name.as_str()), ("", ""));
+        assert_eq!(s.list, ["weekly"]);
+        assert!(s.consent && !s.age_confirmed);
+        assert_eq!((s.form.as_str(), s.website.as_str()), ("", ""));
+        let s = json(r#"{"list": ["a", 3, "b", null], "consent": true, "age_confirmed": "on"}"#);
+        assert_eq!(s.list, ["a", "b"]);
+        assert!(s.consent && s.age_confirmed);
+    }
+
+    #[test]
+    fn json_list_wins_over_lists_and_a_repeated_key_counts_once() {
+        assert_eq!(json(r#"{"lists": ["a"]}"#).list, ["a"]);
+        assert_eq!(json(r#"{"lists": "a", "list": "b"}"#).list, ["b"]);
+        assert!(json(r#"{"list": null, "lists": ["a"]}"#).list.is_empty());
+        let s = json(r#"{"email": "a@example.org", "email": "b@example.org", "list": "x", "list": ["y"]}"#);
+        assert_eq!(
+            (s.email.as_str(), s.list.as_slice()),
+            ("b@example.org", &["y".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_is_a_bad_request() {
+        for (body, detail) in [
+            ("[1]", "The body must be a JSON object."),
+            ("\"a\"", "The body must be a JSON object."),
+            (
+                "{not json",
+                "The body is not valid JSON: key must be a string at line 1 column 2",
+            ),
+            (
+                "{} x",
+                "The body is not valid JSON: trailing characters at line 1 column 4",
+            ),
+            (
+                "",
+                "The body is not valid JSON: EOF while parsing a value at line 1 column 0",
+            ),
+        ] {
+            let e = json_body(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.status, e.detail.as_str()),
+                (StatusCode::BAD_REQUEST, detail),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_form_takes_every_list_and_the_last_of_anything_else() {
+        let s: SignupForm = form_body(
+            b"list=a&lists=b&email=x%40example.org&consent=ON&age_confirmed=no&list=c&email=y%40example.org\
+              &form=f&website=&other=1",
+        )
+        .unwrap();
+        assert_eq!(s.email, "y@example.org");
+        assert_eq!(s.list, ["a", "c"], "`lists` is the JSON body's alias only");
+        assert!(s.consent && !s.age_confirmed);
+        assert_eq!((s.form.as_str(), s.website.as_str()), ("f", ""));
+        let empty: SignupForm = form_body(b"").unwrap();
+        assert!(empty.email.is_empty() && empty.list.is_empty() && !empty.consent);
+    }
 }
