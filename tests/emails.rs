@@ -258,38 +258,37 @@ fn policy(material: bool) -> serde_json::Value {
     })
 }
 
-/// The notice of a new privacy policy version (CS-12, CS-13), `POST /api/v1/policies`.
-#[tokio::test]
-async fn policy_notice() {
+/// A policy version published with `POST /api/v1/policies`, as its notice reaches a subscriber.
+async fn assert_policy_notice(material: bool, snapshot: &str, description: &str) {
     let app = app().await;
     confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
     let before = app.sink.messages().len();
-    api_post(&app, &key, "/api/v1/policies", policy(false)).await;
+    api_post(&app, &key, "/api/v1/policies", policy(material)).await;
     let m = app.wait_for_mail_to(before, "zoe@example.org").await;
-    assert_email(
-        &app,
+    assert_email(&app, snapshot, description, &m);
+}
+
+/// The notice of a new privacy policy version (CS-12, CS-13).
+#[tokio::test]
+async fn policy_notice() {
+    assert_policy_notice(
+        false,
         "policy_notice",
         "The notice of a new privacy policy version (not material)",
-        &m,
-    );
+    )
+    .await;
 }
 
 /// The notice of a material policy change: it asks for agreement.
 #[tokio::test]
 async fn policy_notice_material() {
-    let app = app().await;
-    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
-    let key = app.create_api_key().await;
-    let before = app.sink.messages().len();
-    api_post(&app, &key, "/api/v1/policies", policy(true)).await;
-    let m = app.wait_for_mail_to(before, "zoe@example.org").await;
-    assert_email(
-        &app,
+    assert_policy_notice(
+        true,
         "policy_notice_material",
         "The notice of a material privacy policy change, with the link to agree",
-        &m,
-    );
+    )
+    .await;
 }
 
 /// A data breach notice, `POST /api/v1/notices/breach`.
