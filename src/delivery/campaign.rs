@@ -261,7 +261,7 @@ impl Job for CampaignJob {
     async fn before_claim(&self, ctx: &Context) {
         match store::start_due(&ctx.db).await {
             Ok(0) => {}
-            Ok(_) => ctx.wakeups.campaigns.notify_waiters(),
+            Ok(_) => ctx.wakeups.campaigns.notify_one(),
             Err(e) => tracing::warn!(error = %e, "starting scheduled campaigns failed"),
         }
         match crate::store::policies::material_in_force(&ctx.db, crate::store::now()).await {

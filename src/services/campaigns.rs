@@ -131,7 +131,7 @@ impl Campaigns {
     /// campaign was not a draft or scheduled.
     pub async fn start(&self, id: i64) -> Result<Option<i64>, store::Error> {
         let started = db::start(&self.db, id).await?;
-        self.wakeups.campaigns.notify_waiters();
+        self.wakeups.campaigns.notify_one();
         Ok(started)
     }
 
@@ -145,7 +145,7 @@ impl Campaigns {
 
     pub async fn resume(&self, id: i64) -> Result<bool, store::Error> {
         let ok = db::transition(&self.db, id, &[CampaignStatus::Paused], CampaignStatus::Sending).await?;
-        self.wakeups.campaigns.notify_waiters();
+        self.wakeups.campaigns.notify_one();
         Ok(ok)
     }
 
