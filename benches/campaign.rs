@@ -270,7 +270,7 @@ async fn main() {
         markdown: Some(markdown),
         ..Default::default()
     };
-    let valid = state.campaigns.validate(input).await.unwrap().unwrap();
+    let valid = state.campaigns.validate(input).await.unwrap();
     let campaign = state.campaigns.create(valid).await.unwrap();
     let our_bytes = message_bytes(&state, &delivery, campaign.id).await;
 

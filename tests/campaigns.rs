@@ -710,7 +710,7 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
         markdown: Some("Hello {{ name }}".into()),
         ..Default::default()
     };
-    let valid = state.campaigns.validate(input).await.unwrap().unwrap();
+    let valid = state.campaigns.validate(input).await.unwrap();
     let campaign = state.campaigns.create(valid).await.unwrap();
     // The start snapshots the audience (and, on PostgreSQL, refreshes the statistics).
     assert_eq!(state.campaigns.start(campaign.id).await.unwrap(), Some(10_000));

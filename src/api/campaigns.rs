@@ -92,11 +92,7 @@ async fn create(
     State(state): State<AppState>,
     Json(input): Json<CampaignInput>,
 ) -> Result<(StatusCode, Json<CampaignView>), AppError> {
-    let valid = state
-        .campaigns
-        .validate(input)
-        .await?
-        .map_err(AppError::unprocessable)?;
+    let valid = state.campaigns.validate(input).await?;
     let c = state.campaigns.create(valid).await?;
     Ok((StatusCode::CREATED, Json(view(&state, c).await?)))
 }
@@ -123,11 +119,7 @@ async fn update(
     Json(input): Json<CampaignInput>,
 ) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
-    let valid = state
-        .campaigns
-        .validate(input)
-        .await?
-        .map_err(AppError::unprocessable)?;
+    let valid = state.campaigns.validate(input).await?;
     if !state.campaigns.update(id, valid).await? {
         return Err(AppError::conflict("Only a draft can be changed."));
     }
@@ -270,7 +262,7 @@ async fn transition(
     state: &AppState,
     id: i64,
     verb: &str,
-    ok: Result<bool, crate::store::Error>,
+    ok: Result<bool, crate::services::Error>,
 ) -> Result<Json<CampaignView>, AppError> {
     let c = load(state, id).await?;
     if !ok? {

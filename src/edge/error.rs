@@ -92,6 +92,15 @@ impl From<store::Error> for AppError {
     }
 }
 
+impl From<crate::services::Error> for AppError {
+    fn from(e: crate::services::Error) -> Self {
+        match e {
+            crate::services::Error::Invalid(errors) => AppError::unprocessable(errors),
+            crate::services::Error::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut res = self.status.into_response();

@@ -2,6 +2,7 @@
 //! templates that compile), started by snapshotting the audience in the database, paused,
 //! resumed, cancelled, scheduled, and test-sent to the team.
 
+use super::Error;
 use std::sync::Arc;
 
 use crate::delivery::{Payload, Wakeups};
@@ -30,10 +31,7 @@ impl Campaigns {
         crate::delivery::prepare_campaign(&self.db, id).await
     }
 
-    pub async fn validate(
-        &self,
-        input: CampaignInput,
-    ) -> Result<Result<ValidCampaign, Vec<FieldError>>, store::Error> {
+    pub async fn validate(&self, input: CampaignInput) -> Result<ValidCampaign, Error> {
         let mut errors = Vec::new();
         let mut err = |field: &str, message: String| {
             errors.push(FieldError {
@@ -102,7 +100,7 @@ impl Campaigns {
         {
             err("markdown", format!("the template does not work: {e}"));
         }
-        Ok(match (subject, source) {
+        match (subject, source) {
             (Some(subject), Some(source)) if errors.is_empty() => Ok(ValidCampaign {
                 subject,
                 lists: chosen,
@@ -110,59 +108,59 @@ impl Campaigns {
                 from,
                 send_at,
             }),
-            _ => Err(errors),
-        })
+            _ => Err(Error::Invalid(errors)),
+        }
     }
 
-    pub async fn create(&self, v: ValidCampaign) -> Result<campaign::Model, store::Error> {
-        db::create(&self.db, draft(v)).await
+    pub async fn create(&self, v: ValidCampaign) -> Result<campaign::Model, Error> {
+        Ok(db::create(&self.db, draft(v)).await?)
     }
 
     /// Replaces a draft's content; false when the campaign is no longer a draft.
-    pub async fn update(&self, id: i64, v: ValidCampaign) -> Result<bool, store::Error> {
-        db::update_draft(&self.db, id, draft(v)).await
+    pub async fn update(&self, id: i64, v: ValidCampaign) -> Result<bool, Error> {
+        Ok(db::update_draft(&self.db, id, draft(v)).await?)
     }
 
-    pub async fn delete_draft(&self, id: i64) -> Result<bool, store::Error> {
-        db::delete_draft(&self.db, id).await
+    pub async fn delete_draft(&self, id: i64) -> Result<bool, Error> {
+        Ok(db::delete_draft(&self.db, id).await?)
     }
 
     /// Starts sending now: snapshots the audience and hands it to the workers. `None` when the
     /// campaign was not a draft or scheduled.
-    pub async fn start(&self, id: i64) -> Result<Option<i64>, store::Error> {
+    pub async fn start(&self, id: i64) -> Result<Option<i64>, Error> {
         let started = db::start(&self.db, id).await?;
         self.wakeups.campaigns.notify_one();
         Ok(started)
     }
 
-    pub async fn schedule(&self, id: i64, at: time::OffsetDateTime) -> Result<bool, store::Error> {
-        db::schedule(&self.db, id, at).await
+    pub async fn schedule(&self, id: i64, at: time::OffsetDateTime) -> Result<bool, Error> {
+        Ok(db::schedule(&self.db, id, at).await?)
     }
 
-    pub async fn pause(&self, id: i64) -> Result<bool, store::Error> {
-        db::transition(&self.db, id, &[CampaignStatus::Sending], CampaignStatus::Paused).await
+    pub async fn pause(&self, id: i64) -> Result<bool, Error> {
+        Ok(db::transition(&self.db, id, &[CampaignStatus::Sending], CampaignStatus::Paused).await?)
     }
 
-    pub async fn resume(&self, id: i64) -> Result<bool, store::Error> {
+    pub async fn resume(&self, id: i64) -> Result<bool, Error> {
         let ok = db::transition(&self.db, id, &[CampaignStatus::Paused], CampaignStatus::Sending).await?;
         self.wakeups.campaigns.notify_one();
         Ok(ok)
     }
 
-    pub async fn cancel(&self, id: i64) -> Result<bool, store::Error> {
-        db::cancel(&self.db, id).await
+    pub async fn cancel(&self, id: i64) -> Result<bool, Error> {
+        Ok(db::cancel(&self.db, id).await?)
     }
 
     /// Test sends go only to addresses the operator marked as team test recipients.
-    pub async fn is_test_recipient(&self, email: &EmailAddress) -> Result<bool, store::Error> {
-        db::is_test_recipient(&self.db, &email.normalized()).await
+    pub async fn is_test_recipient(&self, email: &EmailAddress) -> Result<bool, Error> {
+        Ok(db::is_test_recipient(&self.db, &email.normalized()).await?)
     }
 
-    pub async fn add_test_recipient(&self, email: &EmailAddress) -> Result<(), store::Error> {
-        db::add_test_recipient(&self.db, &email.normalized()).await
+    pub async fn add_test_recipient(&self, email: &EmailAddress) -> Result<(), Error> {
+        Ok(db::add_test_recipient(&self.db, &email.normalized()).await?)
     }
 
-    pub async fn queue_test_send(&self, id: i64, to: &[EmailAddress]) -> Result<(), store::Error> {
+    pub async fn queue_test_send(&self, id: i64, to: &[EmailAddress]) -> Result<(), Error> {
         for address in to {
             let payload = Payload::CampaignTest { campaign_id: id };
             store::outbox::enqueue(

@@ -5,6 +5,7 @@
 //! each send, so nothing already queued reaches someone who left (CS-7). Erasure keeps only a
 //! keyed hash of the address as a suppression (GD-3, GD-4).
 
+use super::Error;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -40,12 +41,7 @@ fn event(subscriber_id: i64, list_id: i64, kind: ConsentKind, origin: &RequestOr
 }
 
 /// Leaves these subscriptions (those not left already); records one event per list.
-async fn leave(
-    tx: &Tx,
-    subscriber_id: i64,
-    list_ids: &[i64],
-    origin: &RequestOrigin,
-) -> Result<u64, store::Error> {
+async fn leave(tx: &Tx, subscriber_id: i64, list_ids: &[i64], origin: &RequestOrigin) -> Result<u64, Error> {
     let mut changed = 0;
     for &list_id in list_ids {
         if subscriptions::leave(tx, subscriber_id, list_id).await? {
@@ -68,7 +64,7 @@ impl Leaving {
         subscriber_uuid: uuid::Uuid,
         list_id: i64,
         origin: RequestOrigin,
-    ) -> Result<Option<String>, store::Error> {
+    ) -> Result<Option<String>, Error> {
         let list_name = lists::by_ids(&self.db, vec![list_id])
             .await?
             .pop()
@@ -86,7 +82,7 @@ impl Leaving {
         &self,
         subscriber: &subscriber::Model,
         origin: RequestOrigin,
-    ) -> Result<(), store::Error> {
+    ) -> Result<(), Error> {
         let tx = begin_write(&self.db).await?;
         let ids: Vec<i64> = subscriptions::of_subscriber(&tx, subscriber.id)
             .await?
@@ -102,7 +98,7 @@ impl Leaving {
             )
             .await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// The preference form: keep the ticked lists, leave the others, and (re)join ticked lists.
@@ -114,7 +110,7 @@ impl Leaving {
         wanted: &[i64],
         name: Option<Option<DisplayName>>,
         origin: RequestOrigin,
-    ) -> Result<(), store::Error> {
+    ) -> Result<(), Error> {
         let policy = policies::in_force(&self.db, store::now())
             .await?
             .map(|p| p.version);
@@ -150,13 +146,13 @@ impl Leaving {
         if let Some(name) = name {
             subscriptions::set_name(&tx, subscriber.id, name.as_ref().map(DisplayName::as_str)).await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// Erases the person at once (GD-3): subscriber, subscriptions, consent evidence, pending
     /// changes and every outbox row naming them go; only the keyed hash of the address stays, as a
     /// suppression (GD-4), so imports and API adds cannot bring it back.
-    pub async fn erase(&self, subscriber: &subscriber::Model) -> Result<(), store::Error> {
+    pub async fn erase(&self, subscriber: &subscriber::Model) -> Result<(), Error> {
         let tx = begin_write(&self.db).await?;
         if let Ok(email) = EmailAddress::parse(&subscriber.email) {
             suppressions::add(&tx, &self.address_hasher.hash(&email), SuppressionReason::Erased).await?;
@@ -168,7 +164,7 @@ impl Leaving {
     }
 
     /// Queues an email with a link to the export (GD-1: only through the person's own mailbox).
-    pub async fn request_export(&self, subscriber: &subscriber::Model) -> Result<(), store::Error> {
+    pub async fn request_export(&self, subscriber: &subscriber::Model) -> Result<(), Error> {
         let payload = Payload::ExportLink;
         store::outbox::enqueue(
             &self.db,
@@ -186,7 +182,7 @@ impl Leaving {
     }
 
     /// Everything held about the person, machine readable (GD-1, Art. 15 and 20).
-    pub async fn export(&self, subscriber: &subscriber::Model) -> Result<serde_json::Value, store::Error> {
+    pub async fn export(&self, subscriber: &subscriber::Model) -> Result<serde_json::Value, Error> {
         let lists: std::collections::HashMap<i64, _> = lists::all(&self.db)
             .await?
             .into_iter()
@@ -253,7 +249,7 @@ impl Leaving {
         &self,
         subscriber: &subscriber::Model,
         new_email: &EmailAddress,
-    ) -> Result<(), store::Error> {
+    ) -> Result<(), Error> {
         let change = uuid::Uuid::new_v4();
         let tx = begin_write(&self.db).await?;
         subscriptions::insert_address_change(&tx, change, subscriber.id, new_email).await?;
@@ -278,7 +274,7 @@ impl Leaving {
         &self,
         change: uuid::Uuid,
         origin: RequestOrigin,
-    ) -> Result<AddressChangeOutcome, store::Error> {
+    ) -> Result<AddressChangeOutcome, Error> {
         let tx = begin_write(&self.db).await?;
         let Some(row) = subscriptions::address_change_by_uuid(&tx, change).await? else {
             return Ok(AddressChangeOutcome::Gone);
@@ -315,7 +311,7 @@ impl Leaving {
         email: &EmailAddress,
         list_ids: Option<&[i64]>,
         source: &str,
-    ) -> Result<(), store::Error> {
+    ) -> Result<(), Error> {
         let origin = RequestOrigin {
             ip: None,
             user_agent: None,
@@ -357,8 +353,8 @@ impl Leaving {
         subscriber: &subscriber::Model,
         version: &str,
         origin: RequestOrigin,
-    ) -> Result<(), store::Error> {
-        subscriptions::record_consent(
+    ) -> Result<(), Error> {
+        Ok(subscriptions::record_consent(
             &self.db,
             NewConsentEvent {
                 ip: origin.ip,
@@ -367,7 +363,7 @@ impl Leaving {
                 ..NewConsentEvent::new(subscriber.id, ConsentKind::Agree, origin.source)
             },
         )
-        .await
+        .await?)
     }
 }
 

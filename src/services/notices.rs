@@ -6,6 +6,7 @@
 //! addresses suppressed for bounces, complaints or by hand. A dedupe key per version and person
 //! makes a second publish, a crash or a second instance unable to queue a second notice.
 
+use super::Error;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -15,7 +16,7 @@ use crate::delivery::{Payload, Wakeups};
 use crate::domain::{EmailAddress, HeaderText};
 use crate::store::entities::{breach_notice, policy_version};
 use crate::store::policies::{self, NewPolicyVersion, NoticeAudience};
-use crate::store::{self, Db, begin_write};
+use crate::store::{Db, begin_write};
 
 /// Publishes policy versions and breach notices.
 pub struct Notices {
@@ -63,7 +64,7 @@ pub enum PublishOutcome {
 }
 
 impl Notices {
-    pub async fn publish_policy(&self, new: NewPolicy) -> Result<PublishOutcome, store::Error> {
+    pub async fn publish_policy(&self, new: NewPolicy) -> Result<PublishOutcome, Error> {
         let hash = new.content_hash();
         let tx = begin_write(&self.db).await?;
         if let Some(existing) = policies::by_version(&tx, &new.version).await? {
@@ -98,9 +99,9 @@ impl Notices {
 
     /// Publishing races with itself across instances: a unique violation means another publish of
     /// the same version won; read it back and answer as for a repeat.
-    pub async fn publish_policy_idempotent(&self, new: NewPolicy) -> Result<PublishOutcome, store::Error> {
+    pub async fn publish_policy_idempotent(&self, new: NewPolicy) -> Result<PublishOutcome, Error> {
         match self.publish_policy(new.clone()).await {
-            Err(e) if store::is_unique_violation(&e) => self.publish_policy(new).await,
+            Err(e) if e.is_unique_violation() => self.publish_policy(new).await,
             other => other,
         }
     }
@@ -113,7 +114,7 @@ impl Notices {
         subject: HeaderText,
         body: String,
         affected: Affected,
-    ) -> Result<(breach_notice::Model, u64), store::Error> {
+    ) -> Result<(breach_notice::Model, u64), Error> {
         let tx = begin_write(&self.db).await?;
         let notice = policies::insert_breach_notice(&tx, subject.as_str(), body, affected.describe()).await?;
         let payload =

@@ -6,6 +6,7 @@
 //! on it (OI-9). Concurrent identical signups end as one subscription per list and at most one
 //! confirmation: unique constraints and upserts decide, not application locks.
 
+use super::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -49,7 +50,7 @@ pub struct Signup {
 /// a request is a batch of one and waits for nothing. Every request does the same work either
 /// way (OI-9).
 pub struct SignupWriter {
-    batches: Batcher<Signup, Result<(), store::Error>>,
+    batches: Batcher<Signup, Result<(), Error>>,
 }
 
 /// What the writer needs; it holds no application state, so it stops when the state is dropped.
@@ -76,16 +77,16 @@ impl SignupWriter {
     }
 
     /// Records the signup. Answers nothing about the address's state.
-    pub async fn sign_up(&self, signup: Signup) -> Result<(), store::Error> {
+    pub async fn sign_up(&self, signup: Signup) -> Result<(), Error> {
         self.batches
             .call(signup)
             .await
-            .unwrap_or_else(|| Err(store::Error::Custom("the signup writer has stopped".into())))
+            .unwrap_or_else(|| Err(store::Error::Custom("the signup writer has stopped".into()).into()))
     }
 }
 
 /// Writes a batch; one answer per signup.
-async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Result<(), store::Error>> {
+async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Result<(), Error>> {
     let all: Vec<&Signup> = signups.iter().collect();
     match write_batch(ctx, &all).await {
         Ok(()) => signups.iter().map(|_| Ok(())).collect(),
@@ -98,14 +99,14 @@ async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Resu
             }
             results
         }
-        Err(e) => vec![Err(store::Error::Custom(e.to_string()))],
+        Err(e) => vec![Err(store::Error::Custom(e.to_string()).into())],
     }
 }
 
 /// Writes signups in one transaction. An address may come more than once in a batch (1,000
 /// identical requests at once): the n-th occurrences are written in the n-th round, so each
 /// multi-row statement touches a person once, and each round sees what the one before wrote.
-async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), store::Error> {
+async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), Error> {
     let payload = confirmation_payload();
     let rule = confirmation_rule(&ctx.cfg, &payload);
     let rounds = rounds(signups);
@@ -118,7 +119,7 @@ async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), sto
         .zip(&hashes)
         .map(|(round, hashes)| round_rows(round, hashes))
         .collect();
-    signups::write(&ctx.db, &rows, &rule).await
+    Ok(signups::write(&ctx.db, &rows, &rule).await?)
 }
 
 fn confirmation_payload() -> serde_json::Value {
@@ -202,10 +203,10 @@ pub async fn queue_confirmation(
     subscriber_id: i64,
     email: &EmailAddress,
     newest_pending_ms: i64,
-) -> Result<(), store::Error> {
+) -> Result<(), Error> {
     let payload = confirmation_payload();
     let rule = confirmation_rule(cfg, &payload);
-    signups::queue_confirmation(tx, subscriber_id, email.as_str(), newest_pending_ms, &rule).await
+    Ok(signups::queue_confirmation(tx, subscriber_id, email.as_str(), newest_pending_ms, &rule).await?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +240,7 @@ impl Signups {
 
     /// Records the signup and queues a confirmation if one is due. Answers nothing about the
     /// address's state (OI-9).
-    pub async fn sign_up(&self, signup: Signup) -> Result<(), store::Error> {
+    pub async fn sign_up(&self, signup: Signup) -> Result<(), Error> {
         self.writer.sign_up(signup).await?;
         self.wakeups.outbox.notify_one();
         Ok(())
@@ -251,7 +252,7 @@ impl Signups {
         &self,
         claims: &ConfirmClaims,
         origin: RequestOrigin,
-    ) -> Result<ConfirmOutcome, store::Error> {
+    ) -> Result<ConfirmOutcome, Error> {
         let issued_ms = claims.issued_ms;
         let policy = policies::in_force(&self.db, store::now())
             .await?

@@ -3,6 +3,7 @@
 //! and sent a confirmation, or refused. An address that was suppressed, erased or opted out is
 //! never brought back this way (CS-10, CS-11): only a fresh confirmed opt-in can do that.
 
+use super::Error;
 use std::sync::Arc;
 
 use crate::config::SignupConfig;
@@ -56,11 +57,7 @@ pub enum AddOutcome {
 
 impl Subscribers {
     /// Adds one person to `lists` through the API.
-    pub async fn add_one(
-        &self,
-        person: &PersonToAdd,
-        lists: &[list::Model],
-    ) -> Result<AddOutcome, store::Error> {
+    pub async fn add_one(&self, person: &PersonToAdd, lists: &[list::Model]) -> Result<AddOutcome, Error> {
         let tx = begin_write(&self.db).await?;
         let outcome = self.add(&tx, person, lists, ConsentKind::ApiAdd).await?;
         tx.commit().await?;
@@ -69,11 +66,7 @@ impl Subscribers {
     }
 
     /// Imports people into one list in one transaction; one outcome per person, in order.
-    pub async fn import(
-        &self,
-        people: &[PersonToAdd],
-        list: &list::Model,
-    ) -> Result<Vec<AddOutcome>, store::Error> {
+    pub async fn import(&self, people: &[PersonToAdd], list: &list::Model) -> Result<Vec<AddOutcome>, Error> {
         let tx = begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(people.len());
         for person in people {
@@ -95,7 +88,7 @@ impl Subscribers {
         person: &PersonToAdd,
         lists: &[list::Model],
         channel: ConsentKind,
-    ) -> Result<AddOutcome, store::Error> {
+    ) -> Result<AddOutcome, Error> {
         let PersonToAdd { email, name, consent } = person;
         let name = name.as_ref();
         let hash = self.address_hasher.hash(email);
