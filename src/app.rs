@@ -45,6 +45,14 @@ pub struct Parts {
 pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
     let db = store::connect(config.database_url.expose()).await?;
     store::migrate(&db).await?;
+    if let Some(first) = &config.default_list
+        && store::lists::create_if_none(&db, &first.slug, &first.name).await?
+    {
+        tracing::info!(
+            list = first.slug.as_str(),
+            "created the first list (DEFAULT_LIST)"
+        );
+    }
     let token_keys: Vec<(String, String)> = match &config.token_keys {
         Some(keys) => keys
             .iter()

@@ -129,6 +129,13 @@ fn malformed_transport_database_and_token_keys_are_refused() {
 }
 
 #[test]
+fn a_malformed_default_list_is_refused() {
+    for bad in ["weekly", "Not A Slug:The Weekly", "weekly:", "weekly:   "] {
+        assert_refused(&with(&[("DEFAULT_LIST", bad)], &[]), "DEFAULT_LIST");
+    }
+}
+
+#[test]
 fn the_demo_env_file_is_a_valid_configuration() {
     let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
         .env_clear()

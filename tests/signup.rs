@@ -790,3 +790,31 @@ async fn gd5_retention_removes_unconfirmed_signups_and_then_ips() {
     .unwrap();
     assert_eq!(again, Default::default(), "idempotent");
 }
+
+/// A fresh install takes a signup out of the box: `DEFAULT_LIST` creates the first list at
+/// start-up, once, and only when there is no list at all.
+#[tokio::test]
+async fn a_fresh_install_offers_the_default_list_and_takes_a_signup() {
+    let first = spawn(Spawn {
+        overrides: vec![("DEFAULT_LIST", "weekly:The Weekly".into())],
+        ..Default::default()
+    })
+    .await;
+    let form = first.page("/subscribe").await;
+    assert!(
+        form.contains("The Weekly") && form.contains("value=\"weekly\""),
+        "the form offers the default list: {form}"
+    );
+    let mail = common::flows::sign_up(&first, "first@example.org", None, &["weekly"]).await;
+    assert_eq!(mail.rcpt_to, vec!["first@example.org".to_string()]);
+
+    // A second instance on the same database, and a restart with another DEFAULT_LIST, add
+    // nothing: a list exists.
+    let again = spawn(Spawn {
+        overrides: vec![("DEFAULT_LIST", "monthly:The Monthly".into())],
+        ..Spawn::sharing(first.db.clone(), first.sink.clone())
+    })
+    .await;
+    assert_eq!(again.query_i64("SELECT COUNT(*) FROM lists").await, 1);
+    assert!(!again.page("/subscribe").await.contains("The Monthly"));
+}

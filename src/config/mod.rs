@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{EmailAddress, HeaderText};
+use crate::domain::{EmailAddress, HeaderText, ListSlug};
 
 /// A configuration value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -172,6 +172,35 @@ pub struct Config {
     pub signup: SignupConfig,
     pub retention: RetentionConfig,
     pub request_timeout: Duration,
+    /// The list created at start-up when there is none yet (`DEFAULT_LIST=slug:Name`), so that a
+    /// fresh install can take a signup.
+    pub default_list: Option<DefaultList>,
+}
+
+/// A list to create when the database has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultList {
+    pub slug: ListSlug,
+    pub name: String,
+}
+
+fn parse_default_list(raw: &str) -> Result<DefaultList, ConfigError> {
+    const KEY: &str = "DEFAULT_LIST";
+    let (slug, name) = raw
+        .split_once(':')
+        .ok_or_else(|| err(KEY, "must be slug:Name, for example weekly:The Weekly"))?;
+    let slug = ListSlug::parse(slug.trim()).map_err(|e| err(KEY, format!("has a slug that {e}")))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(err(
+            KEY,
+            "needs a name of 1-200 characters on one line after the colon",
+        ));
+    }
+    Ok(DefaultList {
+        slug,
+        name: name.to_owned(),
+    })
 }
 
 /// Domains of free mailbox providers: sending From them fails DMARC and breaks GY-5.
@@ -431,6 +460,7 @@ impl Config {
             address_hash_key,
             dkim,
             trust_proxy_headers: s.flag("TRUST_PROXY_HEADERS")?,
+            default_list: s.get("DEFAULT_LIST").map(parse_default_list).transpose()?,
             delivery,
             rate_limits,
             signup,

@@ -31,6 +31,19 @@ pub async fn create(
     .await
 }
 
+/// Creates this public list if the database has no list at all; true when it did. Several
+/// instances starting at once create it once.
+pub async fn create_if_none(db: &impl ConnectionTrait, slug: &ListSlug, name: &str) -> Result<bool, DbErr> {
+    if list::Entity::find().one(db).await?.is_some() {
+        return Ok(false);
+    }
+    match create(db, slug, name, None, true).await {
+        Ok(_) => Ok(true),
+        Err(e) if super::is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a change to a list sets; `None` leaves a field as it is.
 #[derive(Default)]
 pub struct ListChange {
