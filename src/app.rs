@@ -41,10 +41,38 @@ pub struct Parts {
     pub delivery: Arc<delivery::Context>,
 }
 
+/// Opens the database `DATABASE_URL` names and applies pending migrations. A database that
+/// cannot be opened is one line that names the setting (without its password).
+pub async fn open_database(config: &Config) -> anyhow::Result<store::Db> {
+    let url = config.database_url.expose();
+    let db = store::connect(url).await.map_err(|e| {
+        let shown = match url::Url::parse(url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => url.to_owned(),
+        };
+        // The driver's message repeats its cause; its last part is the reason.
+        let message = e.to_string();
+        let reason = message
+            .rsplit("error returned from database: ")
+            .next()
+            .unwrap_or(&message);
+        let hint = if url.starts_with("sqlite:") {
+            " (does its folder exist, and may this user write there?)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("DATABASE_URL {shown} cannot be opened: {reason}{hint}")
+    })?;
+    store::migrate(&db).await?;
+    Ok(db)
+}
+
 /// Connects, migrates, loads (or creates) the server's keys, and builds both halves.
 pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
-    let db = store::connect(config.database_url.expose()).await?;
-    store::migrate(&db).await?;
+    let db = open_database(&config).await?;
     if let Some(first) = &config.default_list
         && store::lists::create_if_none(&db, &first.slug, &first.name).await?
     {

@@ -171,14 +171,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             app.run_until(app::shutdown_signal()).await
         }
         Command::Migrate => {
-            let db = store::connect(config.database_url.expose()).await?;
-            store::migrate(&db).await?;
+            app::open_database(&config).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::ApiKey(cmd) => {
-            let db = store::connect(config.database_url.expose()).await?;
-            store::migrate(&db).await?;
+            let db = app::open_database(&config).await?;
             match cmd {
                 ApiKeyCommand::Create { name } => {
                     let created = api_keys::create(&db, name.trim()).await?;
@@ -212,8 +210,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if config.token_keys.is_some() {
                 anyhow::bail!("TOKEN_KEYS is set: rotate by putting a new kid:secret first in TOKEN_KEYS");
             }
-            let db = store::connect(config.database_url.expose()).await?;
-            store::migrate(&db).await?;
+            let db = app::open_database(&config).await?;
             let kid = keys::rotate(&db, keys::KeyPurpose::Token).await?;
             println!(
                 "new signing key {kid}; restart the service to sign with it (older keys keep verifying)"
@@ -284,8 +281,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Retention(RetentionCommand::Run { dry_run }) => {
-            let db = store::connect(config.database_url.expose()).await?;
-            store::migrate(&db).await?;
+            let db = app::open_database(&config).await?;
             let mode = if dry_run {
                 store::retention::Mode::DryRun
             } else {
@@ -306,7 +302,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Campaign(CampaignCommand::Status { id }) => {
-            let db = store::connect(config.database_url.expose()).await?;
+            let db = app::open_database(&config).await?;
             let c = store::campaigns::get(&db, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no campaign {id}"))?;
@@ -323,8 +319,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::SendTest { to } => {
             let to = EmailAddress::parse(&to).map_err(|e| anyhow::anyhow!("--to {e}"))?;
-            let db = store::connect(config.database_url.expose()).await?;
-            store::migrate(&db).await?;
+            let db = app::open_database(&config).await?;
             let payload = Payload::TestMessage;
             outbox::enqueue(
                 &db,

@@ -129,6 +129,41 @@ fn malformed_transport_database_and_token_keys_are_refused() {
 }
 
 #[test]
+fn errors_say_what_would_work() {
+    let (_, stderr) = run(&with(&[("LISTEN_ADDR", "localhost:3000")], &[]));
+    assert!(
+        stderr.contains("LISTEN_ADDR must be an IP address and a port"),
+        "{stderr}"
+    );
+    let short = fixture("dkim-test-rsa1024.pem").display().to_string();
+    let dkim = [
+        ("DKIM_DOMAIN", "example.com"),
+        ("DKIM_SELECTOR", "s1"),
+        ("DKIM_PRIVATE_KEY", short.as_str()),
+    ];
+    let (_, stderr) = run(&with(&dkim, &[]));
+    assert!(stderr.contains("at least 2048 bits"), "{stderr}");
+    assert!(!stderr.contains("neither"), "{stderr}");
+}
+
+/// A database that cannot be opened is one line that names the setting, once.
+#[test]
+fn an_unopenable_database_names_the_setting() {
+    let (code, stderr) = run(&with(
+        &[(
+            "DATABASE_URL",
+            "sqlite:///nonexistent/folder/letterhead.db?mode=rwc",
+        )],
+        &[],
+    ));
+    assert_ne!(code, 0);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert_eq!(stderr.matches("unable to open").count(), 1, "said once: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
 fn a_malformed_default_list_is_refused() {
     for bad in ["weekly", "Not A Slug:The Weekly", "weekly:", "weekly:   "] {
         assert_refused(&with(&[("DEFAULT_LIST", bad)], &[]), "DEFAULT_LIST");

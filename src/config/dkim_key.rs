@@ -29,12 +29,28 @@ fn parse_der(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
+/// The DER encoding of the rsaEncryption algorithm id (1.2.840.113549.1.1.1), which a PKCS#8
+/// RSA key names.
+const RSA_ENCRYPTION_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
 pub(crate) fn parse_rsa(pem: &str) -> Result<Option<RsaKey<Sha256>>, String> {
     let der = parse_der(pem)?;
-    let pkcs1 = matches!(der, PrivateKeyDer::Pkcs1(_));
+    let is_rsa = match &der {
+        PrivateKeyDer::Pkcs1(_) => true,
+        PrivateKeyDer::Pkcs8(k) => k
+            .secret_pkcs8_der()
+            .windows(RSA_ENCRYPTION_OID.len())
+            .any(|w| w == RSA_ENCRYPTION_OID),
+        _ => false,
+    };
     match RsaKey::<Sha256>::from_key_der(der) {
         Ok(key) => Ok(Some(key)),
-        Err(e) if pkcs1 => Err(format!("is not a usable RSA key: {e}")),
+        // The crypto library refuses RSA keys under 2048 bits, which is also what DKIM needs.
+        Err(_) if is_rsa => Err(
+            "is an RSA key that cannot sign: it must have at least 2048 bits (make one with \
+             openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048)"
+                .into(),
+        ),
         Err(_) => Ok(None),
     }
 }

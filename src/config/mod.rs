@@ -319,7 +319,17 @@ impl Config {
             return Err(err("DATABASE_URL", "is not a valid PostgreSQL URL"));
         }
 
-        let listen_addr = s.parsed("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let listen_addr = match s.get("LISTEN_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(v) => v.parse().map_err(|_| {
+                err(
+                    "LISTEN_ADDR",
+                    format!(
+                        "must be an IP address and a port, such as 127.0.0.1:3000 or 0.0.0.0:3000, not {v:?}"
+                    ),
+                )
+            })?,
+        };
 
         let public_url = s.get("PUBLIC_URL").unwrap_or("http://127.0.0.1:3000");
         let mut public_url =
