@@ -188,13 +188,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     println!("{}", created.key);
                 }
                 ApiKeyCommand::List => {
-                    for k in api_keys::list(&db).await? {
+                    let keys = api_keys::list(&db).await?;
+                    if keys.is_empty() {
+                        println!("no API keys yet (create one with: letterhead api-key create --name NAME)");
+                    } else {
+                        println!(
+                            "{:<4}  {:<7}  {:<12}  {:<20}  NAME",
+                            "ID", "STATE", "STARTS WITH", "CREATED"
+                        );
+                    }
+                    for k in keys {
                         let state = if k.revoked_at.is_some() {
                             "revoked"
                         } else {
                             "active"
                         };
-                        println!("{}\t{}\t{}…\t{}\t{}", k.id, state, k.prefix, k.created_at, k.name);
+                        let created = k
+                            .created_at
+                            .to_offset(time::UtcOffset::UTC)
+                            .format(time::macros::format_description!(
+                                "[year]-[month]-[day] [hour]:[minute] UTC"
+                            ))
+                            .unwrap_or_default();
+                        let prefix = format!("{}…", k.prefix);
+                        println!(
+                            "{:<4}  {:<7}  {:<12}  {:<20}  {}",
+                            k.id, state, prefix, created, k.name
+                        );
                     }
                 }
                 ApiKeyCommand::Revoke { id } => {
@@ -289,16 +309,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             };
             let report =
                 store::retention::run(&db, &config.retention, time::OffsetDateTime::now_utc(), mode).await?;
-            let verb = if dry_run { "would delete" } else { "deleted" };
+            let (delete, anonymize) = if dry_run {
+                ("would delete", "would remove the IP address and user agent from")
+            } else {
+                ("deleted", "removed the IP address and user agent from")
+            };
             println!(
-                "{verb}: {} unconfirmed subscriptions, {} never-confirmed people, {} people who left, {} bounced people; \
-                 {} consent records had their IP and user agent removed",
+                "{delete}: {} unconfirmed subscriptions, {} never-confirmed people, {} people who left, {} bounced people",
                 report.unconfirmed_subscriptions_deleted,
                 report.subscribers_deleted,
                 report.leavers_deleted,
                 report.bounced_deleted,
-                report.consent_events_anonymized
             );
+            println!("{anonymize} {} consent records", report.consent_events_anonymized);
             Ok(())
         }
         Command::Campaign(CampaignCommand::Status { id }) => {

@@ -163,7 +163,12 @@ async fn the_api_wants_a_valid_unrevoked_key() {
 
     let listing = String::from_utf8(app.run_cli(&["api-key", "list"]).stdout).unwrap();
     assert!(listing.contains("active") && !listing.contains(&key));
-    let id = listing.split('\t').next().unwrap().trim().to_owned();
+    // A header, then one key per line with a readable creation time.
+    let mut lines = listing.lines();
+    assert!(lines.next().unwrap().starts_with("ID"), "{listing}");
+    let row = lines.next().unwrap();
+    assert!(row.contains(" UTC"), "{listing}");
+    let id = row.split_whitespace().next().unwrap().to_owned();
     app.run_cli(&["api-key", "revoke", &id]);
     let res = app.api_get(&key, status).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -74,7 +74,10 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
     let out = app.run_cli(&["retention", "run", "--dry-run"]);
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        printed.contains("would delete") && printed.contains("1 people who left") && !printed.contains("@"),
+        printed.contains("would delete")
+            && printed.contains("1 people who left")
+            && printed.contains("would remove the IP address")
+            && !printed.contains("@"),
         "{printed}"
     );
 
