@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Spawn, spawn, spawn_app};
+use common::{OFFERS, Spawn, WEEKLY, spawn, spawn_app, spawn_with_lists};
 use reqwest::StatusCode;
 
 #[tokio::test]
@@ -227,4 +227,48 @@ async fn the_api_is_rate_limited_per_key() {
     assert!(res.headers().contains_key("retry-after"));
     let res = app.api_get(&other, "/api/v1/status").await;
     assert_eq!(res.status(), StatusCode::OK, "another key has its own allowance");
+}
+
+/// `/` is the organisation's home page: its name, each public list with a link that opens the
+/// form with that list chosen, and the privacy policy and notices.
+#[tokio::test]
+async fn the_home_page_offers_the_public_lists() {
+    let empty = spawn_app().await;
+    let res = empty.get("/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("no newsletter to subscribe to yet")
+    );
+
+    let app = spawn_with_lists(&[WEEKLY, OFFERS]).await;
+    let res = app.get("/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = res.text().await.unwrap();
+    for needle in [
+        "Example Newsletter Ltd",
+        "Weekly News",
+        "href=\"/subscribe?list=weekly\"",
+        "Special Offers",
+        "href=\"/subscribe?list=offers\"",
+        "href=\"/privacy\"",
+        "href=\"/notices\"",
+    ] {
+        assert!(page.contains(needle), "{needle} in {page}");
+    }
+    // The link opens the form for that list.
+    let form = app.page("/subscribe?list=offers").await;
+    assert!(
+        form.contains("type=\"hidden\" name=\"list\" value=\"offers\"")
+            && form.contains("You are subscribing to <strong>Special Offers</strong>"),
+        "{form}"
+    );
 }

@@ -19,6 +19,7 @@ use crate::edge::{AppError, AppState};
 /// Routes for the public: every one behind the per-IP limit.
 pub fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/", get(home))
         .route("/healthz", get(healthz))
         .merge(signup::routes())
         .merge(leaving::routes())
@@ -67,4 +68,21 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static st
         )
     })?;
     Ok("ok")
+}
+
+/// The home page: the organisation, its public lists with a subscribe link each, and links to
+/// the privacy policy and the notices.
+async fn home(State(state): State<AppState>) -> Result<axum::response::Html<String>, AppError> {
+    let lists = state.public_lists.get(&state.db).await?;
+    let offered: Vec<templates::pages::OfferedList> = lists
+        .iter()
+        .map(|l| templates::pages::OfferedList {
+            slug: &l.slug,
+            name: &l.name,
+            description: l.description.as_deref(),
+        })
+        .collect();
+    Ok(axum::response::Html(
+        templates::pages::home(&state.site(), &offered).into_string(),
+    ))
 }

@@ -56,3 +56,46 @@ pub fn error_page(site: &SiteIdentity<'_>, status: u16, title: &str, detail: &st
         },
     )
 }
+
+/// A list as the home page offers it.
+pub struct OfferedList<'a> {
+    pub slug: &'a str,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+}
+
+/// The home page: who we are, the newsletters on offer, and where to read what we promise.
+pub fn home(site: &SiteIdentity<'_>, lists: &[OfferedList<'_>]) -> Markup {
+    layout(
+        site,
+        "Newsletters",
+        html! {
+            h1 { "Newsletters from " (site.org_name) }
+            @if lists.is_empty() {
+                p { "There is no newsletter to subscribe to yet." }
+            } @else {
+                ul {
+                    @for l in lists {
+                        li {
+                            strong { (l.name) }
+                            @if let Some(d) = l.description { " — " (d) }
+                            " "
+                            a href={ "/subscribe?list=" (l.slug) } { "Subscribe" }
+                        }
+                    }
+                }
+                @if lists.len() > 1 {
+                    p { a href="/subscribe" { "Subscribe to several at once" } }
+                }
+            }
+            p {
+                "We send newsletters only to people who confirmed their address, and every email has "
+                "a link that unsubscribes at once. Read our "
+                a href="/privacy" { "privacy policy" }
+                " and our "
+                a href="/notices" { "notices" }
+                "."
+            }
+        },
+    )
+}
