@@ -241,6 +241,27 @@ impl Application {
         self.delivery.clone()
     }
 
+    /// Says in a few plain lines where the service is and where its data and mail go.
+    fn announce(&self) {
+        let config = &self.state.config;
+        let database = match config.database_url.expose() {
+            url if url.starts_with("sqlite:") => url.to_owned(),
+            _ => "PostgreSQL".to_owned(),
+        };
+        let mail = match &config.mail_transport {
+            crate::config::MailTransportConfig::File(dir) => {
+                format!("written as .eml files to {}", dir.display())
+            }
+            crate::config::MailTransportConfig::Smtp { host, port, .. } => {
+                format!("sent to the relay {host}:{port}")
+            }
+        };
+        tracing::info!(addr = %self.local_addr(), "listening on http://{}", self.local_addr());
+        tracing::info!("signup form: {}", self.state.links.page("subscribe"));
+        tracing::info!("database: {database}");
+        tracing::info!("mail: {mail}");
+    }
+
     /// Serves HTTP and runs the delivery worker until `shutdown` resolves; then stops taking
     /// connections, lets in-flight requests finish, and lets the worker finish its batch.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -249,7 +270,7 @@ impl Application {
         let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
         let checkpoints = tokio::spawn(crate::store::checkpoints(self.state.db.clone(), stop_rx.clone()));
         let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
-        tracing::info!(addr = %self.local_addr(), "listening");
+        self.announce();
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {

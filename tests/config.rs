@@ -183,3 +183,51 @@ fn the_demo_env_file_is_a_valid_configuration() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `serve` says, in plain lines, where it listens, where the signup form is, which database it
+/// uses and where mail goes.
+#[test]
+fn serve_says_where_everything_is() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let mut settings = with(
+        &[("LISTEN_ADDR", "127.0.0.1:0")],
+        &["DATABASE_URL", "MAIL_TRANSPORT"],
+    );
+    settings.push((
+        "DATABASE_URL",
+        format!("sqlite://{}/lh.db?mode=rwc", dir.path().display()),
+    ));
+    settings.push(("MAIL_TRANSPORT", format!("file://{}", outbox.display())));
+    settings.push(("NO_COLOR", "1".into()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("mail:") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(said.contains("listening on http://127.0.0.1:"), "{said}");
+    assert!(
+        said.contains("signup form: http://127.0.0.1:3000/subscribe"),
+        "{said}"
+    );
+    assert!(said.contains("database: sqlite://"), "{said}");
+    assert!(
+        said.contains(&format!("mail: written as .eml files to {}", outbox.display())),
+        "{said}"
+    );
+}
