@@ -818,3 +818,33 @@ async fn a_fresh_install_offers_the_default_list_and_takes_a_signup() {
     assert_eq!(again.query_i64("SELECT COUNT(*) FROM lists").await, 1);
     assert!(!again.page("/subscribe").await.contains("The Monthly"));
 }
+
+/// A form sent back with a message keeps what the person entered, the two boxes included, so
+/// that fixing the one field and sending again works; a new form leaves both unticked (OI-2).
+#[tokio::test]
+async fn a_refused_form_comes_back_as_it_was_sent() {
+    let app = app_with_lists().await;
+    let res = app
+        .post_form(
+            "/subscribe",
+            "email=not-an-address&name=Kept&list=weekly&consent=yes&age_confirmed=yes",
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("value=\"not-an-address\"") && html.contains("value=\"Kept\""));
+    assert!(
+        html.contains("name=\"consent\" value=\"yes\"")
+            && html.contains("aria-describedby=\"consent-error\" checked"),
+        "the consent box stays ticked: {html}"
+    );
+    assert!(
+        html.contains("aria-describedby=\"age_confirmed-error\" checked"),
+        "the age box stays ticked: {html}"
+    );
+    let fresh = app.page("/subscribe").await;
+    assert!(
+        !fresh.contains(" checked"),
+        "a new form has nothing ticked: {fresh}"
+    );
+}

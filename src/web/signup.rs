@@ -85,6 +85,8 @@ fn render_form(
         email: &raw.email,
         name: &raw.name,
         consent_text: CONSENT_TEXT,
+        consent: raw.consent,
+        age_confirmed: raw.age_confirmed,
         errors,
     };
     templates::signup::subscribe_form(&state.site(), &form).into_string()

@@ -22,6 +22,10 @@ pub struct SubscribeForm<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub consent_text: &'a str,
+    /// The boxes as the person left them: unticked on a new form (OI-2), as sent when the form
+    /// comes back with a message.
+    pub consent: bool,
+    pub age_confirmed: bool,
     pub errors: HashMap<String, String>,
 }
 
@@ -68,12 +72,12 @@ pub fn subscribe_form(site: &SiteIdentity<'_>, form: &SubscribeForm<'_>) -> Mark
                 }
                 (field_error(e, "list"))
                 label {
-                    input type="checkbox" name="consent" value="yes" required aria-describedby="consent-error";
+                    input type="checkbox" name="consent" value="yes" required aria-describedby="consent-error" checked[form.consent];
                     " " (form.consent_text) " " a href="/privacy" { "Privacy policy" } "."
                 }
                 (field_error(e, "consent"))
                 label {
-                    input type="checkbox" name="age_confirmed" value="yes" required aria-describedby="age_confirmed-error";
+                    input type="checkbox" name="age_confirmed" value="yes" required aria-describedby="age_confirmed-error" checked[form.age_confirmed];
                     " I am 18 years of age or older."
                 }
                 (field_error(e, "age_confirmed"))
