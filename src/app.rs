@@ -146,7 +146,6 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
             wakeups: wakeups.clone(),
         },
         address_hasher,
-        wakeups,
         db,
         config,
     });

@@ -577,7 +577,7 @@ async fn two_instances_share_a_campaign_without_duplicates() {
         )
         .await;
     first.send_campaign(&key, id).await;
-    second.state.wakeups.campaigns.notify_waiters();
+    second.delivery.wakeups.campaigns.notify_one();
     let done = first.wait_for_campaign(&key, id, "sent").await;
     assert_eq!(done["sent"].as_i64(), Some(N as i64));
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -30,7 +30,7 @@ async fn enqueue_test_message(db: &impl sea_orm::ConnectionTrait, to: &str) {
 /// Queues the test message to `to` and wakes the app's outbox worker.
 async fn queue_test_message(app: &TestApp, to: &str) {
     enqueue_test_message(&app.state.db, to).await;
-    app.state.wakeups.outbox.notify_one();
+    app.delivery.wakeups.outbox.notify_one();
 }
 
 /// A test message to `recipient` that a worker named "dead-worker" claimed, its lease running
@@ -350,7 +350,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     // The live lease first: a claim takes the oldest due row, and an expired lease is due.
     claimed_by_a_dead_worker(&app, "inflight@example.org", now_ms + 600_000).await;
     claimed_by_a_dead_worker(&app, "orphan@example.org", now_ms - 1_000).await;
-    app.state.wakeups.outbox.notify_one();
+    app.delivery.wakeups.outbox.notify_one();
     let msgs = app.sink.wait_for(1, WAIT).await;
     assert_eq!(msgs[0].rcpt_to, vec!["orphan@example.org".to_string()]);
     app.wait_until(
@@ -380,7 +380,7 @@ async fn two_instances_share_the_outbox_without_duplicates() {
     for i in 0..N {
         queue_test_message(&first, &format!("reader{i}@example.org")).await;
     }
-    second.state.wakeups.outbox.notify_one();
+    second.delivery.wakeups.outbox.notify_one();
     let msgs = first.sink.wait_for(N, Duration::from_secs(60)).await;
     first
         .wait_until(

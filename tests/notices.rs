@@ -203,7 +203,7 @@ async fn a_restart_mid_sending_does_not_double_notices() {
     ];
     let out = app.run_cli(&publish);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{PEOPLE} notices queued")));
-    app.state.wakeups.outbox.notify_one();
+    app.delivery.wakeups.outbox.notify_one();
     while sink.messages().len() < before + 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -14,7 +14,6 @@ pub use error::{AppError, FieldError};
 use rate_limit::{IpLimiter, KeyedLimiter};
 
 use crate::config::Config;
-use crate::delivery::Wakeups;
 use crate::domain::AddressHasher;
 use crate::services::campaigns::Campaigns;
 use crate::services::leaving::Leaving;
@@ -63,7 +62,6 @@ pub struct App {
     pub limits: Limits,
     /// The lists the signup form offers, cached briefly.
     pub public_lists: PublicLists,
-    pub wakeups: Arc<Wakeups>,
     pub signup: Signups,
     pub leaving: Leaving,
     pub subscribers: Subscribers,

@@ -65,10 +65,7 @@ impl Leaving {
         list_id: i64,
         origin: RequestOrigin,
     ) -> Result<Option<String>, Error> {
-        let list_name = lists::by_ids(&self.db, vec![list_id])
-            .await?
-            .pop()
-            .map(|l| l.name);
+        let list_name = lists::by_id(&self.db, list_id).await?.map(|l| l.name);
         let tx = begin_write(&self.db).await?;
         if let Some(s) = subscriptions::subscriber_by_uuid(&tx, subscriber_uuid).await? {
             leave(&tx, s.id, &[list_id], &origin).await?;

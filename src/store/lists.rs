@@ -143,6 +143,10 @@ impl PublicLists {
     }
 }
 
+pub async fn by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<list::Model>, DbErr> {
+    list::Entity::find_by_id(id).one(db).await
+}
+
 pub async fn by_ids(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<Vec<list::Model>, DbErr> {
     list::Entity::find()
         .filter(list::Column::Id.is_in(ids))

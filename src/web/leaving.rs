@@ -132,9 +132,8 @@ async fn show_unsubscribe(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let claims: UnsubscribeClaims = verified(&state, &token).await?;
-    let name = lists::by_ids(&state.db, vec![claims.list_id])
+    let name = lists::by_id(&state.db, claims.list_id)
         .await?
-        .pop()
         .map(|l| l.name)
         .unwrap_or_else(|| "this newsletter".into());
     Ok(page(templates::leaving::unsubscribe_page(
