@@ -183,7 +183,16 @@ async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
         let (text, html) = (text_of(m), html_of(m));
         let name = if me == "ann@example.org" { "Ann" } else { "Zoë" };
         assert!(html.contains(&format!("<h1>Hello {name}</h1>")), "{html}");
-        assert!(text.contains(&format!("# Hello {name}")));
+        // The text part is plain text: the heading underlined, the link numbered and listed.
+        let heading = format!("Hello {name}\n====");
+        assert!(
+            text.replace("\r\n", "\n").contains(&heading) && !text.contains("# Hello"),
+            "{text}"
+        );
+        assert!(
+            text.contains("This week in Weekly News.") && text.contains("Leave [1]"),
+            "{text}"
+        );
         assert!(html.contains("This week in <strong>Weekly News</strong>"));
         for part in [&text, &html] {
             assert!(
@@ -204,6 +213,7 @@ async fn a_campaign_reaches_exactly_its_audience_personalized_and_stamped() {
             header_values(&raw, "List-Unsubscribe")[0],
             "{html}"
         );
+        assert!(text.contains(&format!("[1] {leave}")), "{text}");
         // GD-7: no tracking pixels or per-recipient redirects were added.
         assert!(!html.contains("<img"));
         let parsed_to = parsed.to().unwrap().first().unwrap();
@@ -478,6 +488,29 @@ async fn drafts_are_checked_when_written() {
                 .iter()
                 .any(|e| e["field"] == field),
             "{field}: {p}"
+        );
+    }
+    // A template error points at the line and column of the person's own text, in its field.
+    for (body, field, at) in [
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "# Hi\n\nDear {{ nmae }},"}),
+            "markdown",
+            "line 3, column 9: `nmae` is not a field",
+        ),
+        (
+            serde_json::json!({"subject": "Hi", "lists": ["news"], "html": "<p>{{ name }}</p>", "text": "Hi\n{% if %}"}),
+            "text",
+            "line 2",
+        ),
+    ] {
+        let p: serde_json::Value = app.create_campaign(&key, &body).await.json().await.unwrap();
+        let error = &p["errors"][0];
+        assert_eq!(error["field"], field, "{p}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(at), "{message}");
+        assert!(
+            !message.contains("body.") && !message.contains("part."),
+            "{message}"
         );
     }
     let subject = "  [Spaces kept]  Exactly — as written ";

@@ -49,7 +49,8 @@ pub async fn prepare_campaign(db: &Db, id: i64) -> Result<Prepared, PrepareError
             .map(EmailAddress::parse)
             .transpose()
             .map_err(|e| PrepareError::Invalid(e.to_string()))?,
-        content: Content::compile(&source_of(&c), sample).map_err(PrepareError::Invalid)?,
+        content: Content::compile(&source_of(&c), sample)
+            .map_err(|e| PrepareError::Invalid(e.to_string()))?,
         lists,
     })
 }

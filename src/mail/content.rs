@@ -118,23 +118,348 @@ pub fn markdown_to_html(markdown: &str) -> String {
     restore_tags(&html, &tags)
 }
 
+/// The part of a campaign a person wrote, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Markdown,
+    Html,
+    Text,
+}
+
+impl Part {
+    pub fn field(self) -> &'static str {
+        match self {
+            Part::Markdown => "markdown",
+            Part::Html => "html",
+            Part::Text => "text",
+        }
+    }
+}
+
+/// A template that does not compile or render, located in what the person wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub part: Part,
+    /// 1-based line and column in the person's own text, where the engine knows them.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.problem),
+            (Some(l), None) => write!(f, "line {l}: {}", self.problem),
+            _ => f.write_str(&self.problem),
+        }
+    }
+}
+
+const FIELDS: &str = "name, list_name, unsubscribe_url and preferences_url";
+
+impl TemplateError {
+    fn from_engine(part: Part, source: &str, e: &minijinja::Error) -> Self {
+        let range = e.range().filter(|r| r.start <= source.len());
+        let column = range.as_ref().and_then(|r| {
+            let line_start = source[..r.start].rfind('\n').map_or(0, |i| i + 1);
+            source.get(line_start..r.start).map(|s| s.chars().count() + 1)
+        });
+        // The engine's own line is right for syntax errors; a span is more precise.
+        let line = range
+            .as_ref()
+            .map(|r| source[..r.start].matches('\n').count() + 1)
+            .or(e.line());
+        let problem = match e.kind() {
+            minijinja::ErrorKind::UndefinedError => {
+                let what = range
+                    .and_then(|r| source.get(r))
+                    .map(|s| format!("`{s}` is not a field a campaign can use"))
+                    .unwrap_or_else(|| "this is not a field a campaign can use".into());
+                format!("{what} (the fields are {FIELDS})")
+            }
+            kind => match e.detail() {
+                Some(detail) => format!("{kind}: {detail}"),
+                None => kind.to_string(),
+            },
+        };
+        TemplateError {
+            part,
+            line,
+            column,
+            problem,
+        }
+    }
+}
+
+/// Compiles and renders one part as its author wrote it, so errors point into their text.
+fn check_part(part: Part, source: &str) -> Result<(), TemplateError> {
+    let mut env = Environment::new();
+    env.set_debug(true);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let name = if part == Part::Text {
+        "part.txt"
+    } else {
+        "part.html"
+    };
+    env.add_template(name, source)
+        .map_err(|e| TemplateError::from_engine(part, source, &e))?;
+    env.get_template(name)
+        .and_then(|t| t.render(RecipientFields::sample("Sample list")))
+        .map_err(|e| TemplateError::from_engine(part, source, &e))?;
+    Ok(())
+}
+
+/// The plain-text part of a markdown campaign: headings, emphasis and lists as a reader of
+/// plain text expects them, each link's text followed by a number and the addresses listed
+/// at the end, so the text part reads as a letter rather than as markup.
+pub fn markdown_to_text(markdown: &str) -> String {
+    use pulldown_cmark::{Event, HeadingLevel, Tag, TagEnd};
+    let (protected, tags) = protect_tags(markdown);
+    let mut opts = pulldown_cmark::Options::empty();
+    opts.insert(pulldown_cmark::Options::ENABLE_TABLES);
+    opts.insert(pulldown_cmark::Options::ENABLE_STRIKETHROUGH);
+    let mut w = TextWriter::default();
+    let mut links: Vec<String> = Vec::new();
+    // Per open link: its destination and where its text starts in the output.
+    let mut open_links: Vec<(String, usize)> = Vec::new();
+    let mut lists: Vec<Option<u64>> = Vec::new();
+    let mut heading: Option<(HeadingLevel, usize)> = None;
+    for event in pulldown_cmark::Parser::new_ext(&protected, opts) {
+        match event {
+            Event::Start(Tag::Paragraph) => w.block(),
+            Event::Start(Tag::Heading { level, .. }) => {
+                w.block();
+                heading = Some((level, w.out.len()));
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                let rule = match heading.take() {
+                    Some((HeadingLevel::H1, start)) => Some(("=", start)),
+                    Some((HeadingLevel::H2, start)) => Some(("-", start)),
+                    _ => None,
+                };
+                if let Some((rule, start)) = rule {
+                    let written = w.out.split_off(start);
+                    if written.contains(OPEN) {
+                        // A heading with fields is underlined as wide as each recipient's.
+                        w.raw(&format!(
+                            "{{% set heading %}}{written}{{% endset %}}{{{{ heading }}}}\n\
+                             {{{{ heading|underline(\"{rule}\") }}}}"
+                        ));
+                    } else {
+                        w.raw(&format!("{written}\n{}", rule.repeat(written.chars().count())));
+                    }
+                }
+                w.end_block();
+            }
+            Event::End(TagEnd::Paragraph | TagEnd::Table) => w.end_block(),
+            Event::Start(Tag::BlockQuote(_)) => {
+                w.block();
+                w.prefixes.push("> ".into());
+            }
+            Event::End(TagEnd::BlockQuote(_)) => {
+                w.prefixes.pop();
+                w.end_block();
+            }
+            Event::Start(Tag::CodeBlock(_)) => {
+                w.block();
+                w.prefixes.push("    ".into());
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                w.prefixes.pop();
+                w.end_block();
+            }
+            Event::Start(Tag::List(start)) => {
+                if lists.is_empty() {
+                    w.block();
+                }
+                lists.push(start);
+            }
+            Event::End(TagEnd::List(_)) => {
+                lists.pop();
+                if lists.is_empty() {
+                    w.end_block();
+                }
+            }
+            Event::Start(Tag::Item) => {
+                w.line();
+                w.start_line();
+                let marker = match lists.last_mut() {
+                    Some(Some(n)) => {
+                        *n += 1;
+                        format!("{}. ", *n - 1)
+                    }
+                    _ => "- ".into(),
+                };
+                w.raw(&marker);
+                // Continuation lines line up under the item's text.
+                w.prefixes.push(" ".repeat(marker.len()));
+                w.fresh_item = true;
+            }
+            Event::End(TagEnd::Item) => {
+                w.prefixes.pop();
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                open_links.push((dest_url.into_string(), w.out.len()))
+            }
+            Event::End(TagEnd::Link) => {
+                if let Some((dest, start)) = open_links.pop() {
+                    let label = w.out[start..].trim();
+                    let bare = dest.strip_prefix("mailto:").unwrap_or(&dest);
+                    if label != dest && label != bare {
+                        links.push(dest);
+                        w.raw(&format!(" [{}]", links.len()));
+                    }
+                }
+            }
+            Event::Start(Tag::Table(_)) => w.block(),
+            Event::Start(Tag::TableRow | Tag::TableHead) => w.line(),
+            Event::Start(Tag::TableCell) if !w.at_line_start => w.raw(" | "),
+            Event::Text(t) | Event::Code(t) => w.text(&t),
+            Event::SoftBreak | Event::HardBreak => w.newline(),
+            Event::Rule => {
+                w.block();
+                w.text("----------");
+                w.end_block();
+            }
+            // Raw HTML has no plain-text form; images keep their alt text (a Text event).
+            _ => {}
+        }
+    }
+    let mut out = w.out.trim_end().to_owned();
+    if !links.is_empty() {
+        out.push_str("\n\nLinks:\n");
+        for (i, dest) in links.iter().enumerate() {
+            out.push_str(&format!("[{}] {dest}\n", i + 1));
+        }
+    } else {
+        out.push('\n');
+    }
+    restore_tags(&out, &tags)
+}
+
+/// Writes plain text a block at a time, with the line prefixes of quotes, code and list items.
+#[derive(Default)]
+struct TextWriter {
+    out: String,
+    prefixes: Vec<String>,
+    at_line_start: bool,
+    /// A block has ended: the next one starts after a blank line.
+    after_block: bool,
+    /// A list item's marker is written: its first paragraph goes on the same line.
+    fresh_item: bool,
+}
+
+impl TextWriter {
+    /// Starts a block: on a line of its own, after a blank line if a block came before.
+    fn block(&mut self) {
+        if std::mem::take(&mut self.fresh_item) || self.out.is_empty() {
+            self.after_block = false;
+            return;
+        }
+        if !self.at_line_start {
+            self.newline();
+        }
+        if std::mem::take(&mut self.after_block) {
+            self.start_line();
+            self.newline();
+        }
+    }
+
+    fn end_block(&mut self) {
+        self.after_block = true;
+    }
+
+    /// Starts a new line unless at the start of one.
+    fn line(&mut self) {
+        if self.after_block {
+            self.block();
+        } else if !self.out.is_empty() && !self.at_line_start {
+            self.newline();
+        }
+    }
+
+    /// Writes the prefixes of the blocks the line is in.
+    fn start_line(&mut self) {
+        if self.at_line_start {
+            for p in &self.prefixes {
+                self.out.push_str(p);
+            }
+            self.at_line_start = false;
+        }
+    }
+
+    fn newline(&mut self) {
+        // Prefixes on an empty line leave no trailing spaces (a quote's blank line is ">").
+        while self.out.ends_with(' ') {
+            self.out.pop();
+        }
+        self.out.push('\n');
+        self.at_line_start = true;
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+
+    fn text(&mut self, s: &str) {
+        self.fresh_item = false;
+        let mut lines = s.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let last = lines.peek().is_none();
+            if !(line.is_empty() && last) {
+                self.start_line();
+            }
+            self.out.push_str(line);
+            if !last {
+                self.newline();
+            }
+        }
+    }
+}
+
 impl Content {
-    /// Compiles the templates and renders them once with sample fields, so a campaign with a
-    /// broken template or an unknown field is refused when it is written, not when it is sent.
-    pub fn compile(source: &Source, sample_list: &str) -> Result<Self, String> {
+    /// Checks each part the person wrote, then compiles the templates the workers render and
+    /// renders them once with sample fields: a campaign with a broken template or an unknown
+    /// field is refused when it is written, not when it is sent.
+    pub fn compile(source: &Source, sample_list: &str) -> Result<Self, TemplateError> {
         let (html, text) = match source {
-            Source::Markdown(md) => (markdown_to_html(md), md.clone()),
-            Source::HtmlAndText { html, text } => (html.clone(), text.clone()),
+            Source::Markdown(md) => {
+                check_part(Part::Markdown, md)?;
+                (markdown_to_html(md), markdown_to_text(md))
+            }
+            Source::HtmlAndText { html, text } => {
+                check_part(Part::Html, html)?;
+                check_part(Part::Text, text)?;
+                (html.clone(), text.clone())
+            }
+        };
+        // The derived templates hold the same tags as the checked parts, so these rarely fail;
+        // when they do there is no position in the person's text to give.
+        let part = match source {
+            Source::Markdown(_) => Part::Markdown,
+            Source::HtmlAndText { .. } => Part::Html,
+        };
+        let unplaced = |problem: String| TemplateError {
+            part,
+            line: None,
+            column: None,
+            problem,
         };
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("underline", |s: String, rule: String| {
+            rule.repeat(s.chars().count())
+        });
         // `.html` names turn HTML auto-escaping on; the text part is not escaped.
         env.add_template_owned("body.html", html)
-            .map_err(|e| format!("the HTML template: {e}"))?;
+            .map_err(|e| unplaced(e.to_string()))?;
         env.add_template_owned("body.txt", text)
-            .map_err(|e| format!("the text template: {e}"))?;
+            .map_err(|e| unplaced(e.to_string()))?;
         let content = Content { env };
-        content.render(&RecipientFields::sample(sample_list))?;
+        content
+            .render(&RecipientFields::sample(sample_list))
+            .map_err(unplaced)?;
         Ok(content)
     }
 
@@ -170,7 +495,10 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<em>Fresh</em> news for Weekly &lt;News&gt;."));
-        assert!(text.starts_with("# Hello <script>"), "text is not HTML-escaped");
+        assert!(
+            text.starts_with("Hello <script>"),
+            "text is not HTML-escaped: {text}"
+        );
     }
 
     #[test]
@@ -193,6 +521,85 @@ mod tests {
         );
         assert!(html.contains(r#"title="Zoë""#), "{html}");
         assert!(!html.contains(OPEN) && !html.contains("%EE%80"), "{html}");
+    }
+
+    #[test]
+    fn errors_point_at_the_line_and_column_the_person_wrote() {
+        let md = "# Hello\n\nDear {{ name }},\n\nyour {{ email }} is on file.";
+        let e = Content::compile(&Source::Markdown(md.into()), "x").err().unwrap();
+        assert_eq!(e.part, Part::Markdown);
+        assert_eq!((e.line, e.column), (Some(5), Some(9)), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 5, column 9: `email` is not a field"),
+            "{e}"
+        );
+
+        let e = Content::compile(&Source::Markdown("ok\n\n{% if name %}open".into()), "x")
+            .err()
+            .unwrap();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.problem.starts_with("syntax error"), "{e}");
+        assert!(
+            !e.to_string().contains("body.html") && !e.to_string().contains(".txt"),
+            "{e}"
+        );
+
+        let source = Source::HtmlAndText {
+            html: "<p>{{ name }}</p>".into(),
+            text: "Hi\n{{ nme }}".into(),
+        };
+        let e = Content::compile(&source, "x").err().unwrap();
+        assert_eq!((e.part, e.line, e.column), (Part::Text, Some(2), Some(4)), "{e}");
+    }
+
+    #[test]
+    fn the_text_part_of_markdown_reads_as_plain_text() {
+        let md = "# News for {{ name }}\n\nSome *emphasis*, **strong** and `code`, \
+                  [our site](https://example.com/a?b=1) and <https://example.org>.\n\n\
+                  ## Items\n\n- one\n- two\n  - nested\n\n1. first\n2. second\n\n\
+                  > quoted\n> text\n\n    code block\n\n---\n\n\
+                  [Leave]({{ unsubscribe_url }})";
+        let text = markdown_to_text(md);
+        let expected = "{% set heading %}News for {{ name }}{% endset %}{{ heading }}\n\
+                        {{ heading|underline(\"=\") }}\n\
+                        \n\
+                        Some emphasis, strong and code, our site [1] and https://example.org.\n\
+                        \n\
+                        Items\n\
+                        -----\n\
+                        \n\
+                        - one\n\
+                        - two\n  \
+                        - nested\n\
+                        \n\
+                        1. first\n\
+                        2. second\n\
+                        \n\
+                        > quoted\n\
+                        > text\n\
+                        \n    \
+                        code block\n\
+                        \n\
+                        ----------\n\
+                        \n\
+                        Leave [2]\n\
+                        \n\
+                        Links:\n\
+                        [1] https://example.com/a?b=1\n\
+                        [2] {{ unsubscribe_url }}\n";
+        assert_eq!(text, expected, "\n{text}");
+        let c = Content::compile(&Source::Markdown(md.into()), "Weekly").unwrap();
+        let (_, rendered) = c.render(&RecipientFields::sample("Weekly")).unwrap();
+        assert!(
+            rendered.contains("[2] https://example.invalid/unsubscribe/sample"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.starts_with("News for Sample Reader\n======================\n\n"),
+            "{rendered}"
+        );
+        assert!(!rendered.contains('*') && !rendered.contains("]("), "{rendered}");
     }
 
     #[test]

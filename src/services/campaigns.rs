@@ -98,7 +98,7 @@ impl Campaigns {
         if let Some(source) = &source
             && let Err(e) = Content::compile(source, chosen.first().map(|l| l.name.as_str()).unwrap_or(""))
         {
-            err("markdown", format!("the template does not work: {e}"));
+            err(e.part.field(), format!("the template does not work at {e}"));
         }
         match (subject, source) {
             (Some(subject), Some(source)) if errors.is_empty() => Ok(ValidCampaign {
