@@ -37,23 +37,26 @@ enum Command {
     /// Manage the keys that sign links in emails.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Privacy policy versions.
+    /// Publish privacy policy versions (each one notifies every user).
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Record an opt-out received by mail or phone (all lists unless --list is given).
     Unsubscribe {
+        /// The address that asked to leave.
         email: String,
+        /// Leave only this list (repeat for several); without it, every list.
         #[arg(long = "list", value_name = "SLUG")]
         lists: Vec<String>,
     },
-    /// Data retention.
+    /// Delete what has passed its retention period.
     #[command(subcommand)]
     Retention(RetentionCommand),
-    /// Campaigns.
+    /// Follow campaigns (the API creates and sends them).
     #[command(subcommand)]
     Campaign(CampaignCommand),
     /// Queue a stamped, signed test message to ADDRESS (checks the relay and DKIM set-up).
     SendTest {
+        /// Where the test message goes.
         #[arg(long, value_name = "ADDRESS")]
         to: String,
     },
@@ -63,38 +66,55 @@ enum Command {
 enum ApiKeyCommand {
     /// Create a key; it is printed once, alone on the last line.
     Create {
+        /// Who or what uses the key, to recognise it in the list later.
         #[arg(long)]
         name: String,
     },
     /// List keys (never the keys themselves).
     List,
     /// Revoke a key by its id.
-    Revoke { id: i64 },
+    Revoke {
+        /// The key's id, as `api-key list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Publish a version and queue a notice to every user (idempotent for the same content).
     Publish {
+        /// The version's name, as pages and notices show it (e.g. 2027-01).
         #[arg(long)]
         version: String,
-        /// RFC 3339, e.g. 2027-01-01T00:00:00Z
+        /// When the version takes effect, RFC 3339 (e.g. 2027-01-01T00:00:00Z); not in the past
+        /// unless --already-in-effect is given.
         #[arg(long)]
         effective_at: String,
+        /// What changes, in a sentence or two; it is the body of the notice email.
         #[arg(long)]
         summary: String,
+        /// Where the full text of the policy is published.
         #[arg(long)]
         url: String,
         /// The change is material: marketing needs fresh consent.
         #[arg(long)]
         material: bool,
+        /// Accept an effective date in the past (recording a version that already applies).
+        #[arg(long)]
+        already_in_effect: bool,
     },
 }
 
 #[derive(Subcommand)]
 enum CampaignCommand {
     /// Show a campaign's status and progress.
-    Status { id: i64 },
+    Status {
+        /// The campaign's id, as the API shows it.
+        id: i64,
+        /// Keep showing progress (sent, failed, skipped, rate, time left) until the campaign ends.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,7 +146,7 @@ fn main() -> ExitCode {
         eprintln!("letterhead: {e}");
         return ExitCode::from(2);
     }
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Serve));
     let config = match Config::from_settings(&Settings::from_env()) {
         Ok(c) => c,
         Err(e) => {
@@ -150,12 +170,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// The service logs what it does; the other commands print their results and log only
+/// warnings and errors. Colours only on a terminal.
+fn init_tracing(serving: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let default = if serving {
+        "info,sqlx=warn,sea_orm=warn"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
@@ -203,13 +231,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                         } else {
                             "active"
                         };
-                        let created = k
-                            .created_at
-                            .to_offset(time::UtcOffset::UTC)
-                            .format(time::macros::format_description!(
-                                "[year]-[month]-[day] [hour]:[minute] UTC"
-                            ))
-                            .unwrap_or_default();
+                        let created = cli_time(k.created_at);
                         let prefix = format!("{}…", k.prefix);
                         println!(
                             "{:<4}  {:<7}  {:<12}  {:<20}  {}",
@@ -243,6 +265,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             summary,
             url,
             material,
+            already_in_effect,
         }) => {
             let input = letterhead::api::policies::PolicyInput {
                 version: Some(version),
@@ -250,16 +273,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 summary: Some(summary),
                 url: Some(url),
                 material,
+                already_in_effect,
             };
-            let new = letterhead::api::policies::parse(input).map_err(|errors| {
-                let msgs: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("--{} {}", e.field.replace('_', "-"), e.message))
-                    .collect();
-                anyhow::anyhow!(msgs.join("; "))
-            })?;
+            let new = letterhead::api::policies::parse(input).map_err(|e| as_options(&e))?;
             let state = app::build_state(config).await?;
-            match state.notices.publish_policy_idempotent(new).await? {
+            let outcome = match state.notices.publish_policy_idempotent(new).await {
+                Err(letterhead::services::Error::Invalid(errors)) => return Err(as_options(&errors)),
+                other => other?,
+            };
+            match outcome {
                 letterhead::services::notices::PublishOutcome::Published { policy, queued } => {
                     println!(
                         "published version {}; {queued} notices queued (the service sends them)",
@@ -324,21 +346,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{anonymize} {} consent records", report.consent_events_anonymized);
             Ok(())
         }
-        Command::Campaign(CampaignCommand::Status { id }) => {
-            let db = app::open_database(&config).await?;
-            let c = store::campaigns::get(&db, id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no campaign {id}"))?;
-            let p = store::campaigns::progress(&db, id).await?;
-            println!("campaign {id}: {} ({:?})", c.status, c.subject);
-            println!(
-                "recipients {}  sent {}  queued {}  failed {}  skipped {}  cancelled {}",
-                c.recipients, p.sent, p.queued, p.failed, p.skipped, p.cancelled
-            );
-            for (reason, n) in &p.skipped_reasons {
-                println!("  skipped {n}: {reason}");
-            }
-            Ok(())
+        Command::Campaign(CampaignCommand::Status { id, follow }) => {
+            let state = app::build_state(config).await?;
+            campaign_status(&state.campaigns, id, follow).await
         }
         Command::SendTest { to } => {
             let to = EmailAddress::parse(&to).map_err(|e| anyhow::anyhow!("--to {e}"))?;
@@ -359,4 +369,128 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints a campaign's status and counts; with `follow`, a progress line until it ends: redrawn
+/// in place on a terminal, a new line at each change otherwise (for logs and pipes).
+async fn campaign_status(
+    campaigns: &letterhead::services::campaigns::Campaigns,
+    id: i64,
+    follow: bool,
+) -> anyhow::Result<()> {
+    use letterhead::store::entities::campaign::CampaignStatus;
+    use std::io::{IsTerminal, Write};
+    let db = &campaigns.db;
+    let read = async || -> anyhow::Result<_> {
+        let c = store::campaigns::get(db, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no campaign {id}"))?;
+        let p = store::campaigns::progress(db, id).await?;
+        Ok((c, p))
+    };
+    let (c, _) = read().await?;
+    println!("campaign {id}: {:?}", c.subject);
+    let on_terminal = std::io::stdout().is_terminal();
+    let began = std::time::Instant::now();
+    let mut first_done: Option<i64> = None;
+    let mut last_printed = String::new();
+    loop {
+        let (c, p) = read().await?;
+        let done = p.sent + p.failed + p.skipped + p.cancelled;
+        let started = !matches!(c.status, CampaignStatus::Draft | CampaignStatus::Scheduled);
+        let ended = matches!(
+            c.status,
+            CampaignStatus::Draft | CampaignStatus::Sent | CampaignStatus::Cancelled
+        );
+        let mut line = format!(
+            "{:<9} {}  sent {}  failed {}  skipped {}  of {}",
+            c.status.to_string(),
+            progress_bar(done, c.recipients),
+            p.sent,
+            p.failed,
+            p.skipped,
+            c.recipients
+        );
+        if p.cancelled > 0 {
+            line.push_str(&format!("  cancelled {}", p.cancelled));
+        }
+        if let (CampaignStatus::Scheduled, Some(at)) = (c.status, c.send_at) {
+            line.push_str(&format!("  starts {}", cli_time(at)));
+        }
+        // The rate since following began, once there is something to measure.
+        let counted = *first_done.get_or_insert(done);
+        let elapsed = began.elapsed().as_secs_f64();
+        let mut pace = String::new();
+        if follow && !ended && started && done > counted && elapsed >= 1.0 {
+            let rate = (done - counted) as f64 / elapsed;
+            let left = (c.recipients - done).max(0) as f64 / rate;
+            pace = format!("  {rate:.0}/s  {} left", human_duration(left));
+        }
+        if !follow {
+            println!("{line}");
+        } else if on_terminal {
+            print!("\r\x1b[2K{line}{pace}");
+            std::io::stdout().flush()?;
+        } else if line != last_printed {
+            println!("{line}{pace}");
+        }
+        last_printed = line;
+        if !follow || ended {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    if follow && on_terminal {
+        println!();
+    }
+    let (c, p) = read().await?;
+    for (reason, n) in &p.skipped_reasons {
+        println!("  skipped {n}: {reason}");
+    }
+    if let Some(why) = campaigns.why_no_recipients(&c).await? {
+        println!("  {why}");
+    }
+    Ok(())
+}
+
+/// `[#######-------------]  35%` for `done` of `total`.
+fn progress_bar(done: i64, total: i64) -> String {
+    const WIDTH: i64 = 20;
+    let (filled, percent) = if total > 0 {
+        (done.min(total) * WIDTH / total, done.min(total) * 100 / total)
+    } else {
+        (0, 0)
+    };
+    format!(
+        "[{}{}] {percent:>3}%",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize)
+    )
+}
+
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// A time as the commands print it: UTC, to the minute.
+fn cli_time(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
+        .unwrap_or_default()
+}
+
+/// Refused fields, named as the command's options.
+fn as_options(errors: &[letterhead::domain::FieldError]) -> anyhow::Error {
+    let msgs: Vec<String> = errors
+        .iter()
+        .map(|e| format!("--{} {}", e.field.replace('_', "-"), e.message))
+        .collect();
+    anyhow::anyhow!(msgs.join("; "))
 }

@@ -781,3 +781,91 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
         "the claim sorts nothing:\n{plan}"
     );
 }
+
+/// A campaign that reaches no one says so and why, instead of a plain `sent`; once it has an
+/// audience, the reason is gone.
+#[tokio::test]
+async fn a_campaign_that_reaches_no_one_says_why() {
+    let (app, key) = app_with(vec![]).await;
+    let body = serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hi"});
+    let draft = app.campaign(&key, app.draft_campaign(&key, &body).await).await;
+    assert!(draft["no_recipients_reason"].is_null(), "{draft}");
+
+    let empty = app.draft_campaign(&key, &body).await;
+    app.send_campaign(&key, empty).await;
+    let c = app.wait_for_campaign(&key, empty, "sent").await;
+    assert_eq!(c["recipients"], 0);
+    let reason = c["no_recipients_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("No one had subscribed to Weekly News"), "{c}");
+
+    seed(&app, "pending@example.org", None, &["news"], Pending).await;
+    let unconfirmed = app.draft_campaign(&key, &body).await;
+    app.send_campaign(&key, unconfirmed).await;
+    let c = app.wait_for_campaign(&key, unconfirmed, "sent").await;
+    let reason = c["no_recipients_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("had confirmed their subscription") && reason.contains("(1 signed up"),
+        "{c}"
+    );
+    let out = app.run_cli(&["campaign", "status", &unconfirmed.to_string()]);
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("had confirmed their subscription"), "{out}");
+
+    seed(&app, "ann@example.org", None, &["news"], Confirmed).await;
+    let reaching = app.draft_campaign(&key, &body).await;
+    app.send_campaign(&key, reaching).await;
+    let c = app.wait_for_campaign(&key, reaching, "sent").await;
+    assert_eq!(c["recipients"], 1);
+    assert!(c["no_recipients_reason"].is_null(), "{c}");
+}
+
+/// `letterhead campaign status ID --follow` shows progress until the campaign ends: a line
+/// per change when its output is not a terminal, the last one complete.
+#[tokio::test]
+async fn campaign_status_follow_shows_progress_until_the_end() {
+    let (app, key) = app_with(vec![("SMTP_RATE_PER_SECOND", "4".into())]).await;
+    for i in 0..8 {
+        seed(
+            &app,
+            &format!("reader{i}@example.org"),
+            None,
+            &["news"],
+            Confirmed,
+        )
+        .await;
+    }
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hi"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
+    let (mut cmd, _settings) = app.cli();
+    let id_arg = id.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        cmd.args(["campaign", "status", &id_arg, "--follow"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("campaign {id}: \"Hi\""), "{out}");
+    let progress: Vec<&str> = lines[1..].to_vec();
+    assert!(progress.len() >= 2, "progress shown along the way: {out}");
+    assert!(progress[0].starts_with("sending"), "{out}");
+    assert!(
+        progress.iter().any(|l| l.contains("/s") && l.contains(" left")),
+        "a rate and the time left: {out}"
+    );
+    let last = progress.last().unwrap();
+    assert!(last.starts_with("sent"), "{out}");
+    assert!(
+        last.contains("[####################] 100%") && last.contains("sent 8  failed 0  skipped 0  of 8"),
+        "{out}"
+    );
+    assert_eq!(app.sink.messages().len(), 8);
+}

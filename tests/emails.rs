@@ -248,23 +248,30 @@ async fn campaign_test_send() {
     );
 }
 
-fn policy(material: bool) -> serde_json::Value {
+/// A policy version; its date is fixed (and past) so the snapshots stay as they are.
+fn policy(version: &str, material: bool) -> serde_json::Value {
     serde_json::json!({
-        "version": if material { "2026-12-m" } else { "2026-12" },
+        "version": version,
         "effective_at": "2026-12-01T00:00:00Z",
+        "already_in_effect": true,
         "summary": "We now keep server logs for 30 days instead of 90.\n\nWe no longer use an analytics service.",
-        "url": "https://example.com/privacy/2026-12",
+        "url": format!("https://example.com/privacy/{version}"),
         "material": material,
     })
 }
 
-/// A policy version published with `POST /api/v1/policies`, as its notice reaches a subscriber.
-async fn assert_policy_notice(material: bool, snapshot: &str, description: &str) {
+/// A policy version published with `POST /api/v1/policies`, as its notice reaches a subscriber:
+/// the first version, or a change to the one before.
+async fn assert_policy_notice(material: bool, first: bool, snapshot: &str, description: &str) {
     let app = app().await;
-    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let key = app.create_api_key().await;
+    if !first {
+        api_post(&app, &key, "/api/v1/policies", policy("2026-06", false)).await;
+    }
+    confirmed_with_name(&app, "zoe@example.org", "Zoë Reader", &["news"]).await;
     let before = app.sink.messages().len();
-    api_post(&app, &key, "/api/v1/policies", policy(material)).await;
+    let version = if material { "2026-12-m" } else { "2026-12" };
+    api_post(&app, &key, "/api/v1/policies", policy(version, material)).await;
     let m = app.wait_for_mail_to(before, "zoe@example.org").await;
     assert_email(&app, snapshot, description, &m);
 }
@@ -274,8 +281,21 @@ async fn assert_policy_notice(material: bool, snapshot: &str, description: &str)
 async fn policy_notice() {
     assert_policy_notice(
         false,
+        false,
         "policy_notice",
         "The notice of a new privacy policy version (not material)",
+    )
+    .await;
+}
+
+/// The notice of the first policy version: it introduces the policy, it changes nothing.
+#[tokio::test]
+async fn policy_notice_first() {
+    assert_policy_notice(
+        false,
+        true,
+        "policy_notice_first",
+        "The notice of a first privacy policy version",
     )
     .await;
 }
@@ -285,6 +305,7 @@ async fn policy_notice() {
 async fn policy_notice_material() {
     assert_policy_notice(
         true,
+        false,
         "policy_notice_material",
         "The notice of a material privacy policy change, with the link to agree",
     )

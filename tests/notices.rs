@@ -53,6 +53,7 @@ fn policy(version: &str, summary: &str) -> serde_json::Value {
     serde_json::json!({
         "version": version,
         "effective_at": "2026-12-01T00:00:00Z",
+        "already_in_effect": true,
         "summary": summary,
         "url": "https://example.com/privacy/v2"
     })
@@ -93,7 +94,8 @@ async fn cs12_a_policy_notice_reaches_exactly_the_right_people() {
         let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
         assert_eq!(
             parsed.subject(),
-            Some("Changes to our privacy policy, effective 1 December 2026")
+            Some("Our privacy policy, effective 1 December 2026"),
+            "the first version introduces the policy"
         );
         assert_eq!(m.mail_from, "notices@example.com");
         assert_eq!(
@@ -107,7 +109,7 @@ async fn cs12_a_policy_notice_reaches_exactly_the_right_people() {
         assert!(dkim_check::passes(&m.data).await);
         let (text, html) = (text_of(m), html_of(m));
         assert!(
-            text.starts_with("We are changing our privacy policy"),
+            text.starts_with("We have published our privacy policy"),
             "the notice comes first:\n{text}"
         );
         for part in [&text, &html] {
@@ -246,7 +248,7 @@ async fn the_privacy_page_shows_current_upcoming_and_earlier_versions() {
         ("v2", "2026-01-15T00:00:00Z"),
         ("v3", "2099-06-01T00:00:00Z"),
     ] {
-        let policy = serde_json::json!({"version": v, "effective_at": at, "summary": format!("Summary of {v}"), "url": format!("https://example.com/{v}")});
+        let policy = serde_json::json!({"version": v, "effective_at": at, "already_in_effect": true, "summary": format!("Summary of {v}"), "url": format!("https://example.com/{v}")});
         let res = app.api_post(&key, "/api/v1/policies", &policy).await;
         assert_eq!(res.status(), StatusCode::CREATED);
     }
@@ -327,4 +329,65 @@ async fn a_breach_notice_is_emailed_and_posted_until_withdrawn() {
         "withdrawn notices leave the page"
     );
     assert!(page.contains("Only you."));
+}
+
+/// A new version whose effective date has passed is refused unless the request says it already
+/// applies; a repeat of a published version is answered as before, whatever its date.
+#[tokio::test]
+async fn a_past_effective_date_needs_an_explicit_flag() {
+    let app = app().await;
+    let key = app.create_api_key().await;
+    let mut body = serde_json::json!({"version": "2026-01", "effective_at": "2026-01-01T00:00:00Z",
+        "summary": "First.", "url": "https://example.com/privacy"});
+    let res = app.api_post(&key, "/api/v1/policies", &body).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["errors"][0]["field"], "effective_at", "{p}");
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already_in_effect"),
+        "{p}"
+    );
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM policy_versions").await, 0);
+
+    let cli = |flag: Option<&str>| {
+        let (mut cmd, file) = app.cli();
+        cmd.args([
+            "policy",
+            "publish",
+            "--version",
+            "2026-02",
+            "--effective-at",
+            "2026-02-01T00:00:00Z",
+            "--summary",
+            "Second.",
+            "--url",
+            "https://example.com/privacy",
+        ]);
+        cmd.args(flag);
+        let out = cmd.output().unwrap();
+        drop(file);
+        out
+    };
+    let refused = cli(None);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--already-in-effect") && said.contains("in the past"),
+        "{said}"
+    );
+    assert!(cli(Some("--already-in-effect")).status.success());
+
+    body["already_in_effect"] = true.into();
+    let res = app.api_post(&key, "/api/v1/policies", &body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    body["already_in_effect"] = false.into();
+    let repeat = app.api_post(&key, "/api/v1/policies", &body).await;
+    assert_eq!(
+        repeat.status(),
+        StatusCode::OK,
+        "a retry is not refused for its date"
+    );
 }

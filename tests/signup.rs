@@ -73,6 +73,7 @@ async fn oi1_a_signup_gets_only_a_confirmation_and_stays_pending() {
             summary: "First".into(),
             url: "https://example.com/privacy".parse().unwrap(),
             material: false,
+            already_in_effect: true,
         })
         .await
         .unwrap();

@@ -41,6 +41,8 @@ pub struct CampaignView {
     from: Option<String>,
     send_at: Option<String>,
     recipients: i64,
+    /// Why a started campaign reached no one; null when it has recipients or has not started.
+    no_recipients_reason: Option<String>,
     queued: i64,
     sent: i64,
     failed: i64,
@@ -63,7 +65,9 @@ async fn view(state: &AppState, c: campaign::Model) -> Result<CampaignView, AppE
         .into_iter()
         .map(|l| l.slug)
         .collect();
+    let no_recipients_reason = state.campaigns.why_no_recipients(&c).await?;
     Ok(CampaignView {
+        no_recipients_reason,
         id: c.id,
         status: c.status,
         subject: c.subject,

@@ -26,6 +26,9 @@ pub struct PolicyInput {
     pub url: Option<String>,
     #[serde(default)]
     pub material: bool,
+    /// Accept an `effective_at` in the past: the version is recorded as already applying.
+    #[serde(default)]
+    pub already_in_effect: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -98,6 +101,7 @@ pub fn parse(input: PolicyInput) -> Result<NewPolicy, Vec<FieldError>> {
             summary,
             url,
             material: input.material,
+            already_in_effect: input.already_in_effect,
         }),
         _ => Err(errors),
     }

@@ -25,7 +25,12 @@ pub enum Payload {
     /// Sent to a new address: confirm it before it replaces the old one (GD-2).
     AddressChange { change: uuid::Uuid },
     /// A new privacy policy version (CS-12, CS-13).
-    PolicyNotice { policy_id: i64 },
+    PolicyNotice {
+        policy_id: i64,
+        /// No version was published before this one: the notice introduces the policy.
+        #[serde(default)]
+        first: bool,
+    },
     /// A data breach notice.
     BreachNotice { notice_id: i64 },
     /// A campaign sent to a team test recipient, rendered with sample fields.
@@ -94,7 +99,9 @@ impl Payload {
             Payload::Confirmation => confirmation(ctx, lookups, to, row).await,
             Payload::ExportLink => export_link(ctx, to, row).await,
             Payload::AddressChange { change } => address_change(ctx, to, *change).await,
-            Payload::PolicyNotice { policy_id } => policy_notice(ctx, to, row, *policy_id).await,
+            Payload::PolicyNotice { policy_id, first } => {
+                policy_notice(ctx, to, row, *policy_id, *first).await
+            }
             Payload::BreachNotice { notice_id } => breach_notice(ctx, to, row, *notice_id).await,
             Payload::CampaignTest { campaign_id } => campaign_test(ctx, to, *campaign_id).await,
         }
@@ -167,6 +174,7 @@ async fn policy_notice(
     to: EmailAddress,
     row: &ClaimedMessage,
     policy_id: i64,
+    first: bool,
 ) -> Result<Option<ComposedMessage>, String> {
     let Some(policy) = crate::store::policies::policy_by_id(&ctx.db, policy_id)
         .await
@@ -182,20 +190,24 @@ async fn policy_notice(
         .material
         .then(|| ctx.links.agree(subscriber.uuid, policy.id));
     let content = templates::email::PolicyNotice {
-        org_name: ctx.identity.org_name.as_str(),
         effective: &effective,
         summary: &policy.summary,
         url: &policy.url,
         agree_url: agree.as_ref().map(|u| u.as_str()),
+        first,
+    };
+    let subject = if first {
+        format!("Our privacy policy, effective {effective}")
+    } else {
+        format!("Changes to our privacy policy, effective {effective}")
     };
     Ok(Some(ComposedMessage {
         to,
         to_name: subscriber.name.as_deref().and_then(|n| crate::domain::DisplayName::parse(n).ok()),
-        subject: HeaderText::parse(&format!("Changes to our privacy policy, effective {effective}"))
-            .map_err(|e| e.to_string())?,
+        subject: HeaderText::parse(&subject).map_err(|e| e.to_string())?,
         html: content.html(),
         text: content.text(),
-        reason: "You receive this service notice because you subscribed to our emails; we must tell you when our privacy policy changes."
+        reason: "You receive this service notice because you subscribed to our emails; we tell you about our privacy policy and every change to it."
             .into(),
         class: MailClass::Transactional { preferences_url: Some(prefs) },
     }))

@@ -133,6 +133,41 @@ impl Campaigns {
         Ok(started)
     }
 
+    /// Why a started campaign reached no one, in words for the marketer; `None` when it has
+    /// recipients or has not started.
+    pub async fn why_no_recipients(&self, c: &campaign::Model) -> Result<Option<String>, Error> {
+        let started = !matches!(c.status, CampaignStatus::Draft | CampaignStatus::Scheduled);
+        if !started || c.recipients > 0 {
+            return Ok(None);
+        }
+        let now = db::audience_now(&self.db, c.id).await?;
+        let lists: Vec<String> = db::lists_of(&self.db, c.id)
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let lists = lists.join(", ");
+        Ok(Some(match now {
+            db::AudienceNow {
+                confirmed: 0,
+                unconfirmed: 0,
+            } => {
+                format!("No one had subscribed to {lists} when it started.")
+            }
+            db::AudienceNow {
+                confirmed: 0,
+                unconfirmed,
+            } => format!(
+                "No one on {lists} had confirmed their subscription when it started \
+                 ({unconfirmed} signed up but have not clicked the confirmation link yet)."
+            ),
+            db::AudienceNow { confirmed, .. } => format!(
+                "The {confirmed} confirmed subscribers of {lists} are on the suppression list \
+                 (they left every list, bounced or complained) or confirmed after it started."
+            ),
+        }))
+    }
+
     pub async fn schedule(&self, id: i64, at: time::OffsetDateTime) -> Result<bool, Error> {
         Ok(db::schedule(&self.db, id, at).await?)
     }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::delivery::{Payload, Wakeups};
-use crate::domain::{EmailAddress, HeaderText};
+use crate::domain::{EmailAddress, FieldError, HeaderText};
 use crate::store::entities::{breach_notice, policy_version};
 use crate::store::policies::{self, NewPolicyVersion, NoticeAudience};
 use crate::store::{Db, begin_write};
@@ -31,6 +31,8 @@ pub struct NewPolicy {
     pub summary: String,
     pub url: Url,
     pub material: bool,
+    /// The effective date may be in the past: the version is recorded as already applying.
+    pub already_in_effect: bool,
 }
 
 impl NewPolicy {
@@ -63,6 +65,9 @@ pub enum PublishOutcome {
     Conflict,
 }
 
+/// How far in the past "now" may be when it reaches the service (clocks and typing differ).
+const PAST_EFFECTIVE_GRACE: time::Duration = time::Duration::minutes(10);
+
 impl Notices {
     pub async fn publish_policy(&self, new: NewPolicy) -> Result<PublishOutcome, Error> {
         let hash = new.content_hash();
@@ -74,6 +79,16 @@ impl Notices {
                 PublishOutcome::Conflict
             });
         }
+        // A new version is announced before it applies; a past date is a slip unless said so.
+        // (A repeat of a published version is answered above, whatever its date.)
+        if new.effective_at < crate::store::now() - PAST_EFFECTIVE_GRACE && !new.already_in_effect {
+            return Err(Error::Invalid(vec![FieldError::new(
+                "effective_at",
+                "is in the past: a new version is announced before it takes effect. To record \
+                 a version that already applies, set already_in_effect (--already-in-effect)",
+            )]));
+        }
+        let first = policies::all(&tx).await?.is_empty();
         let policy = policies::insert_policy(
             &tx,
             NewPolicyVersion {
@@ -86,8 +101,11 @@ impl Notices {
             },
         )
         .await?;
-        let payload =
-            serde_json::to_value(Payload::PolicyNotice { policy_id: policy.id }).expect("serializes");
+        let payload = serde_json::to_value(Payload::PolicyNotice {
+            policy_id: policy.id,
+            first,
+        })
+        .expect("serializes");
         let prefix = format!("policy:{}:", policy.id);
         let queued =
             policies::queue_notices(&tx, "policy_notice", &payload, &prefix, NoticeAudience::All).await?;

@@ -223,6 +223,35 @@ pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Pro
     Ok(p)
 }
 
+/// The people on a campaign's lists now: confirmed, and signed up but not yet confirmed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AudienceNow {
+    pub confirmed: i64,
+    pub unconfirmed: i64,
+}
+
+pub async fn audience_now(db: &impl ConnectionTrait, campaign_id: i64) -> Result<AudienceNow, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        confirmed: i64,
+        unconfirmed: i64,
+    }
+    let row = Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT COUNT(DISTINCT CASE WHEN x.status = 'confirmed' THEN x.subscriber_id END) AS confirmed, \
+                COUNT(DISTINCT CASE WHEN x.status = 'pending' THEN x.subscriber_id END) AS unconfirmed \
+         FROM subscriptions x \
+         WHERE x.list_id IN (SELECT list_id FROM campaign_lists WHERE campaign_id = $1)",
+        [campaign_id.into()],
+    ))
+    .one(db)
+    .await?;
+    Ok(row.map_or_else(AudienceNow::default, |r| AudienceNow {
+        confirmed: r.confirmed,
+        unconfirmed: r.unconfirmed,
+    }))
+}
+
 /// Cancels what is left of a campaign's audience.
 pub async fn cancel_remaining(db: &impl ConnectionTrait, campaign_id: i64) -> Result<u64, DbErr> {
     let res = db

@@ -155,44 +155,62 @@ pub fn paragraphs_with_link(text: &str, link: &str) -> Markup {
 
 /// A policy-change notice (CS-12, CS-13): the notice first, plain, no promotion.
 pub struct PolicyNotice<'a> {
-    pub org_name: &'a str,
     pub effective: &'a str,
     pub summary: &'a str,
     pub url: &'a str,
     /// For a material change: where to agree. Until then no newsletters are sent.
     pub agree_url: Option<&'a str>,
+    /// The first version: there is nothing it changes.
+    pub first: bool,
 }
 
 const MATERIAL: &str = "This change is material: we will not send you newsletters under the new terms unless you agree. \
 If you do not agree, you will get no more newsletters; service notices like this one continue.";
 
 impl PolicyNotice<'_> {
+    fn opening(&self) -> (&'static str, &'static str, &'static str) {
+        if self.first {
+            (
+                "We have published our privacy policy. It takes effect on ",
+                "In short:",
+                "I agree to the privacy policy",
+            )
+        } else {
+            (
+                "We are changing our privacy policy. The new version takes effect on ",
+                "What changes:",
+                "I agree to the new privacy policy",
+            )
+        }
+    }
+
     pub fn html(&self) -> Markup {
+        let (opening, summary_heading, agree_label) = self.opening();
         html! {
-            p { "We are changing our privacy policy. The new version takes effect on " strong { (self.effective) } "." }
-            p { "What changes:" }
+            p { (opening) strong { (self.effective) } "." }
+            p { (summary_heading) }
             (paragraphs(self.summary))
             p { "Read the full policy: " a href=(self.url) { (self.url) } }
             @if let Some(agree) = self.agree_url {
                 p { (MATERIAL) }
-                p { a href=(agree) { "I agree to the new privacy policy" } }
+                p { a href=(agree) { (agree_label) } }
             }
             p { "If you have questions, reply to this email or write to the contact address below." }
         }
     }
 
     pub fn text(&self) -> String {
+        let (opening, summary_heading, _) = self.opening();
         let agree = match self.agree_url {
             Some(url) => format!("{MATERIAL}\n\nTo agree, open this link and press the button: {url}\n\n"),
             None => String::new(),
         };
         format!(
-            "We are changing our privacy policy. The new version takes effect on {}.\n\nWhat changes:\n\n{}\n\n\
-             Read the full policy: {}\n\n{agree}If you have questions, reply to this email or write to the contact address below.\n\n{}\n",
+            "{opening}{}.\n\n{summary_heading}\n\n{}\n\n\
+             Read the full policy: {}\n\n{agree}If you have questions, reply to this email or write to the contact address below.\n",
             self.effective,
             self.summary.trim(),
             self.url,
-            self.org_name
         )
     }
 }
