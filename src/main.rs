@@ -344,6 +344,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 report.bounced_deleted,
             );
             println!("{anonymize} {} consent records", report.consent_events_anonymized);
+            let forget = if dry_run { "would forget" } else { "forgot" };
+            println!(
+                "{forget} {} new names that were never confirmed",
+                report.unconfirmed_names_dropped
+            );
             Ok(())
         }
         Command::Campaign(CampaignCommand::Status { id, follow }) => {

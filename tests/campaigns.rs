@@ -820,19 +820,14 @@ async fn a_campaign_that_reaches_no_one_says_why() {
 }
 
 /// `letterhead campaign status ID --follow` shows progress until the campaign ends: a line
-/// per change when its output is not a terminal, the last one complete.
+/// per change when its output is not a terminal, the last one complete. The campaign is paused
+/// while the command starts, so the test sees it move whatever the machine's speed.
 #[tokio::test]
 async fn campaign_status_follow_shows_progress_until_the_end() {
-    let (app, key) = app_with(vec![("SMTP_RATE_PER_SECOND", "4".into())]).await;
-    for i in 0..8 {
-        seed(
-            &app,
-            &format!("reader{i}@example.org"),
-            None,
-            &["news"],
-            Confirmed,
-        )
-        .await;
+    use std::io::{BufRead, BufReader};
+    let (app, key) = app_with(vec![("SMTP_RATE_PER_SECOND", "2".into())]).await;
+    for i in 0..10 {
+        seed(&app, &format!("reader{i}@example.org"), None, &["news"], Confirmed).await;
     }
     let id = app
         .draft_campaign(
@@ -841,31 +836,50 @@ async fn campaign_status_follow_shows_progress_until_the_end() {
         )
         .await;
     app.send_campaign(&key, id).await;
-    let (mut cmd, _settings) = app.cli();
-    let id_arg = id.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        cmd.args(["campaign", "status", &id_arg, "--follow"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = out.lines().collect();
+    let paused = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/pause"))
+        .await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    let (mut cmd, settings) = app.cli();
+    let mut child = cmd
+        .args(["campaign", "status", &id.to_string(), "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut lines = Vec::new();
+    while let Some(line) = lines_rx.recv().await {
+        let resume = line.starts_with("paused");
+        lines.push(line);
+        if resume {
+            let res = app
+                .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/resume"))
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    drop(settings);
+    let out = lines.join("\n");
     assert_eq!(lines[0], format!("campaign {id}: \"Hi\""), "{out}");
-    let progress: Vec<&str> = lines[1..].to_vec();
-    assert!(progress.len() >= 2, "progress shown along the way: {out}");
-    assert!(progress[0].starts_with("sending"), "{out}");
+    assert!(lines[1].starts_with("paused    [") && lines[1].ends_with("of 10"), "{out}");
+    assert!(lines.iter().any(|l| l.starts_with("sending")), "{out}");
     assert!(
-        progress.iter().any(|l| l.contains("/s") && l.contains(" left")),
+        lines.iter().any(|l| l.contains("/s") && l.contains(" left")),
         "a rate and the time left: {out}"
     );
-    let last = progress.last().unwrap();
+    let last = lines.last().unwrap();
     assert!(last.starts_with("sent"), "{out}");
     assert!(
-        last.contains("[####################] 100%") && last.contains("sent 8  failed 0  skipped 0  of 8"),
+        last.contains("[####################] 100%")
+            && last.contains("sent 10  failed 0  skipped 0  of 10"),
         "{out}"
     );
-    assert_eq!(app.sink.messages().len(), 8);
+    assert_eq!(app.sink.messages().len(), 10);
 }

@@ -486,6 +486,96 @@ async fn oi10_an_old_link_does_not_resubscribe_someone_who_left() {
     );
 }
 
+/// A re-signup with another name changes the name only once the address's owner confirms it:
+/// alone, it gets a confirmation of its own; with a new list, the list's confirmation covers
+/// it. The same name again, or a correction on the preference page, drops a pending change.
+#[tokio::test]
+async fn a_new_name_at_a_re_signup_applies_after_confirmation() {
+    use common::flows::{confirmed_with_name, sign_up, text_of};
+    let app = spawn(Spawn {
+        overrides: vec![("CONFIRMATIONS_PER_ADDRESS_PER_DAY", "10".into())],
+        lists: vec![WEEKLY, OFFERS],
+        ..Default::default()
+    })
+    .await;
+    let address = EmailAddress::parse("ann@example.org").unwrap();
+    let name_on_file = async || {
+        subscriptions::subscriber_by_email(&app.state.db, &address)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+    };
+    confirmed_with_name(&app, "ann@example.org", "Ann", &["weekly"]).await;
+
+    // Already on weekly: only the name is new.
+    let m = sign_up(&app, "ann@example.org", Some("Ann Smith"), &["weekly"]).await;
+    let parsed = mail_parser::MessageParser::default().parse(&m.data).unwrap();
+    assert_eq!(parsed.subject(), Some("Please confirm the change to your name"));
+    let text = text_of(&m);
+    assert!(
+        text.contains("to call you \u{201c}Ann Smith\u{201d} from now on"),
+        "{text}"
+    );
+    assert_eq!(
+        name_on_file().await.as_deref(),
+        Some("Ann"),
+        "not before confirmation"
+    );
+    let link = confirmation_link(&m);
+    let done = app.post(&link).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let page = done.text().await.unwrap();
+    assert!(
+        page.contains("your new name is confirmed") && page.contains("Ann Smith"),
+        "{page}"
+    );
+    assert_eq!(name_on_file().await.as_deref(), Some("Ann Smith"));
+
+    // A new list and a new name: one confirmation covers both.
+    let m = sign_up(&app, "ann@example.org", Some("Ann S."), &["offers"]).await;
+    let text = text_of(&m);
+    assert!(
+        text.contains("subscribe this email address to") && text.contains("Offers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("also asks us to call you \u{201c}Ann S.\u{201d}"),
+        "{text}"
+    );
+    let page = app.post(&confirmation_link(&m)).await.text().await.unwrap();
+    assert!(page.contains("Offers") && page.contains("Ann S."), "{page}");
+    assert_eq!(name_on_file().await.as_deref(), Some("Ann S."));
+
+    // The name on file again clears what a stranger may have typed in between.
+    let before = app.sink.messages().len();
+    let res = app
+        .post_json(
+            "/subscribe",
+            &serde_json::json!({"email": "ann@example.org", "name": "Mallory was here",
+            "list": ["weekly"], "consent": true, "age_confirmed": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let stranger = app.wait_for_mail_to(before, "ann@example.org").await;
+    let res = app
+        .post_json(
+            "/subscribe",
+            &serde_json::json!({"email": "ann@example.org", "name": "Ann S.",
+            "list": ["weekly"], "consent": true, "age_confirmed": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let page = app
+        .post(&confirmation_link(&stranger))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("nothing to confirm"), "{page}");
+    assert_eq!(name_on_file().await.as_deref(), Some("Ann S."));
+}
+
 /// OI-6: at most three confirmation emails a day to one address, whoever asks; the answers
 /// stay the same (OI-9). (Resending is allowed at once here to reach the cap quickly.)
 #[tokio::test]

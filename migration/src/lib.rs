@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_core;
 mod m20261125_000002_campaigns;
 mod m20261125_000003_claim_indexes;
+mod m20261206_000004_pending_name;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_core::Migration),
             Box::new(m20261125_000002_campaigns::Migration),
             Box::new(m20261125_000003_claim_indexes::Migration),
+            Box::new(m20261206_000004_pending_name::Migration),
         ]
     }
 }

@@ -334,22 +334,35 @@ async fn confirmation(
     let content = templates::email::ConfirmationEmail {
         org_name: org,
         lists: &lists,
+        new_name: pending.new_name.as_deref(),
         link: link.as_str(),
         expires: &expires,
     };
+    let (subject, reason) = if lists.is_empty() {
+        (
+            "Please confirm the change to your name",
+            "You receive this because someone, probably you, gave a new name for this address.".to_owned(),
+        )
+    } else {
+        (
+            "Please confirm your subscription",
+            format!(
+                "You receive this because someone, probably you, asked to subscribe this address to {}.",
+                lists.join(", ")
+            ),
+        )
+    };
     Ok(Some(ComposedMessage {
         to,
+        // Addressed by the name on file: the new one is what the person is asked to confirm.
         to_name: pending
             .name
             .as_deref()
             .and_then(|n| crate::domain::DisplayName::parse(n).ok()),
-        subject: HeaderText::parse("Please confirm your subscription").map_err(|e| e.to_string())?,
+        subject: HeaderText::parse(subject).map_err(|e| e.to_string())?,
         html: content.html(),
         text: content.text(),
-        reason: format!(
-            "You receive this because someone, probably you, asked to subscribe this address to {}.",
-            lists.join(", ")
-        ),
+        reason,
         class: MailClass::Transactional {
             preferences_url: None,
         },

@@ -211,8 +211,11 @@ pub async fn queue_confirmation(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    /// These lists are now confirmed.
-    Confirmed(Vec<String>),
+    /// These lists are now confirmed, and the name given at the signup is now the person's.
+    Confirmed {
+        lists: Vec<String>,
+        new_name: Option<String>,
+    },
     /// The link was used before: its work is done.
     AlreadyUsed,
     /// Nothing the link covers is pending any more (the person left since, or was erased).
@@ -272,9 +275,17 @@ impl Signups {
                 s.status == SubscriptionStatus::Pending && s.pending_since_ms.is_some_and(|p| p <= issued_ms)
             })
             .collect();
-        if covered.is_empty() {
+        // A name given at a later signup, if it was pending when the link was issued.
+        let new_name = subscriber
+            .pending_name
+            .clone()
+            .filter(|_| subscriber.pending_name_since_ms.is_some_and(|p| p <= issued_ms));
+        if covered.is_empty() && new_name.is_none() {
             tx.commit().await?;
             return Ok(ConfirmOutcome::NothingPending);
+        }
+        if let Some(name) = &new_name {
+            subscriptions::set_name(&tx, subscriber.id, Some(name)).await?;
         }
         subscriptions::confirm(&tx, covered.iter().map(|s| s.id).collect()).await?;
         for s in &covered {
@@ -297,7 +308,9 @@ impl Signups {
         }
         // A fresh, confirmed opt-in lifts the suppression an erasure or a full opt-out left
         // behind (GD-4, CS-11). Bounces and complaints stay.
-        if let Ok(email) = EmailAddress::parse(&subscriber.email) {
+        if !covered.is_empty()
+            && let Ok(email) = EmailAddress::parse(&subscriber.email)
+        {
             let hash = self.address_hasher.hash(&email);
             suppressions::lift(
                 &tx,
@@ -312,7 +325,10 @@ impl Signups {
             .map(|l| l.name)
             .collect();
         tx.commit().await?;
-        Ok(ConfirmOutcome::Confirmed(names))
+        Ok(ConfirmOutcome::Confirmed {
+            lists: names,
+            new_name,
+        })
     }
 }
 

@@ -22,6 +22,8 @@ const BATCH: i64 = 1000;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionReport {
     pub unconfirmed_subscriptions_deleted: u64,
+    /// New names given at a signup and never confirmed.
+    pub unconfirmed_names_dropped: u64,
     pub subscribers_deleted: u64,
     pub consent_events_anonymized: u64,
     pub leavers_deleted: u64,
@@ -106,6 +108,15 @@ pub async fn run(
         .await?,
         ..Default::default()
     };
+    report.unconfirmed_names_dropped = batched(
+        db,
+        mode,
+        "subscribers",
+        "t.pending_name_since_ms < $1",
+        "UPDATE subscribers SET pending_name = NULL, pending_name_since_ms = NULL",
+        unconfirmed_cutoff_ms.into(),
+    )
+    .await?;
     // People left with no subscription at all and nothing ever confirmed were only ever
     // unconfirmed signups: they go entirely (their evidence and queued mail with them).
     report.subscribers_deleted = batched(

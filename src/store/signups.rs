@@ -162,6 +162,13 @@ async fn write_round_sqlite(
         });
     }
     subscriptions::record_consents(tx, events).await?;
+    // A name change waiting for confirmation is confirmed by the same email.
+    for s in subscribers.values() {
+        if let Some(since) = s.pending_name_since_ms {
+            let newest = newest_pending.entry(s.id).or_insert(since);
+            *newest = (*newest).max(since);
+        }
+    }
 
     let ids: Vec<i64> = people
         .iter()
@@ -268,7 +275,7 @@ async fn write_round_postgres(
     ];
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
-        WRITE_ROUND,
+        WRITE_ROUND.as_str(),
         values,
     ))
     .await
@@ -282,7 +289,12 @@ async fn write_round_postgres(
 /// in one order. The history is read from the statement's snapshot, before its own insert; a
 /// concurrent round that saw the same history computes the same dedupe key, and only one of
 /// the two confirmations is inserted.
-const WRITE_ROUND: &str = "\
+static WRITE_ROUND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    WRITE_ROUND_SQL.replace("{NAME_ON_CONFLICT}", &subscriptions::name_on_conflict("$4"))
+});
+
+/// [`WRITE_ROUND`] with the name rule's place marked.
+const WRITE_ROUND_SQL: &str = "\
 WITH people AS (
     SELECT * FROM json_to_recordset($1::json) AS p(uuid uuid, email text, email_key text, name text,
         hmac text, source text, ip text, user_agent text)
@@ -293,8 +305,8 @@ WITH people AS (
 ), subscribers_upserted AS (
     INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at, address_hmac)
     SELECT uuid, email, email_key, name, $3, $3, hmac FROM people ORDER BY email_key
-    ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name)
-    RETURNING id, email_key
+    ON CONFLICT (email_key) DO UPDATE SET {NAME_ON_CONFLICT}
+    RETURNING id, email_key, pending_name_since_ms
 ), pairs AS (
     SELECT s.id AS subscriber_id, c.list_id, c.detail, p.source, p.ip, p.user_agent
     FROM choices c
@@ -318,8 +330,13 @@ WITH people AS (
         $5, detail
     FROM pairs
 ), newest_pending AS (
-    SELECT subscriber_id, MAX(COALESCE(pending_since_ms, $4)) AS newest_ms
-    FROM requested WHERE status = 'pending' GROUP BY subscriber_id
+    SELECT subscriber_id, MAX(since_ms) AS newest_ms FROM (
+        SELECT subscriber_id, COALESCE(pending_since_ms, $4) AS since_ms
+        FROM requested WHERE status = 'pending'
+        UNION ALL
+        SELECT id, pending_name_since_ms FROM subscribers_upserted
+        WHERE pending_name_since_ms IS NOT NULL
+    ) pending GROUP BY subscriber_id
 ), history AS (
     SELECT h.subscriber_id, h.last_id, h.recent, h.queued,
         floor(extract(epoch FROM o.created_at) * 1000)::bigint AS last_created_ms

@@ -19,10 +19,30 @@ use crate::domain::{DisplayName, EmailAddress};
 pub struct SubscriberRef {
     pub id: i64,
     pub uuid: uuid::Uuid,
+    /// A name change waits for confirmation since then (epoch ms).
+    pub pending_name_since_ms: Option<i64>,
 }
 
-/// The subscriber with this address, created if new. An existing name is never overwritten by
-/// a signup (anyone can sign up any address); a missing one is filled in.
+/// The `ON CONFLICT (email_key) DO UPDATE SET` of an upsert of people, `now_ms` naming the
+/// parameter that holds the time: a missing name is filled in; a different one waits in
+/// `pending_name` until the person confirms it (anyone can sign up any address); the same name
+/// again clears a pending change.
+pub(crate) fn name_on_conflict(now_ms: &str) -> String {
+    format!(
+        "name = COALESCE(subscribers.name, excluded.name), \
+         pending_name = CASE \
+             WHEN excluded.name IS NULL OR subscribers.name IS NULL THEN subscribers.pending_name \
+             WHEN excluded.name = subscribers.name THEN NULL \
+             ELSE excluded.name END, \
+         pending_name_since_ms = CASE \
+             WHEN excluded.name IS NULL OR subscribers.name IS NULL THEN subscribers.pending_name_since_ms \
+             WHEN excluded.name = subscribers.name THEN NULL \
+             WHEN excluded.name = subscribers.pending_name THEN subscribers.pending_name_since_ms \
+             ELSE {now_ms} END"
+    )
+}
+
+/// The subscriber with this address, created if new; see [`name_on_conflict`] for the name.
 pub async fn upsert_subscriber(
     db: &impl ConnectionTrait,
     email: &EmailAddress,
@@ -55,6 +75,7 @@ struct UpsertedRow {
     id: i64,
     uuid: uuid::Uuid,
     email_key: String,
+    pending_name_since_ms: Option<i64>,
 }
 
 /// [`upsert_subscriber`] for many people in one statement per chunk, keyed by normalized
@@ -64,15 +85,22 @@ pub async fn upsert_subscribers(
     people: &[SubscriberRow<'_>],
 ) -> Result<HashMap<String, SubscriberRef>, DbErr> {
     const COLS: usize = 7;
-    let now = super::now();
+    let (now, now_ms) = super::now_and_ms();
+    let backend = db.get_database_backend();
     let mut out = HashMap::with_capacity(people.len());
     for chunk in people.chunks(super::ROWS_PER_STATEMENT) {
+        // The time's parameter follows the rows' (SQLite's `?` count in order of appearance).
+        let now_param = match backend {
+            sea_orm::DbBackend::Postgres => format!("${}", chunk.len() * COLS + 1),
+            _ => "?".to_owned(),
+        };
         let sql = format!(
             "INSERT INTO subscribers (uuid, email, email_key, name, created_at, updated_at, address_hmac) \
              VALUES {} \
-             ON CONFLICT (email_key) DO UPDATE SET name = COALESCE(subscribers.name, excluded.name) \
-             RETURNING id, uuid, email_key",
-            super::values_list(db.get_database_backend(), chunk.len(), COLS)
+             ON CONFLICT (email_key) DO UPDATE SET {} \
+             RETURNING id, uuid, email_key, pending_name_since_ms",
+            super::values_list(backend, chunk.len(), COLS),
+            name_on_conflict(&now_param),
         );
         let mut values = Vec::with_capacity(chunk.len() * COLS);
         for p in chunk {
@@ -86,6 +114,7 @@ pub async fn upsert_subscribers(
                 p.hmac.into(),
             ]);
         }
+        values.push(now_ms.into());
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         for row in UpsertedRow::find_by_statement(stmt).all(db).await? {
             out.insert(
@@ -93,6 +122,7 @@ pub async fn upsert_subscribers(
                 SubscriberRef {
                     id: row.id,
                     uuid: row.uuid,
+                    pending_name_since_ms: row.pending_name_since_ms,
                 },
             );
         }
@@ -188,11 +218,13 @@ pub async fn request_subscriptions(
     Ok(out)
 }
 
-/// A person with subscriptions waiting for confirmation, and the names of those lists.
+/// A person with something waiting for confirmation: subscriptions (the names of those lists)
+/// or a new name.
 #[derive(Debug, Clone)]
 pub struct PendingConfirmation {
     pub uuid: uuid::Uuid,
     pub name: Option<String>,
+    pub new_name: Option<String>,
     pub list_names: Vec<String>,
 }
 
@@ -201,7 +233,8 @@ struct PendingRow {
     subscriber_id: i64,
     uuid: uuid::Uuid,
     name: Option<String>,
-    list_name: String,
+    pending_name: Option<String>,
+    list_name: Option<String>,
 }
 
 /// What confirmation emails cover, read when they are sent, per subscriber: absent when
@@ -214,24 +247,27 @@ pub async fn pending_confirmations(
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
         // An id asked twice is found once (`IN`).
         let sql = format!(
-            "SELECT s.id AS subscriber_id, s.uuid, s.name, l.name AS list_name FROM subscribers s \
-             JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
-             JOIN lists l ON l.id = x.list_id \
-             WHERE s.id IN (SELECT column1 FROM {}) ORDER BY s.id, l.id",
+            "SELECT s.id AS subscriber_id, s.uuid, s.name, s.pending_name, l.name AS list_name \
+             FROM subscribers s \
+             LEFT JOIN subscriptions x ON x.subscriber_id = s.id AND x.status = 'pending' \
+             LEFT JOIN lists l ON l.id = x.list_id \
+             WHERE s.id IN (SELECT column1 FROM {}) AND (l.id IS NOT NULL OR s.pending_name IS NOT NULL) \
+             ORDER BY s.id, l.id",
             super::json_rows(db.get_database_backend(), 1, &["bigint"])
         );
         let rows: Vec<[i64; 1]> = chunk.iter().map(|&id| [id]).collect();
         let values = [super::json_rows_value(&rows)];
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         for row in PendingRow::find_by_statement(stmt).all(db).await? {
-            out.entry(row.subscriber_id)
+            let pending = out
+                .entry(row.subscriber_id)
                 .or_insert_with(|| PendingConfirmation {
                     uuid: row.uuid,
                     name: row.name,
+                    new_name: row.pending_name,
                     list_names: Vec::new(),
-                })
-                .list_names
-                .push(row.list_name);
+                });
+            pending.list_names.extend(row.list_name);
         }
     }
     Ok(out)
@@ -481,7 +517,8 @@ pub async fn join_confirmed(
     Ok(())
 }
 
-/// Sets (or clears) a subscriber's display name.
+/// Sets (or clears) a subscriber's display name; a name change waiting for confirmation is
+/// dropped (the person has just said what they want to be called).
 pub async fn set_name(
     db: &impl ConnectionTrait,
     subscriber_id: i64,
@@ -489,6 +526,8 @@ pub async fn set_name(
 ) -> Result<(), DbErr> {
     subscriber::Entity::update_many()
         .col_expr(subscriber::Column::Name, name.map(str::to_owned).into())
+        .col_expr(subscriber::Column::PendingName, Option::<String>::None.into())
+        .col_expr(subscriber::Column::PendingNameSinceMs, Option::<i64>::None.into())
         .col_expr(subscriber::Column::UpdatedAt, super::now().into())
         .filter(subscriber::Column::Id.eq(subscriber_id))
         .exec(db)

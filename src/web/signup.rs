@@ -454,8 +454,10 @@ async fn confirm(
     };
     let site = state.site();
     let page = match state.signup.confirm(&claims, origin).await? {
-        ConfirmOutcome::Confirmed(lists) => templates::signup::confirmed(&site, &lists),
-        ConfirmOutcome::AlreadyUsed => templates::signup::confirmed(&site, &[]),
+        ConfirmOutcome::Confirmed { lists, new_name } => {
+            templates::signup::confirmed(&site, &lists, new_name.as_deref())
+        }
+        ConfirmOutcome::AlreadyUsed => templates::signup::confirmed(&site, &[], None),
         ConfirmOutcome::NothingPending => templates::signup::nothing_to_confirm(&site),
     };
     Ok(Html(page.into_string()).into_response())

@@ -98,44 +98,86 @@ pub fn trusted_html(html: String) -> Markup {
     PreEscaped(html)
 }
 
-/// The double opt-in email (OI-4): who asks, for which lists, what to do, what happens if you
-/// do nothing, and until when the link works. Purely transactional: no promotion.
+/// The double opt-in email (OI-4): who asks, for which lists (and for which new name), what to
+/// do, what happens if you do nothing, and until when the link works. Purely transactional.
 pub struct ConfirmationEmail<'a> {
     pub org_name: &'a str,
     pub lists: &'a [String],
+    /// A name given at a later signup, different from the one on file.
+    pub new_name: Option<&'a str>,
     pub link: &'a str,
     pub expires: &'a str,
 }
 
 impl ConfirmationEmail<'_> {
+    /// The request, in a sentence (the lists follow it when there are any).
+    fn request(&self) -> String {
+        let org = self.org_name;
+        match (self.lists.is_empty(), self.new_name) {
+            (true, Some(name)) => format!(
+                "{org} received a request to call you \u{201c}{name}\u{201d} from now on, instead of the name it has for this email address."
+            ),
+            _ => format!("{org} received a request to subscribe this email address to:"),
+        }
+    }
+
+    /// The new name, when it comes with a subscription.
+    fn also(&self) -> Option<String> {
+        self.new_name
+            .filter(|_| !self.lists.is_empty())
+            .map(|name| format!("The request also asks us to call you \u{201c}{name}\u{201d} from now on."))
+    }
+
+    fn action(&self) -> &'static str {
+        if self.lists.is_empty() {
+            "Confirm my new name"
+        } else {
+            "Confirm my subscription"
+        }
+    }
+
+    fn if_not(&self) -> &'static str {
+        if self.lists.is_empty() {
+            "If you did not ask for this, ignore this email: nothing changes and we will not write again about it."
+        } else {
+            "If you did not ask for this, ignore this email: you will not be subscribed and we will not write again about it."
+        }
+    }
+
     pub fn html(&self) -> Markup {
         html! {
             p { "Hello," }
-            p { (self.org_name) " received a request to subscribe this email address to:" }
-            ul { @for l in self.lists { li { (l) } } }
+            p { (self.request()) }
+            @if !self.lists.is_empty() {
+                ul { @for l in self.lists { li { (l) } } }
+            }
+            @if let Some(also) = self.also() { p { (also) } }
             p { "To confirm, open this link and press the button on the page:" }
-            p { a href=(self.link) { "Confirm my subscription" } }
+            p { a href=(self.link) { (self.action()) } }
             p { "The link works until " (self.expires) "." }
-            p { "If you did not ask for this, ignore this email: you will not be subscribed and we will not write again about it." }
+            p { (self.if_not()) }
         }
     }
 
     pub fn text(&self) -> String {
-        let mut out = format!(
-            "Hello,\n\n{} received a request to subscribe this email address to:\n\n",
-            self.org_name
-        );
+        let mut out = format!("Hello,\n\n{}\n\n", self.request());
         for l in self.lists {
             out.push_str("  - ");
             out.push_str(l);
             out.push('\n');
         }
-        out.push_str("\nTo confirm, open this link and press the button on the page:\n\n");
+        if !self.lists.is_empty() {
+            out.push('\n');
+        }
+        if let Some(also) = self.also() {
+            out.push_str(&also);
+            out.push_str("\n\n");
+        }
+        out.push_str("To confirm, open this link and press the button on the page:\n\n");
         out.push_str(self.link);
         out.push_str(&format!("\n\nThe link works until {}.\n\n", self.expires));
-        out.push_str(
-            "If you did not ask for this, ignore this email: you will not be subscribed and we will not write again about it.\n",
-        );
+        out.push_str(self.if_not());
+        out.push('\n');
         out
     }
 }

@@ -121,15 +121,26 @@ pub fn confirm_page(site: &SiteIdentity<'_>, token: &str) -> Markup {
     )
 }
 
-pub fn confirmed(site: &SiteIdentity<'_>, lists: &[String]) -> Markup {
+pub fn confirmed(site: &SiteIdentity<'_>, lists: &[String], new_name: Option<&str>) -> Markup {
+    let (title, heading) = if lists.is_empty() && new_name.is_some() {
+        ("Name confirmed", "Thank you: your new name is confirmed")
+    } else {
+        (
+            "Subscription confirmed",
+            "Thank you: your subscription is confirmed",
+        )
+    };
     layout(
         site,
-        "Subscription confirmed",
+        title,
         html! {
-            h1 { "Thank you: your subscription is confirmed" }
+            h1 { (heading) }
             @if !lists.is_empty() {
                 p { "You are now subscribed to:" }
                 ul { @for l in lists { li { (l) } } }
+            }
+            @if let Some(name) = new_name {
+                p { "We will call you " strong { (name) } " from now on." }
             }
             p { "Every email has a link to unsubscribe with one click." }
         },

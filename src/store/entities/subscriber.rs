@@ -12,6 +12,10 @@ pub struct Model {
     pub email_key: String,
     pub address_hmac: String,
     pub name: Option<String>,
+    /// A different name given at a later signup, applied when the person confirms it.
+    pub pending_name: Option<String>,
+    /// When `pending_name` was given (epoch ms): a confirmation issued before does not cover it.
+    pub pending_name_since_ms: Option<i64>,
     pub created_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
 }
