@@ -146,6 +146,42 @@ fn errors_say_what_would_work() {
     assert!(!stderr.contains("neither"), "{stderr}");
 }
 
+/// The organisation's look: a logo by https (http only on this machine) and a #rrggbb colour;
+/// anything else is one line that names the setting and says what would work.
+#[test]
+fn brand_settings_are_checked_at_start_up() {
+    let good = [
+        ("BRAND_LOGO_URL", "https://cdn.example.com/logo.png"),
+        ("BRAND_ACCENT_COLOR", "#1F5FA8"),
+    ];
+    assert_eq!(run(&with(&good, &[])).0, 0);
+    assert_eq!(
+        run(&with(
+            &[("BRAND_LOGO_URL", "http://127.0.0.1:8000/logo.png")],
+            &[]
+        ))
+        .0,
+        0
+    );
+    for bad in [
+        "http://cdn.example.com/logo.png",
+        "logo.png",
+        "data:image/png;base64,AAAA",
+    ] {
+        assert_refused(&with(&[("BRAND_LOGO_URL", bad)], &[]), "BRAND_LOGO_URL");
+    }
+    let (_, stderr) = run(&with(
+        &[("BRAND_LOGO_URL", "ftp://cdn.example.com/logo.png")],
+        &[],
+    ));
+    assert!(stderr.contains("must be an https:// URL"), "{stderr}");
+    for bad in ["red", "#12345", "1f5fa8", "#1f5fa8;}"] {
+        assert_refused(&with(&[("BRAND_ACCENT_COLOR", bad)], &[]), "BRAND_ACCENT_COLOR");
+    }
+    let (_, stderr) = run(&with(&[("BRAND_ACCENT_COLOR", "blue")], &[]));
+    assert!(stderr.contains("#rrggbb, such as #1f5fa8"), "{stderr}");
+}
+
 /// A database that cannot be opened is one line that names the setting, once.
 #[test]
 fn an_unopenable_database_names_the_setting() {
