@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::process::Command;
 
 use common::fixture;
@@ -180,6 +181,44 @@ fn brand_settings_are_checked_at_start_up() {
     }
     let (_, stderr) = run(&with(&[("BRAND_ACCENT_COLOR", "blue")], &[]));
     assert!(stderr.contains("#rrggbb, such as #1f5fa8"), "{stderr}");
+}
+
+/// `BRAND_ACCENT_COLOR=#1f5fa8` unquoted in a .env file is a comment: the setting arrives
+/// blank, and start-up says how to write it rather than drop the colour without a word.
+#[test]
+fn an_unquoted_colour_in_an_env_file_is_named() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for (k, v) in base() {
+        writeln!(file, "{k}=\"{v}\"").unwrap();
+    }
+    writeln!(file, "BRAND_ACCENT_COLOR=#1f5fa8").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .arg("--env-file")
+        .arg(file.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("BRAND_ACCENT_COLOR is blank") && stderr.contains("in quotes"),
+        "{stderr}"
+    );
+    let quoted = std::fs::read_to_string(file.path())
+        .unwrap()
+        .replace("=#1f5fa8", "=\"#1f5fa8\"");
+    std::fs::write(file.path(), quoted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .arg("--env-file")
+        .arg(file.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A database that cannot be opened is one line that names the setting, once.

@@ -241,6 +241,18 @@ fn parse_logo_url(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+fn accent_color(s: &Settings) -> Result<Option<String>, ConfigError> {
+    // In a .env file an unquoted # starts a comment: `BRAND_ACCENT_COLOR=#1f5fa8` arrives blank.
+    if s.blank("BRAND_ACCENT_COLOR") {
+        return Err(err(
+            "BRAND_ACCENT_COLOR",
+            "is blank; in a .env file put the colour in quotes (an unquoted # starts a comment): \
+             BRAND_ACCENT_COLOR=\"#1f5fa8\", or remove the line",
+        ));
+    }
+    s.get("BRAND_ACCENT_COLOR").map(parse_accent_color).transpose()
+}
+
 fn parse_accent_color(raw: &str) -> Result<String, ConfigError> {
     let hex = raw
         .strip_prefix('#')
@@ -329,6 +341,11 @@ impl Settings {
     /// A set, non-blank value.
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// Given, but blank.
+    fn blank(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| v.trim().is_empty())
     }
 
     fn required(&self, key: &'static str, why: &str) -> Result<&str, ConfigError> {
@@ -529,7 +546,7 @@ impl Config {
             request_timeout: Duration::from_secs(s.parsed("REQUEST_TIMEOUT_SECONDS", 30u64)?.max(1)),
             brand: Brand {
                 logo_url: s.get("BRAND_LOGO_URL").map(parse_logo_url).transpose()?,
-                accent_color: s.get("BRAND_ACCENT_COLOR").map(parse_accent_color).transpose()?,
+                accent_color: accent_color(s)?,
             },
         })
     }
@@ -784,6 +801,12 @@ mod tests {
         }
         let c = Config::from_settings(&minimal()).unwrap();
         assert!(c.brand.logo_url.is_none() && c.brand.accent_color.is_none());
+        let mut s = minimal();
+        s.set("BRAND_ACCENT_COLOR", " ");
+        assert_eq!(
+            Config::from_settings(&s).unwrap_err().setting,
+            "BRAND_ACCENT_COLOR"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ const DANGER: &str = "#b3261e";
 /// `--accent` and `--on-accent` are set per site, before this.
 const STYLE: &str = "*,*::before,*::after{box-sizing:border-box}\
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;\
-margin:0 auto;padding:0 1rem 1rem;line-height:1.5;color:#1a1a1a;background:#fff}\
+margin:0 auto;padding:0 1rem 1rem;line-height:1.5;color:#1a1a1a;background:#fff;\
+overflow-wrap:break-word}\
 a{color:var(--accent)}\
 header.site{display:flex;align-items:center;gap:.75rem;padding:1rem 0;margin-bottom:1rem;\
 border-bottom:3px solid var(--accent)}\
@@ -114,8 +115,11 @@ pub enum WayOn {
     Signup,
 }
 
-fn mailto(site: &SiteIdentity<'_>) -> Markup {
-    html! { a href={ "mailto:" (site.contact_email) } { (site.contact_email) } }
+/// The contact address as a link; `subject` fills in the email's subject.
+fn mailto(site: &SiteIdentity<'_>, subject: Option<&str>) -> Markup {
+    html! {
+        a href={ "mailto:" (site.contact_email) @if let Some(s) = subject { "?subject=" (s) } } { (site.contact_email) }
+    }
 }
 
 fn way_on(site: &SiteIdentity<'_>, way: WayOn) -> Markup {
@@ -124,21 +128,21 @@ fn way_on(site: &SiteIdentity<'_>, way: WayOn) -> Markup {
             h2 { "You can still unsubscribe" }
             ul {
                 li { "Use the unsubscribe or preferences link at the foot of any other email from us; each works on its own." }
-                li { "Or write to " (mailto(site)) " from the address you want removed, and we will unsubscribe it." }
+                li { "Or write to " (mailto(site, Some("Unsubscribe"))) " from the address you want removed, and we will unsubscribe it." }
             }
         },
         WayOn::Preferences => html! {
             h2 { "What you can do" }
             ul {
                 li { "Open the “Manage your preferences” link at the foot of our latest email: it gets you a fresh page, and new links from there." }
-                li { "Or write to " (mailto(site)) " and we will help: a copy of your data, a correction, or erasure." }
+                li { "Or write to " (mailto(site, None)) " and we will help: a copy of your data, a correction, or erasure." }
             }
         },
         WayOn::Signup => html! {
             h2 { "What you can do" }
             ul {
                 li { a href="/subscribe" { "Sign up again" } " and use the link in the new email." }
-                li { "Questions? Write to " (mailto(site)) "." }
+                li { "Questions? Write to " (mailto(site, None)) "." }
             }
         },
     }
