@@ -404,19 +404,22 @@ async fn change_address(
     .await
 }
 
-/// The person an export link names, or the page that says its one use is spent.
-async fn export_target(
-    state: &AppState,
-    token: &str,
-) -> Result<Result<(ExportClaims, subscriber::Model), Response>, AppError> {
+/// What an export link opens: the person it names, or, once its one use is spent, the page
+/// that says so.
+enum ExportLink {
+    Usable(ExportClaims, subscriber::Model),
+    Spent(Response),
+}
+
+async fn export_link(state: &AppState, token: &str) -> Result<ExportLink, AppError> {
     let claims: ExportClaims = verified(state, token).await?;
     let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
         .await?
         .ok_or_else(gone)?;
     if spent_tokens::is_spent(&state.db, &claims.jti).await? {
-        return Ok(Err(export_spent(state, &claims, &s)));
+        return Ok(ExportLink::Spent(export_spent(state, &claims, &s)));
     }
-    Ok(Ok((claims, s)))
+    Ok(ExportLink::Usable(claims, s))
 }
 
 fn export_spent(state: &AppState, claims: &ExportClaims, s: &subscriber::Model) -> Response {
@@ -426,9 +429,9 @@ fn export_spent(state: &AppState, claims: &ExportClaims, s: &subscriber::Model) 
 }
 
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
-    Ok(match export_target(&state, &token).await? {
-        Ok((_, s)) => page(templates::leaving::export_page(&state.site(), &token, &s.email)),
-        Err(spent) => spent,
+    Ok(match export_link(&state, &token).await? {
+        ExportLink::Usable(_, s) => page(templates::leaving::export_page(&state.site(), &token, &s.email)),
+        ExportLink::Spent(page) => page,
     })
 }
 
@@ -436,9 +439,9 @@ async fn download_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let (claims, s) = match export_target(&state, &token).await? {
-        Ok(target) => target,
-        Err(spent) => return Ok(spent),
+    let (claims, s) = match export_link(&state, &token).await? {
+        ExportLink::Usable(claims, s) => (claims, s),
+        ExportLink::Spent(page) => return Ok(page),
     };
     // Two downloads at once: only one spends the link.
     if !spent_tokens::spend(&state.db, &claims.jti).await? {
