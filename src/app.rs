@@ -176,14 +176,26 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::long_running_routes(state.clone()));
 
     let security_headers = ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         // Pages reached through a token must not leak it in a Referer (TK-8).
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+            content_security_policy(&state.config),
         ));
 
     routes
@@ -204,6 +216,20 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn(crate::api::refuse_undocumented)),
         )
         .with_state(state)
+}
+
+/// Nothing is loaded from elsewhere but the logo the operator chose (`BRAND_LOGO_URL`).
+fn content_security_policy(config: &Config) -> HeaderValue {
+    let img_src = match &config.brand.logo_url {
+        Some(url) => format!("'self' {}", url.origin().ascii_serialization()),
+        None => "'self'".to_owned(),
+    };
+    let policy = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src {img_src}; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    // An origin is ASCII without spaces or controls: always a valid header value.
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
 
 pub struct Application {

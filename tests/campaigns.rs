@@ -827,7 +827,14 @@ async fn campaign_status_follow_shows_progress_until_the_end() {
     use std::io::{BufRead, BufReader};
     let (app, key) = app_with(vec![("SMTP_RATE_PER_SECOND", "2".into())]).await;
     for i in 0..10 {
-        seed(&app, &format!("reader{i}@example.org"), None, &["news"], Confirmed).await;
+        seed(
+            &app,
+            &format!("reader{i}@example.org"),
+            None,
+            &["news"],
+            Confirmed,
+        )
+        .await;
     }
     let id = app
         .draft_campaign(
@@ -868,7 +875,10 @@ async fn campaign_status_follow_shows_progress_until_the_end() {
     drop(settings);
     let out = lines.join("\n");
     assert_eq!(lines[0], format!("campaign {id}: \"Hi\""), "{out}");
-    assert!(lines[1].starts_with("paused    [") && lines[1].ends_with("of 10"), "{out}");
+    assert!(
+        lines[1].starts_with("paused    [") && lines[1].ends_with("of 10"),
+        "{out}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("sending")), "{out}");
     assert!(
         lines.iter().any(|l| l.contains("/s") && l.contains(" left")),
@@ -877,8 +887,7 @@ async fn campaign_status_follow_shows_progress_until_the_end() {
     let last = lines.last().unwrap();
     assert!(last.starts_with("sent"), "{out}");
     assert!(
-        last.contains("[####################] 100%")
-            && last.contains("sent 10  failed 0  skipped 0  of 10"),
+        last.contains("[####################] 100%") && last.contains("sent 10  failed 0  skipped 0  of 10"),
         "{out}"
     );
     assert_eq!(app.sink.messages().len(), 10);

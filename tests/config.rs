@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::process::Command;
 
 use common::fixture;
@@ -144,6 +145,80 @@ fn errors_say_what_would_work() {
     let (_, stderr) = run(&with(&dkim, &[]));
     assert!(stderr.contains("at least 2048 bits"), "{stderr}");
     assert!(!stderr.contains("neither"), "{stderr}");
+}
+
+/// The organisation's look: a logo by https (http only on this machine) and a #rrggbb colour;
+/// anything else is one line that names the setting and says what would work.
+#[test]
+fn brand_settings_are_checked_at_start_up() {
+    let good = [
+        ("BRAND_LOGO_URL", "https://cdn.example.com/logo.png"),
+        ("BRAND_ACCENT_COLOR", "#1F5FA8"),
+    ];
+    assert_eq!(run(&with(&good, &[])).0, 0);
+    assert_eq!(
+        run(&with(
+            &[("BRAND_LOGO_URL", "http://127.0.0.1:8000/logo.png")],
+            &[]
+        ))
+        .0,
+        0
+    );
+    for bad in [
+        "http://cdn.example.com/logo.png",
+        "logo.png",
+        "data:image/png;base64,AAAA",
+    ] {
+        assert_refused(&with(&[("BRAND_LOGO_URL", bad)], &[]), "BRAND_LOGO_URL");
+    }
+    let (_, stderr) = run(&with(
+        &[("BRAND_LOGO_URL", "ftp://cdn.example.com/logo.png")],
+        &[],
+    ));
+    assert!(stderr.contains("must be an https:// URL"), "{stderr}");
+    for bad in ["red", "#12345", "1f5fa8", "#1f5fa8;}"] {
+        assert_refused(&with(&[("BRAND_ACCENT_COLOR", bad)], &[]), "BRAND_ACCENT_COLOR");
+    }
+    let (_, stderr) = run(&with(&[("BRAND_ACCENT_COLOR", "blue")], &[]));
+    assert!(stderr.contains("#rrggbb, such as #1f5fa8"), "{stderr}");
+}
+
+/// `BRAND_ACCENT_COLOR=#1f5fa8` unquoted in a .env file is a comment: the setting arrives
+/// blank, and start-up says how to write it rather than drop the colour without a word.
+#[test]
+fn an_unquoted_colour_in_an_env_file_is_named() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for (k, v) in base() {
+        writeln!(file, "{k}=\"{v}\"").unwrap();
+    }
+    writeln!(file, "BRAND_ACCENT_COLOR=#1f5fa8").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .arg("--env-file")
+        .arg(file.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("BRAND_ACCENT_COLOR is blank") && stderr.contains("in quotes"),
+        "{stderr}"
+    );
+    let quoted = std::fs::read_to_string(file.path())
+        .unwrap()
+        .replace("=#1f5fa8", "=\"#1f5fa8\"");
+    std::fs::write(file.path(), quoted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_letterhead"))
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .arg("--env-file")
+        .arg(file.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A database that cannot be opened is one line that names the setting, once.

@@ -154,6 +154,15 @@ pub struct RateLimits {
     pub api_per_minute: u32,
 }
 
+/// How the public pages carry the organisation's look. Nothing else is loaded from elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct Brand {
+    /// An image for the page header (`BRAND_LOGO_URL`): https, or http on this machine only.
+    pub logo_url: Option<Url>,
+    /// `#rrggbb` in lower case (`BRAND_ACCENT_COLOR`): buttons, links and headings.
+    pub accent_color: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: Secret,
@@ -175,6 +184,7 @@ pub struct Config {
     /// The list created at start-up when there is none yet (`DEFAULT_LIST=slug:Name`), so that a
     /// fresh install can take a signup.
     pub default_list: Option<DefaultList>,
+    pub brand: Brand,
 }
 
 /// A list to create when the database has none.
@@ -201,6 +211,59 @@ fn parse_default_list(raw: &str) -> Result<DefaultList, ConfigError> {
         slug,
         name: name.to_owned(),
     })
+}
+
+fn parse_logo_url(raw: &str) -> Result<Url, ConfigError> {
+    const KEY: &str = "BRAND_LOGO_URL";
+    const FIX: &str = "give the https:// address of an image, such as https://example.com/logo.png";
+    let url = Url::parse(raw).map_err(|e| err(KEY, format!("is not a valid URL ({e}); {FIX}")))?;
+    // Plain http only for a logo served on this machine (a local try-out); browsers would
+    // refuse it on an https page anyway.
+    let on_this_machine = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => {}
+        "http" if on_this_machine => {}
+        _ => {
+            return Err(err(
+                KEY,
+                format!("must be an https:// URL (http:// only for localhost); {FIX}"),
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err(KEY, format!("must not carry a user name or password; {FIX}")));
+    }
+    Ok(url)
+}
+
+fn accent_color(s: &Settings) -> Result<Option<String>, ConfigError> {
+    // In a .env file an unquoted # starts a comment: `BRAND_ACCENT_COLOR=#1f5fa8` arrives blank.
+    if s.blank("BRAND_ACCENT_COLOR") {
+        return Err(err(
+            "BRAND_ACCENT_COLOR",
+            "is blank; in a .env file put the colour in quotes (an unquoted # starts a comment): \
+             BRAND_ACCENT_COLOR=\"#1f5fa8\", or remove the line",
+        ));
+    }
+    s.get("BRAND_ACCENT_COLOR").map(parse_accent_color).transpose()
+}
+
+fn parse_accent_color(raw: &str) -> Result<String, ConfigError> {
+    let hex = raw
+        .strip_prefix('#')
+        .filter(|h| h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    match hex {
+        Some(hex) => Ok(format!("#{}", hex.to_ascii_lowercase())),
+        None => Err(err(
+            "BRAND_ACCENT_COLOR",
+            format!("must be a colour written #rrggbb, such as #1f5fa8, not {raw:?}"),
+        )),
+    }
 }
 
 /// Domains of free mailbox providers: sending From them fails DMARC and breaks GY-5.
@@ -278,6 +341,11 @@ impl Settings {
     /// A set, non-blank value.
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// Given, but blank.
+    fn blank(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| v.trim().is_empty())
     }
 
     fn required(&self, key: &'static str, why: &str) -> Result<&str, ConfigError> {
@@ -476,6 +544,10 @@ impl Config {
             signup,
             retention,
             request_timeout: Duration::from_secs(s.parsed("REQUEST_TIMEOUT_SECONDS", 30u64)?.max(1)),
+            brand: Brand {
+                logo_url: s.get("BRAND_LOGO_URL").map(parse_logo_url).transpose()?,
+                accent_color: accent_color(s)?,
+            },
         })
     }
 
@@ -698,6 +770,43 @@ mod tests {
         let keys = parse_token_keys(&format!("new:{},old:{}", "a".repeat(32), "b".repeat(40))).unwrap();
         assert_eq!(keys[0].0, "new");
         assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn brand_settings_are_checked() {
+        let ok = parse_logo_url("https://cdn.example.com/logo.png").unwrap();
+        assert_eq!(ok.as_str(), "https://cdn.example.com/logo.png");
+        assert!(parse_logo_url("http://127.0.0.1:8000/logo.png").is_ok());
+        assert!(parse_logo_url("http://localhost/logo.png").is_ok());
+        for bad in [
+            "http://cdn.example.com/logo.png",
+            "data:image/png;base64,AAAA",
+            "javascript:alert(1)",
+            "logo.png",
+            "https://user:pw@cdn.example.com/logo.png",
+        ] {
+            assert_eq!(
+                parse_logo_url(bad).unwrap_err().setting,
+                "BRAND_LOGO_URL",
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_accent_color("#1F5FA8").unwrap(), "#1f5fa8");
+        for bad in ["1f5fa8", "#1f5fa", "#1f5fa8x", "#gggggg", "red", "#1f5fa8;}"] {
+            assert_eq!(
+                parse_accent_color(bad).unwrap_err().setting,
+                "BRAND_ACCENT_COLOR",
+                "{bad}"
+            );
+        }
+        let c = Config::from_settings(&minimal()).unwrap();
+        assert!(c.brand.logo_url.is_none() && c.brand.accent_color.is_none());
+        let mut s = minimal();
+        s.set("BRAND_ACCENT_COLOR", " ");
+        assert_eq!(
+            Config::from_settings(&s).unwrap_err().setting,
+            "BRAND_ACCENT_COLOR"
+        );
     }
 
     #[test]

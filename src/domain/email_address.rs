@@ -84,6 +84,13 @@ impl EmailAddress {
         self.address.to_ascii_lowercase()
     }
 
+    /// The address as a page shows it to whoever typed it: the first character, an ellipsis
+    /// and the domain (`a…@example.org`), so a shared screen does not give it away whole.
+    pub fn masked(&self) -> String {
+        let first = self.local_part().chars().next().unwrap_or('?');
+        format!("{first}…@{}", self.domain())
+    }
+
     pub fn to_lettre(&self) -> lettre::Address {
         // Both halves were checked above against a stricter grammar than lettre's.
         lettre::Address::new(self.local_part(), self.domain())
@@ -144,6 +151,16 @@ mod tests {
         assert_eq!(a.normalized(), "zoe.smith+news@example.com");
         let idn = EmailAddress::parse("info@bücher.de").unwrap();
         assert_eq!(idn.domain(), "xn--bcher-kva.de");
+    }
+
+    #[test]
+    fn masked_keeps_the_first_character_and_the_domain() {
+        let a = EmailAddress::parse("Zoe.Smith@Example.COM").unwrap();
+        assert_eq!(a.masked(), "Z…@example.com");
+        assert_eq!(
+            EmailAddress::parse("x@example.org").unwrap().masked(),
+            "x…@example.org"
+        );
     }
 
     #[test]

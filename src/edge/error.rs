@@ -22,6 +22,8 @@ pub struct AppError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    /// For a page reached from an email: what the person can do instead.
+    pub way_on: Option<templates::pages::WayOn>,
 }
 
 impl AppError {
@@ -32,7 +34,12 @@ impl AppError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            way_on: None,
         }
+    }
+    pub fn with_way_on(mut self, way_on: templates::pages::WayOn) -> Self {
+        self.way_on = Some(way_on);
+        self
     }
     pub fn not_found() -> Self {
         Self::new(
@@ -195,7 +202,13 @@ pub async fn render_errors(State(state): State<AppState>, req: Request, next: Ne
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        let page = templates::pages::error_page(&state.site(), status.as_u16(), &err.title, &err.detail);
+        let page = templates::pages::error_page(
+            &state.site(),
+            status.as_u16(),
+            &err.title,
+            &err.detail,
+            err.way_on,
+        );
         Body::from(page.into_string())
     };
     Response::from_parts(parts, body)

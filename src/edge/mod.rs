@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 
 pub use error::{AppError, FieldError};
 use rate_limit::{IpLimiter, KeyedLimiter};
+pub use templates::pages::WayOn;
 
 use crate::config::Config;
 use crate::domain::AddressHasher;
@@ -87,6 +88,8 @@ impl App {
             org_name: self.config.identity.org_name.as_str(),
             postal_address: &self.config.identity.postal_address,
             contact_email: self.config.identity.contact_email.as_str(),
+            logo_url: self.config.brand.logo_url.as_ref().map(url::Url::as_str),
+            accent_color: self.config.brand.accent_color.as_deref(),
         }
     }
 }
@@ -141,18 +144,20 @@ impl TokenVerifier {
     }
 }
 
-/// A link token that did not verify: a 4xx page (or problem), never a 5xx (TK-1..4).
-pub fn token_rejected(err: TokenError) -> AppError {
-    match err {
+/// A link token that did not verify: a 4xx page (or problem), never a 5xx (TK-1..4). The page
+/// says what to do instead (`way_on`), since the link came from an email.
+pub fn token_rejected(err: TokenError, way_on: WayOn) -> AppError {
+    let e = match err {
         TokenError::Expired => AppError::new(
             StatusCode::GONE,
             "This link has expired",
-            "Links in our emails work only for a limited time. Please start again.",
+            "Links in our emails work only for a limited time, and this one is past it.",
         ),
         TokenError::Invalid | TokenError::UnknownKey | TokenError::WrongPurpose => AppError::new(
             StatusCode::BAD_REQUEST,
             "This link is not valid",
-            "The link may have been cut off or changed. Please use the link exactly as it arrived.",
+            "The link may have been cut off or changed on its way. Please use the link exactly as it arrived.",
         ),
-    }
+    };
+    e.with_way_on(way_on)
 }

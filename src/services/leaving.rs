@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::config::SenderIdentity;
 use crate::delivery::{Payload, Wakeups};
 use crate::domain::{AddressHasher, DisplayName, EmailAddress};
-use crate::services::signup::{CONSENT_TEXT, RequestOrigin};
+use crate::services::signup::{RequestOrigin, consent_text};
 use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::subscriber;
 use crate::store::entities::subscription::SubscriptionStatus;
@@ -128,7 +128,7 @@ impl Leaving {
             subscriptions::join_confirmed(&tx, subscriber.id, list_id, existing.map(|s| s.id)).await?;
             let mut e = event(subscriber.id, list_id, ConsentKind::Resubscribe, &origin);
             e.policy_version = policy.clone();
-            e.consent_text = Some(CONSENT_TEXT.to_owned());
+            e.consent_text = Some(consent_text(policy.is_some()).to_owned());
             subscriptions::record_consent(&tx, e).await?;
             joined = true;
         }

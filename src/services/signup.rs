@@ -26,6 +26,20 @@ use crate::tokens::ConfirmClaims;
 pub const CONSENT_TEXT: &str = "I want to receive the newsletters I selected by email. I have read the \
 privacy policy and know that I can unsubscribe at any time with one click.";
 
+/// The statement while no policy is in force: there is none to have read, and the evidence
+/// records no policy version.
+pub const CONSENT_TEXT_WITHOUT_POLICY: &str = "I want to receive the newsletters I selected by email \
+and know that I can unsubscribe at any time with one click.";
+
+/// The consent statement to show and record, depending on whether a policy is in force.
+pub fn consent_text(policy_in_force: bool) -> &'static str {
+    if policy_in_force {
+        CONSENT_TEXT
+    } else {
+        CONSENT_TEXT_WITHOUT_POLICY
+    }
+}
+
 /// Where a request came from, kept as evidence (IP and user agent only until the abuse
 /// retention period ends, GD-5).
 #[derive(Debug, Clone, Default)]
@@ -134,6 +148,7 @@ fn confirmation_rule<'a>(
     signups::ConfirmationRule {
         payload,
         consent_text: CONSENT_TEXT,
+        consent_text_without_policy: CONSENT_TEXT_WITHOUT_POLICY,
         per_day: cfg.confirmations_per_day,
         resend_after_ms: i64::try_from(cfg.resend_after.as_millis()).unwrap_or(i64::MAX),
     }
@@ -211,8 +226,10 @@ pub async fn queue_confirmation(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    /// These lists are now confirmed, and the name given at the signup is now the person's.
+    /// These lists of this address are now confirmed, and the name given at the signup is now
+    /// the person's.
     Confirmed {
+        email: String,
         lists: Vec<String>,
         new_name: Option<String>,
     },
@@ -220,6 +237,17 @@ pub enum ConfirmOutcome {
     AlreadyUsed,
     /// Nothing the link covers is pending any more (the person left since, or was erased).
     NothingPending,
+}
+
+/// What a confirmation link stands for now, read without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmLinkState {
+    /// These lists wait for this link.
+    Pending { email: String, lists: Vec<String> },
+    /// Its work is done, by this link before or by a newer one: these lists are confirmed.
+    AlreadyConfirmed { email: String, lists: Vec<String> },
+    /// Nothing it covers is pending or confirmed (the person left, or was erased).
+    Nothing,
 }
 
 /// Signups and their confirmation.
@@ -247,6 +275,46 @@ impl Signups {
         self.writer.sign_up(signup).await?;
         self.wakeups.outbox.notify_one();
         Ok(())
+    }
+
+    /// What the link stands for now: pending lists it would confirm, or the lists already
+    /// confirmed when its work is done. Changes nothing (a GET may call it).
+    pub async fn link_state(&self, claims: &ConfirmClaims) -> Result<ConfirmLinkState, Error> {
+        let Some(subscriber) = subscriptions::subscriber_by_uuid(&self.db, claims.subscriber).await? else {
+            return Ok(ConfirmLinkState::Nothing);
+        };
+        let subs = subscriptions::of_subscriber(&self.db, subscriber.id).await?;
+        let spent = spent_tokens::is_spent(&self.db, &claims.jti).await?;
+        let names = |ids: Vec<i64>| async move {
+            let lists = crate::store::lists::by_ids(&self.db, ids).await?;
+            Ok::<_, Error>(lists.into_iter().map(|l| l.name).collect::<Vec<_>>())
+        };
+        let pending: Vec<i64> = subs
+            .iter()
+            .filter(|s| {
+                s.status == SubscriptionStatus::Pending
+                    && s.pending_since_ms.is_some_and(|p| p <= claims.issued_ms)
+            })
+            .map(|s| s.list_id)
+            .collect();
+        if !spent && !pending.is_empty() {
+            return Ok(ConfirmLinkState::Pending {
+                email: subscriber.email,
+                lists: names(pending).await?,
+            });
+        }
+        let confirmed: Vec<i64> = subs
+            .iter()
+            .filter(|s| s.status == SubscriptionStatus::Confirmed)
+            .map(|s| s.list_id)
+            .collect();
+        if confirmed.is_empty() {
+            return Ok(ConfirmLinkState::Nothing);
+        }
+        Ok(ConfirmLinkState::AlreadyConfirmed {
+            email: subscriber.email,
+            lists: names(confirmed).await?,
+        })
     }
 
     /// Confirms what the token covers: the person's subscriptions that were pending when the
@@ -326,6 +394,7 @@ impl Signups {
             .collect();
         tx.commit().await?;
         Ok(ConfirmOutcome::Confirmed {
+            email: subscriber.email,
             lists: names,
             new_name,
         })

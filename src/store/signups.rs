@@ -58,6 +58,8 @@ pub struct ConfirmationRule<'a> {
     pub payload: &'a serde_json::Value,
     /// The consent statement recorded with each signup.
     pub consent_text: &'a str,
+    /// The consent statement recorded while no policy is in force.
+    pub consent_text_without_policy: &'a str,
     /// Confirmations to one address per day at most (OI-6).
     pub per_day: i64,
     /// A confirmation that covers what is pending is sent again only after this long.
@@ -156,7 +158,14 @@ async fn write_round_sqlite(
             ip: person.ip.map(str::to_owned),
             user_agent: person.user_agent.map(str::to_owned),
             policy_version: policy.map(str::to_owned),
-            consent_text: Some(rule.consent_text.to_owned()),
+            consent_text: Some(
+                if policy.is_some() {
+                    rule.consent_text
+                } else {
+                    rule.consent_text_without_policy
+                }
+                .to_owned(),
+            ),
             detail: serde_json::from_str(&c.detail).ok(),
             occurred_at: None,
         });
@@ -272,6 +281,7 @@ async fn write_round_postgres(
         rule.per_day.into(),
         rule.resend_after_ms.into(),
         rule.payload.to_string().into(),
+        rule.consent_text_without_policy.into(),
     ];
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
@@ -283,7 +293,8 @@ async fn write_round_postgres(
 }
 
 /// $1 people, $2 choices (JSON), $3 now, $4 now (epoch ms), $5 consent text, $6 a day ago,
-/// $7 confirmations per day, $8 resend after (ms), $9 confirmation payload.
+/// $7 confirmations per day, $8 resend after (ms), $9 confirmation payload, $10 consent text
+/// while no policy is in force.
 ///
 /// Rows are written in address and (subscriber, list) order, so that concurrent rounds lock
 /// in one order. The history is read from the statement's snapshot, before its own insert; a
@@ -322,12 +333,13 @@ WITH people AS (
         status = CASE WHEN subscriptions.status = 'unsubscribed'
             THEN 'pending' ELSE subscriptions.status END
     RETURNING subscriber_id, status, pending_since_ms
+), policy AS (
+    SELECT version FROM policy_versions WHERE effective_at <= $3 ORDER BY effective_at DESC LIMIT 1
 ), consents AS (
     INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source, ip, user_agent,
         policy_version, consent_text, detail)
     SELECT subscriber_id, list_id, 'signup', $3, source, ip, user_agent,
-        (SELECT version FROM policy_versions WHERE effective_at <= $3 ORDER BY effective_at DESC LIMIT 1),
-        $5, detail
+        (SELECT version FROM policy), CASE WHEN EXISTS (SELECT 1 FROM policy) THEN $5 ELSE $10 END, detail
     FROM pairs
 ), newest_pending AS (
     SELECT subscriber_id, MAX(since_ms) AS newest_ms FROM (

@@ -14,7 +14,7 @@ use super::form::form_body;
 use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
-use crate::edge::{AppError, token_rejected};
+use crate::edge::{AppError, WayOn, token_rejected};
 use crate::services::leaving::AddressChangeOutcome;
 use crate::services::signup::RequestOrigin;
 use crate::store::entities::subscriber;
@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/preferences/{token}/unsubscribe-all", post(unsubscribe_all))
         .route("/preferences/{token}/export", post(request_export))
-        .route("/preferences/{token}/erase", post(erase))
+        .route("/preferences/{token}/erase", get(show_erase).post(erase))
         .route("/preferences/{token}/address", post(change_address))
         .route("/export/{token}", get(show_export).post(download_export))
         .route(
@@ -107,8 +107,17 @@ fn page(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
+/// The claims of a link to the preference page or a page it leads to; a link that does not
+/// verify answers a page that says what to do instead.
 async fn verified<T: PurposeClaims>(state: &AppState, token: &str) -> Result<T, AppError> {
-    state.verify_token::<T>(token).await.map_err(token_rejected)
+    verified_or(state, token, WayOn::Preferences).await
+}
+
+async fn verified_or<T: PurposeClaims>(state: &AppState, token: &str, way_on: WayOn) -> Result<T, AppError> {
+    state
+        .verify_token::<T>(token)
+        .await
+        .map_err(|e| token_rejected(e, way_on))
 }
 
 fn gone() -> AppError {
@@ -117,6 +126,7 @@ fn gone() -> AppError {
         "Nothing here any more",
         "We hold no data for this link: the subscription may have been erased.",
     )
+    .with_way_on(WayOn::Preferences)
 }
 
 /// The subscriber a manage token names.
@@ -127,19 +137,39 @@ async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Mode
         .ok_or_else(gone)
 }
 
+/// GET on the one-click URI: the question with its button, or, when the person already left
+/// that list, the state and the way back.
 async fn show_unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims: UnsubscribeClaims = verified(&state, &token).await?;
+    let claims: UnsubscribeClaims = verified_or(&state, &token, WayOn::Unsubscribe).await?;
     let name = lists::by_id(&state.db, claims.list_id)
         .await?
         .map(|l| l.name)
         .unwrap_or_else(|| "this newsletter".into());
+    let site = state.site();
+    let Some(s) = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber).await? else {
+        return Ok(page(templates::leaving::already_unsubscribed(
+            &site, None, &name, None,
+        )));
+    };
+    let left = subscriptions::of_subscriber(&state.db, s.id)
+        .await?
+        .iter()
+        .find(|x| x.list_id == claims.list_id)
+        .is_none_or(|x| x.status == SubscriptionStatus::Unsubscribed);
+    if left {
+        let prefs = state.links.preferences(claims.subscriber);
+        return Ok(page(templates::leaving::already_unsubscribed(
+            &site,
+            Some(&s.email),
+            &name,
+            Some(prefs.as_str()),
+        )));
+    }
     Ok(page(templates::leaving::unsubscribe_page(
-        &state.site(),
-        &token,
-        &name,
+        &site, &token, &s.email, &name,
     )))
 }
 
@@ -172,7 +202,7 @@ pub(crate) async fn unsubscribe(
     Path(token): Path<String>,
     _body: Bytes,
 ) -> Result<Response, AppError> {
-    let UnsubscribeClaims { subscriber, list_id } = verified(&state, &token).await?;
+    let UnsubscribeClaims { subscriber, list_id } = verified_or(&state, &token, WayOn::Unsubscribe).await?;
     let name = state
         .leaving
         .unsubscribe(subscriber, list_id, origin(requester, "one-click"))
@@ -312,8 +342,25 @@ async fn request_export(
     Ok(page(templates::leaving::message(
         &state.site(),
         "Check your inbox",
-        "We are emailing a download link for your data to your address. It works once, for 24 hours.",
+        &format!(
+            "We are emailing a download link for your data to {}. It works once, for 24 hours.",
+            s.email
+        ),
     )))
+}
+
+/// GET on the erase address: what will be erased, and one button that does it.
+async fn show_erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
+    let s = manage_target(&state, &token).await?;
+    let subs = subscriptions::of_subscriber(&state.db, s.id).await?;
+    let held = lists::by_ids(&state.db, subs.iter().map(|x| x.list_id).collect()).await?;
+    let view = templates::leaving::ErasureView {
+        token: &token,
+        email: &s.email,
+        name: s.name.as_deref(),
+        lists: held.iter().map(|l| l.name.as_str()).collect(),
+    };
+    Ok(page(templates::leaving::erase_page(&state.site(), &view)))
 }
 
 async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
@@ -322,7 +369,10 @@ async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Resu
     Ok(page(templates::leaving::message(
         &state.site(),
         "Your data is erased",
-        "We deleted everything we held about you. You will get no more email from us.",
+        &format!(
+            "We deleted everything we held about {}. You will get no more email from us.",
+            s.email
+        ),
     )))
 }
 
@@ -354,31 +404,48 @@ async fn change_address(
     .await
 }
 
+/// What an export link opens: the person it names, or, once its one use is spent, the page
+/// that says so.
+enum ExportLink {
+    Usable(ExportClaims, subscriber::Model),
+    Spent(Response),
+}
+
+async fn export_link(state: &AppState, token: &str) -> Result<ExportLink, AppError> {
+    let claims: ExportClaims = verified(state, token).await?;
+    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
+        .await?
+        .ok_or_else(gone)?;
+    if spent_tokens::is_spent(&state.db, &claims.jti).await? {
+        return Ok(ExportLink::Spent(export_spent(state, &claims, &s)));
+    }
+    Ok(ExportLink::Usable(claims, s))
+}
+
+fn export_spent(state: &AppState, claims: &ExportClaims, s: &subscriber::Model) -> Response {
+    let prefs = state.links.preferences(claims.subscriber);
+    let body = templates::leaving::export_spent(&state.site(), &s.email, prefs.as_str());
+    (StatusCode::GONE, Html(body.into_string())).into_response()
+}
+
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
-    verified::<ExportClaims>(&state, &token).await?;
-    Ok(page(templates::leaving::button_page(
-        &state.site(),
-        "Download your data",
-        "The file holds everything we keep about you, as JSON. The link works once.",
-        &format!("/export/{token}"),
-        "Download",
-    )))
+    Ok(match export_link(&state, &token).await? {
+        ExportLink::Usable(_, s) => page(templates::leaving::export_page(&state.site(), &token, &s.email)),
+        ExportLink::Spent(page) => page,
+    })
 }
 
 async fn download_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
-    let claims: ExportClaims = verified(&state, &token).await?;
-    let s = subscriptions::subscriber_by_uuid(&state.db, claims.subscriber)
-        .await?
-        .ok_or_else(gone)?;
+    let (claims, s) = match export_link(&state, &token).await? {
+        ExportLink::Usable(claims, s) => (claims, s),
+        ExportLink::Spent(page) => return Ok(page),
+    };
+    // Two downloads at once: only one spends the link.
     if !spent_tokens::spend(&state.db, &claims.jti).await? {
-        return Err(AppError::new(
-            StatusCode::GONE,
-            "This link was used already",
-            "Each download link works once. Ask for a new one on your preference page.",
-        ));
+        return Ok(export_spent(&state, &claims, &s));
     }
     let data = state.leaving.export(&s).await?;
     Ok((

@@ -22,8 +22,8 @@ use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
 use crate::edge::error::wants_json_headers;
-use crate::edge::{AppError, FieldError, token_rejected};
-use crate::services::signup::{CONSENT_TEXT, ConfirmOutcome, RequestOrigin, Signup};
+use crate::edge::{AppError, FieldError, WayOn, token_rejected};
+use crate::services::signup::{ConfirmLinkState, ConfirmOutcome, RequestOrigin, Signup, consent_text};
 use crate::store::entities::list;
 use crate::tokens::{ConfirmClaims, TokenError};
 
@@ -44,14 +44,23 @@ async fn show_form(State(state): State<AppState>, Query(q): Query<FormQuery>) ->
         list: q.list.into_iter().collect(),
         ..Default::default()
     };
+    let policy_in_force = policy_in_force(&state).await?;
     Ok(Html(render_form(
         &state,
         &public,
         &raw,
         HashMap::new(),
         q_fixed(&raw, &public),
+        policy_in_force,
     ))
     .into_response())
+}
+
+/// Whether a policy is in force now: the consent statement claims it was read only then.
+async fn policy_in_force(state: &AppState) -> Result<bool, AppError> {
+    Ok(crate::store::policies::in_force(&state.db, crate::store::now())
+        .await?
+        .is_some())
 }
 
 /// The single list a `?list=` link or a one-list form names.
@@ -68,6 +77,7 @@ fn render_form(
     raw: &SignupForm,
     errors: HashMap<String, String>,
     fixed: Option<&list::Model>,
+    policy_in_force: bool,
 ) -> String {
     fn choice<'a>(l: &'a list::Model, raw: &SignupForm) -> templates::signup::ListChoice<'a> {
         templates::signup::ListChoice {
@@ -84,7 +94,8 @@ fn render_form(
         fixed_list: fixed.map(|l| choice(l, raw)),
         email: &raw.email,
         name: &raw.name,
-        consent_text: CONSENT_TEXT,
+        consent_text: consent_text(policy_in_force),
+        policy_in_force,
         consent: raw.consent,
         age_confirmed: raw.age_confirmed,
         errors,
@@ -293,8 +304,8 @@ fn parse(
     }
 }
 
-/// The one answer every accepted signup gets (OI-9).
-fn accepted(state: &AppState, json: bool) -> Response {
+/// The one answer every accepted signup gets (OI-9): it names only what was typed, masked.
+fn accepted(state: &AppState, json: bool, typed: &str) -> Response {
     if json {
         (
             StatusCode::ACCEPTED,
@@ -306,7 +317,8 @@ fn accepted(state: &AppState, json: bool) -> Response {
         )
             .into_response()
     } else {
-        Html(templates::signup::check_inbox(&state.site()).into_string()).into_response()
+        let masked = EmailAddress::parse(typed).ok().map(|e| e.masked());
+        Html(templates::signup::check_inbox(&state.site(), masked.as_deref()).into_string()).into_response()
     }
 }
 
@@ -384,7 +396,7 @@ pub(crate) async fn submit(
     };
     if !raw.website.trim().is_empty() {
         tracing::info!("honeypot filled: answered as accepted, nothing stored");
-        return Ok(accepted(&state, json));
+        return Ok(accepted(&state, json, &raw.email));
     }
     let public = state.public_lists.get(&state.db).await?;
     let (email, name, chosen) = match parse(&raw, &public) {
@@ -392,7 +404,7 @@ pub(crate) async fn submit(
         Err(errors) if json || wants_json_headers(&headers) => return Err(AppError::unprocessable(errors)),
         Err(errors) => {
             let map = errors.into_iter().map(|e| (e.field, e.message)).collect();
-            let page = render_form(&state, &public, &raw, map, None);
+            let page = render_form(&state, &public, &raw, map, None, policy_in_force(&state).await?);
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response());
         }
     };
@@ -410,7 +422,7 @@ pub(crate) async fn submit(
             origin,
         })
         .await?;
-    Ok(accepted(&state, json))
+    Ok(accepted(&state, json, &raw.email))
 }
 
 async fn show_confirm(
@@ -418,12 +430,31 @@ async fn show_confirm(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     match state.verify_token::<ConfirmClaims>(&token).await {
-        Ok(_) => {
-            Ok(Html(templates::signup::confirm_page(&state.site(), &token).into_string()).into_response())
-        }
+        Ok(claims) => link_state_page(&state, &token, &claims).await,
         Err(TokenError::Expired) => Ok(expired(&state)),
-        Err(e) => Err(token_rejected(e)),
+        Err(e) => Err(token_rejected(e, WayOn::Signup)),
     }
+}
+
+/// The page for what a confirmation link stands for now: its button while something waits
+/// for it, otherwise the state it left.
+async fn link_state_page(
+    state: &AppState,
+    token: &str,
+    claims: &ConfirmClaims,
+) -> Result<Response, AppError> {
+    let site = state.site();
+    let page = match state.signup.link_state(claims).await? {
+        ConfirmLinkState::Pending { email, lists } => {
+            templates::signup::confirm_page(&site, token, &email, &lists)
+        }
+        ConfirmLinkState::AlreadyConfirmed { email, lists } => {
+            let prefs = state.links.preferences(claims.subscriber);
+            templates::signup::already_confirmed(&site, &email, &lists, prefs.as_str())
+        }
+        ConfirmLinkState::Nothing => templates::signup::nothing_to_confirm(&site),
+    };
+    Ok(Html(page.into_string()).into_response())
 }
 
 fn expired(state: &AppState) -> Response {
@@ -445,22 +476,34 @@ async fn confirm(
     let claims = match state.verify_token::<ConfirmClaims>(&token).await {
         Ok(c) => c,
         Err(TokenError::Expired) => return Ok(expired(&state)),
-        Err(e) => return Err(token_rejected(e)),
+        Err(e) => return Err(token_rejected(e, WayOn::Signup)),
     };
     let origin = RequestOrigin {
         ip: requester.ip.map(|ip| ip.to_string()),
         user_agent: requester.user_agent,
         source: "confirm-link".into(),
     };
-    let site = state.site();
-    let page = match state.signup.confirm(&claims, origin).await? {
-        ConfirmOutcome::Confirmed { lists, new_name } => {
-            templates::signup::confirmed(&site, &lists, new_name.as_deref())
+    match state.signup.confirm(&claims, origin).await? {
+        ConfirmOutcome::Confirmed {
+            email,
+            lists,
+            new_name,
+        } => {
+            let prefs = state.links.preferences(claims.subscriber);
+            let page = templates::signup::confirmed(
+                &state.site(),
+                &email,
+                &lists,
+                new_name.as_deref(),
+                prefs.as_str(),
+            );
+            Ok(Html(page.into_string()).into_response())
         }
-        ConfirmOutcome::AlreadyUsed => templates::signup::confirmed(&site, &[], None),
-        ConfirmOutcome::NothingPending => templates::signup::nothing_to_confirm(&site),
-    };
-    Ok(Html(page.into_string()).into_response())
+        // Used before, or nothing left to do: say how things stand.
+        ConfirmOutcome::AlreadyUsed | ConfirmOutcome::NothingPending => {
+            link_state_page(&state, &token, &claims).await
+        }
+    }
 }
 
 #[cfg(test)]

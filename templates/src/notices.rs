@@ -43,7 +43,10 @@ pub fn privacy(site: &SiteIdentity<'_>, v: &PrivacyView<'_>) -> Markup {
                     h2 { "Version " (c.version) ", effective " (c.effective) }
                     (entry(c))
                 }
-                None => { p { "No policy version has been published yet." } }
+                None => @match v.upcoming.first() {
+                    Some(first) => p { "Our first privacy policy takes effect on " strong { (first.effective) } ". You can read it below." },
+                    None => p { "No policy version has been published yet." },
+                },
             }
             @for u in &v.upcoming {
                 h2 { "Version " (u.version) ", effective from " (u.effective) }

@@ -22,6 +22,8 @@ pub struct SubscribeForm<'a> {
     pub email: &'a str,
     pub name: &'a str,
     pub consent_text: &'a str,
+    /// A policy is in force: the consent statement links to it.
+    pub policy_in_force: bool,
     /// The boxes as the person left them: unticked on a new form (OI-2), as sent when the form
     /// comes back with a message.
     pub consent: bool,
@@ -62,23 +64,23 @@ pub fn subscribe_form(site: &SiteIdentity<'_>, form: &SubscribeForm<'_>) -> Mark
                     fieldset {
                         legend { "Newsletters" }
                         @for l in &form.lists {
-                            label {
+                            label.check {
                                 input type="checkbox" name="list" value=(l.slug) checked[l.checked];
-                                " " (l.name)
-                                @if let Some(d) = l.description { br; small { (d) } }
+                                span { (l.name) @if let Some(d) = l.description { br; small { (d) } } }
                             }
                         }
                     }
                 }
                 (field_error(e, "list"))
-                label {
+                label.check {
                     input type="checkbox" name="consent" value="yes" required aria-describedby="consent-error" checked[form.consent];
-                    " " (form.consent_text) " " a href="/privacy" { "Privacy policy" } "."
+                    span { (form.consent_text)
+                        @if form.policy_in_force { " " a href="/privacy" { "Privacy policy" } "." } }
                 }
                 (field_error(e, "consent"))
-                label {
+                label.check {
                     input type="checkbox" name="age_confirmed" value="yes" required aria-describedby="age_confirmed-error" checked[form.age_confirmed];
-                    " I am 18 years of age or older."
+                    span { "I am 18 years of age or older." }
                 }
                 (field_error(e, "age_confirmed"))
                 // A field people never see: bots fill it in (OI-8).
@@ -93,26 +95,35 @@ pub fn subscribe_form(site: &SiteIdentity<'_>, form: &SubscribeForm<'_>) -> Mark
     )
 }
 
-pub fn check_inbox(site: &SiteIdentity<'_>) -> Markup {
+/// The answer to a signup, the same whatever the address's state (OI-9). `masked` is the
+/// address as typed, masked ("a…@example.org"): whoever typed it knows it already.
+pub fn check_inbox(site: &SiteIdentity<'_>, masked: Option<&str>) -> Markup {
     layout(
         site,
         "Check your inbox",
         html! {
             h1 { "Almost done: check your inbox" }
-            p { "If the address can receive email, a message with a confirmation link is on its way. "
-                "Open it and press the button to confirm. Until then you are not subscribed." }
-            p { "Nothing there? Look in the spam folder, or sign up again later." }
+            p {
+                @if let Some(m) = masked { "We are sending a confirmation link to " strong { (m) } ". " }
+                @else { "We are sending a confirmation link to the address you gave. " }
+                "Open it and press the button to confirm. Until then you are not subscribed."
+            }
+            p { "Nothing there after a few minutes? Look in the spam folder. If the address is "
+                "already subscribed, or has asked several times today, no new link is sent." }
+            p { "Wrong address? " a href="/subscribe" { "Sign up again" } " with the right one." }
         },
     )
 }
 
 /// GET on a confirmation link: a button, so link scanners that prefetch change nothing (OI-11).
-pub fn confirm_page(site: &SiteIdentity<'_>, token: &str) -> Markup {
+pub fn confirm_page(site: &SiteIdentity<'_>, token: &str, email: &str, lists: &[String]) -> Markup {
     layout(
         site,
         "Confirm your subscription",
         html! {
             h1 { "Confirm your subscription" }
+            p { "Subscribe " strong { (email) } " to:" }
+            ul { @for l in lists { li { (l) } } }
             form method="post" action={ "/confirm/" (token) } {
                 p { button type="submit" { "Yes, subscribe me" } }
             }
@@ -121,7 +132,13 @@ pub fn confirm_page(site: &SiteIdentity<'_>, token: &str) -> Markup {
     )
 }
 
-pub fn confirmed(site: &SiteIdentity<'_>, lists: &[String], new_name: Option<&str>) -> Markup {
+pub fn confirmed(
+    site: &SiteIdentity<'_>,
+    email: &str,
+    lists: &[String],
+    new_name: Option<&str>,
+    preferences_url: &str,
+) -> Markup {
     let (title, heading) = if lists.is_empty() && new_name.is_some() {
         ("Name confirmed", "Thank you: your new name is confirmed")
     } else {
@@ -136,13 +153,33 @@ pub fn confirmed(site: &SiteIdentity<'_>, lists: &[String], new_name: Option<&st
         html! {
             h1 { (heading) }
             @if !lists.is_empty() {
-                p { "You are now subscribed to:" }
+                p { strong { (email) } " is now subscribed to:" }
                 ul { @for l in lists { li { (l) } } }
             }
             @if let Some(name) = new_name {
                 p { "We will call you " strong { (name) } " from now on." }
             }
-            p { "Every email has a link to unsubscribe with one click." }
+            p { "Every email has a link to unsubscribe with one click. "
+                a href=(preferences_url) { "Manage your subscriptions" } "." }
+        },
+    )
+}
+
+/// A confirmation link whose work is done: by this link earlier, or by a newer one.
+pub fn already_confirmed(
+    site: &SiteIdentity<'_>,
+    email: &str,
+    lists: &[String],
+    preferences_url: &str,
+) -> Markup {
+    layout(
+        site,
+        "Already confirmed",
+        html! {
+            h1 { "Your subscription is already confirmed" }
+            p { "There is nothing more to do: " strong { (email) } " is subscribed to:" }
+            ul { @for l in lists { li { (l) } } }
+            p { a href=(preferences_url) { "Manage your subscriptions" } }
         },
     )
 }
@@ -153,7 +190,8 @@ pub fn nothing_to_confirm(site: &SiteIdentity<'_>) -> Markup {
         "Nothing to confirm",
         html! {
             h1 { "There is nothing to confirm" }
-            p { "This link no longer covers a pending subscription. "
+            p { "This link no longer covers a pending subscription: you may have unsubscribed "
+                "or erased your data since it was sent. "
                 "If you want to subscribe, " a href="/subscribe" { "sign up again" } "." }
         },
     )
@@ -165,8 +203,8 @@ pub fn confirm_expired(site: &SiteIdentity<'_>) -> Markup {
         "Link expired",
         html! {
             h1 { "This confirmation link has expired" }
-            p { "For your protection confirmation links work only for a few days. "
-                a href="/subscribe" { "Sign up again" } " and we will send you a new one." }
+            p { "For your protection confirmation links work only for a few days, and you are "
+                "not subscribed. " a href="/subscribe" { "Sign up again" } " and we will send you a new one." }
         },
     )
 }
