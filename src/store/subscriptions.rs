@@ -24,18 +24,18 @@ pub struct SubscriberRef {
 }
 
 /// The `ON CONFLICT (email_key) DO UPDATE SET` of an upsert of people, `now_ms` naming the
-/// parameter that holds the time: a missing name is filled in; a different one waits in
-/// `pending_name` until the person confirms it (anyone can sign up any address); the same name
-/// again clears a pending change.
+/// parameter that holds the time. Anyone can sign up any address, so a name for a known address
+/// (a different one, or one where there was none) never takes effect at once: it waits in
+/// `pending_name` until the address's owner confirms it. The name on file again clears a
+/// pending change.
 pub(crate) fn name_on_conflict(now_ms: &str) -> String {
     format!(
-        "name = COALESCE(subscribers.name, excluded.name), \
-         pending_name = CASE \
-             WHEN excluded.name IS NULL OR subscribers.name IS NULL THEN subscribers.pending_name \
+        "pending_name = CASE \
+             WHEN excluded.name IS NULL THEN subscribers.pending_name \
              WHEN excluded.name = subscribers.name THEN NULL \
              ELSE excluded.name END, \
          pending_name_since_ms = CASE \
-             WHEN excluded.name IS NULL OR subscribers.name IS NULL THEN subscribers.pending_name_since_ms \
+             WHEN excluded.name IS NULL THEN subscribers.pending_name_since_ms \
              WHEN excluded.name = subscribers.name THEN NULL \
              WHEN excluded.name = subscribers.pending_name THEN subscribers.pending_name_since_ms \
              ELSE {now_ms} END"

@@ -115,7 +115,7 @@ impl ConfirmationEmail<'_> {
         let org = self.org_name;
         match (self.lists.is_empty(), self.new_name) {
             (true, Some(name)) => format!(
-                "{org} received a request to call you \u{201c}{name}\u{201d} from now on, instead of the name it has for this email address."
+                "{org} received a request to call you \u{201c}{name}\u{201d} in its emails to this address from now on."
             ),
             _ => format!("{org} received a request to subscribe this email address to:"),
         }
