@@ -892,3 +892,69 @@ async fn campaign_status_follow_shows_progress_until_the_end() {
     );
     assert_eq!(app.sink.messages().len(), 10);
 }
+
+/// A campaign template cannot freeze or exhaust the service: the attacks that did (nested
+/// `range` loops, huge repeated strings) are refused with a 422 naming the limit, while the
+/// service keeps answering; and a template that passes with the sample fields is bounded again
+/// for each recipient.
+#[tokio::test]
+async fn a_campaign_template_cannot_freeze_or_exhaust_the_service() {
+    let (app, key) = app_with(vec![]).await;
+    let attack =
+        |markdown: &str| serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": markdown});
+    let ten = "[1,2,3,4,5,6,7,8,9,10]";
+    let deep = format!(
+        "{{% for a in {ten} %}}{{% for b in {ten} %}}{{% for c in {ten} %}}{{% for d in {ten} %}}\
+         {{% for e in {ten} %}}.{{% endfor %}}{{% endfor %}}{{% endfor %}}{{% endfor %}}{{% endfor %}}"
+    );
+    for (markdown, limit) in [
+        (
+            "{% for a in range(100000) %}{% for b in range(1300) %}{% endfor %}{% endfor %}",
+            "range is unknown",
+        ),
+        (deep.as_str(), "too much work"),
+        (
+            "{% for a in [1,2,3,4,5,6,7,8,9,10] %}{{ 'x' * 100000000 }}{% endfor %}",
+            "operator `*`",
+        ),
+    ] {
+        let body = attack(markdown);
+        let (a, b, health) = tokio::join!(
+            app.create_campaign(&key, &body),
+            app.create_campaign(&key, &body),
+            app.get("/healthz"),
+        );
+        assert_eq!(health.status(), StatusCode::OK);
+        for res in [a, b] {
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{markdown}");
+            let p: serde_json::Value = res.json().await.unwrap();
+            let message = p["errors"][0]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(limit), "{markdown}: {p}");
+        }
+    }
+
+    // Within the budget for the sample name, over it for a recipient with a long one.
+    let cube =
+        "{% for a in name %}{% for b in name %}{% for c in name %}.{% endfor %}{% endfor %}{% endfor %}";
+    seed(&app, "short@example.org", Some("Al"), &["news"], Confirmed).await;
+    seed(
+        &app,
+        "long@example.org",
+        Some(&"Bartholomew ".repeat(8)),
+        &["news"],
+        Confirmed,
+    )
+    .await;
+    let id = app.draft_campaign(&key, &attack(cube)).await;
+    app.send_campaign(&key, id).await;
+    let done = app.wait_for_campaign(&key, id, "sent").await;
+    assert_eq!(
+        (done["sent"].as_i64(), done["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let failed = app
+        .query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE status = 'failed' AND last_error LIKE '%too much work%'")
+        .await;
+    assert_eq!(failed, 1);
+}

@@ -40,7 +40,7 @@ pub fn source_of(c: &campaign::Model) -> Source {
 pub async fn prepare_campaign(db: &Db, id: i64) -> Result<Prepared, PrepareError> {
     let c = db::get(db, id).await?.ok_or(PrepareError::Gone)?;
     let lists = db::lists_of(db, id).await?;
-    let sample = lists.first().map(|l| l.name.as_str()).unwrap_or("");
+    let sample = lists.first().map(|l| l.name.clone()).unwrap_or_default();
     Ok(Prepared {
         subject: HeaderText::parse(&c.subject).map_err(|e| PrepareError::Invalid(e.to_string()))?,
         from: c
@@ -49,7 +49,8 @@ pub async fn prepare_campaign(db: &Db, id: i64) -> Result<Prepared, PrepareError
             .map(EmailAddress::parse)
             .transpose()
             .map_err(|e| PrepareError::Invalid(e.to_string()))?,
-        content: Content::compile(&source_of(&c), sample)
+        content: Content::compile_off_thread(source_of(&c), sample)
+            .await
             .map_err(|e| PrepareError::Invalid(e.to_string()))?,
         lists,
     })

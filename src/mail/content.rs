@@ -5,8 +5,15 @@
 //! rendered by minijinja with HTML auto-escaping, from a context that holds only that
 //! recipient's own fields (their name, their links, the list's name): a template cannot reach
 //! anyone else's data, the database or the file system.
+//!
+//! A template is also bounded in what it may cost, since an API key may leak: a few harmless
+//! filters and no functions (no `range`), no operator that builds strings (`*`, `~`, `+`), an
+//! instruction budget (fuel) and a cap on what one rendering writes. Every rendering, checked
+//! or per recipient, runs with those bounds, so none takes more than a moment or a few MB.
 
-use minijinja::{Environment, UndefinedBehavior};
+use std::io::Write;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 /// What a template may use.
@@ -38,6 +45,141 @@ pub enum Source {
 /// Compiled templates for one campaign.
 pub struct Content {
     env: Environment<'static>,
+}
+
+/// Instructions one rendering may execute: generous for a letter with a few conditions and
+/// loops, and a bound of a few milliseconds on any rendering.
+pub const FUEL: u64 = 100_000;
+
+/// Bytes one part (HTML or text) of one rendering may have.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+/// Operators that build new strings out of small ones; campaigns have no need of them.
+const STRING_BUILDING_OPERATORS: [char; 3] = ['*', '~', '+'];
+
+/// A template environment with the bounds above and only the filters and tests a letter needs.
+fn bounded_environment() -> Environment<'static> {
+    use minijinja::{filters, tests};
+    let mut env = Environment::empty();
+    // `.html` names turn HTML auto-escaping on; the text part is not escaped.
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.add_filter("default", filters::default);
+    env.add_filter("d", filters::default);
+    env.add_filter("upper", filters::upper);
+    env.add_filter("lower", filters::lower);
+    env.add_filter("title", filters::title);
+    env.add_filter("capitalize", filters::capitalize);
+    env.add_filter("trim", filters::trim);
+    env.add_filter("escape", filters::escape);
+    env.add_filter("e", filters::escape);
+    env.add_filter("safe", filters::safe);
+    env.add_filter("length", filters::length);
+    env.add_filter("underline", |s: String, rule: String| {
+        rule.repeat(s.chars().count())
+    });
+    env.add_test("defined", tests::is_defined);
+    env.add_test("undefined", tests::is_undefined);
+    env.add_test("none", tests::is_none);
+    env
+}
+
+/// A rendering's output, refused past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct CappedOutput(Vec<u8>);
+
+impl Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("the rendering is too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders a compiled template within the bounds.
+fn render_bounded(
+    env: &Environment<'_>,
+    name: &str,
+    fields: &impl Serialize,
+) -> Result<String, minijinja::Error> {
+    let mut out = CappedOutput::default();
+    env.get_template(name)?.render_captured_to(fields, &mut out)?;
+    // The engine writes text; the check only keeps a broken write from passing unseen.
+    String::from_utf8(out.0).map_err(|_| minijinja::Error::new(ErrorKind::InvalidOperation, "not UTF-8"))
+}
+
+/// The problem with a rendering, in the marketer's words.
+fn problem_of(e: &minijinja::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::OutOfFuel => Some(format!(
+            "the template does too much work (more than {FUEL} steps): a loop too long?"
+        )),
+        ErrorKind::WriteFailure => Some(format!(
+            "the campaign renders to more than {} MB",
+            MAX_RENDERED_BYTES / (1024 * 1024)
+        )),
+        ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest => Some(format!(
+            "{} (a campaign may use the filters default, upper, lower, title, capitalize, trim, \
+             escape, safe and length, and the tests defined, undefined and none)",
+            e.detail().unwrap_or("not available in campaigns")
+        )),
+        _ => None,
+    }
+}
+
+/// Refuses the operators that build strings, outside string literals inside template tags.
+fn check_operators(part: Part, source: &str) -> Result<(), TemplateError> {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while let Some(start) = source[i..].find('{').map(|at| i + at) {
+        let closer = match bytes.get(start + 1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            _ => {
+                i = start + 1;
+                continue;
+            }
+        };
+        let mut quote: Option<char> = None;
+        let mut j = start + 2;
+        let mut escaped = false;
+        for (offset, c) in source[start + 2..].char_indices() {
+            j = start + 2 + offset;
+            match quote {
+                Some(_) if escaped => escaped = false,
+                Some(_) if c == '\\' => escaped = true,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if source[j..].starts_with(closer) => break,
+                None if STRING_BUILDING_OPERATORS.contains(&c) => {
+                    let line_start = source[..j].rfind('\n').map_or(0, |n| n + 1);
+                    return Err(TemplateError {
+                        part,
+                        line: Some(source[..j].matches('\n').count() + 1),
+                        column: Some(source[line_start..j].chars().count() + 1),
+                        problem: format!("the operator `{c}` cannot be used in a campaign"),
+                    });
+                }
+                None => {}
+            }
+        }
+        i = j.max(start + 2);
+    }
+    Ok(())
 }
 
 const OPEN: &str = "\u{E000}";
@@ -170,8 +312,8 @@ impl TemplateError {
             .as_ref()
             .map(|r| source[..r.start].matches('\n').count() + 1)
             .or(e.line());
-        let problem = match e.kind() {
-            minijinja::ErrorKind::UndefinedError => {
+        let problem = problem_of(e).unwrap_or_else(|| match e.kind() {
+            ErrorKind::UndefinedError => {
                 let what = range
                     .and_then(|r| source.get(r))
                     .map(|s| format!("`{s}` is not a field a campaign can use"))
@@ -182,7 +324,7 @@ impl TemplateError {
                 Some(detail) => format!("{kind}: {detail}"),
                 None => kind.to_string(),
             },
-        };
+        });
         TemplateError {
             part,
             line,
@@ -194,9 +336,9 @@ impl TemplateError {
 
 /// Compiles and renders one part as its author wrote it, so errors point into their text.
 fn check_part(part: Part, source: &str) -> Result<(), TemplateError> {
-    let mut env = Environment::new();
+    check_operators(part, source)?;
+    let mut env = bounded_environment();
     env.set_debug(true);
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
     let name = if part == Part::Text {
         "part.txt"
     } else {
@@ -204,8 +346,7 @@ fn check_part(part: Part, source: &str) -> Result<(), TemplateError> {
     };
     env.add_template(name, source)
         .map_err(|e| TemplateError::from_engine(part, source, &e))?;
-    env.get_template(name)
-        .and_then(|t| t.render(RecipientFields::sample("Sample list")))
+    render_bounded(&env, name, &RecipientFields::sample("Sample list"))
         .map_err(|e| TemplateError::from_engine(part, source, &e))?;
     Ok(())
 }
@@ -446,12 +587,7 @@ impl Content {
             column: None,
             problem,
         };
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_filter("underline", |s: String, rule: String| {
-            rule.repeat(s.chars().count())
-        });
-        // `.html` names turn HTML auto-escaping on; the text part is not escaped.
+        let mut env = bounded_environment();
         env.add_template_owned("body.html", html)
             .map_err(|e| unplaced(e.to_string()))?;
         env.add_template_owned("body.txt", text)
@@ -463,18 +599,30 @@ impl Content {
         Ok(content)
     }
 
-    /// (HTML fragment, text) for one recipient.
+    /// [`Content::compile`] on a blocking thread: checking a template renders it several times,
+    /// up to the whole budget each, which is no work for the async threads that serve requests.
+    pub async fn compile_off_thread(source: Source, sample_list: String) -> Result<Self, TemplateError> {
+        let part = match &source {
+            Source::Markdown(_) => Part::Markdown,
+            Source::HtmlAndText { .. } => Part::Html,
+        };
+        tokio::task::spawn_blocking(move || Content::compile(&source, &sample_list))
+            .await
+            .unwrap_or_else(|e| {
+                Err(TemplateError {
+                    part,
+                    line: None,
+                    column: None,
+                    problem: format!("the template could not be checked: {e}"),
+                })
+            })
+    }
+
+    /// (HTML fragment, text) for one recipient, within the bounds.
     pub fn render(&self, fields: &RecipientFields) -> Result<(String, String), String> {
-        let html = self
-            .env
-            .get_template("body.html")
-            .and_then(|t| t.render(fields))
-            .map_err(|e| e.to_string())?;
-        let text = self
-            .env
-            .get_template("body.txt")
-            .and_then(|t| t.render(fields))
-            .map_err(|e| e.to_string())?;
+        let describe = |e: minijinja::Error| problem_of(&e).unwrap_or_else(|| e.to_string());
+        let html = render_bounded(&self.env, "body.html", fields).map_err(describe)?;
+        let text = render_bounded(&self.env, "body.txt", fields).map_err(describe)?;
         Ok((html, text))
     }
 }
@@ -600,6 +748,49 @@ mod tests {
             "{rendered}"
         );
         assert!(!rendered.contains('*') && !rendered.contains("]("), "{rendered}");
+    }
+
+    #[test]
+    fn templates_are_bounded_in_work_output_and_means() {
+        let refused = |md: &str| {
+            Content::compile(&Source::Markdown(md.into()), "x")
+                .err()
+                .unwrap_or_else(|| panic!("{md} was accepted"))
+        };
+        let e = refused(
+            "{% for a in [1,2,3,4,5,6,7,8,9,10] %}{% for b in [1,2,3,4,5,6,7,8,9,10] %}\
+                         {% for c in [1,2,3,4,5,6,7,8,9,10] %}{% for d in [1,2,3,4,5,6,7,8,9,10] %}\
+                         {% for e in [1,2,3,4,5,6,7,8,9,10] %}.{% endfor %}{% endfor %}{% endfor %}\
+                         {% endfor %}{% endfor %}",
+        );
+        assert!(e.problem.contains("too much work"), "{e}");
+        let e = refused("Hi\n{{ 'x' * 100000000 }}");
+        assert_eq!((e.line, e.column), (Some(2), Some(8)), "{e}");
+        assert!(e.problem.contains("operator `*`"), "{e}");
+        assert!(refused("{% set s = name ~ name %}").problem.contains("`~`"));
+        assert!(refused("{{ name + name }}").problem.contains("`+`"));
+        let e = refused("{% for i in range(10) %}{% endfor %}");
+        assert!(e.problem.contains("range is unknown"), "{e}");
+        let e = refused("{{ name|center(100000000) }}");
+        assert!(
+            e.problem.contains("filter center is unknown") && e.problem.contains("default, upper"),
+            "{e}"
+        );
+        // Operators inside string literals are text, and the allowed filters work.
+        let c = Content::compile(
+            &Source::Markdown("{{ \"1 * 2 ~ 3 + 4\" }} {{ name|upper|default('friend') }}".into()),
+            "x",
+        )
+        .unwrap();
+        let (_, text) = c.render(&RecipientFields::sample("x")).unwrap();
+        assert!(text.starts_with("1 * 2 ~ 3 + 4 SAMPLE READER"), "{text}");
+        // A loop within the budget whose output passes the cap.
+        let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(20);
+        let lines: String = (0..1000)
+            .map(|_| "{{ name }} ".to_owned() + &line + "\n")
+            .collect();
+        let e = refused(&lines);
+        assert!(e.problem.contains("more than 1 MB"), "{e}");
     }
 
     #[test]

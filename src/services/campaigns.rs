@@ -95,8 +95,9 @@ impl Campaigns {
                 .map_err(|_| err("send_at", "must be an RFC 3339 date-time".into()))
                 .ok(),
         };
+        let sample_list = chosen.first().map(|l| l.name.clone()).unwrap_or_default();
         if let Some(source) = &source
-            && let Err(e) = Content::compile(source, chosen.first().map(|l| l.name.as_str()).unwrap_or(""))
+            && let Err(e) = Content::compile_off_thread(source.clone(), sample_list).await
         {
             err(e.part.field(), format!("the template does not work at {e}"));
         }
