@@ -177,6 +177,26 @@ async fn the_document_describes_the_api_with_its_key_and_error_body() {
             }
         }
     }
+    // Every JSON body, asked or answered, is a named schema with its fields.
+    for (method, path) in &ops {
+        let op = &doc["paths"][path][method];
+        let mut bodies = vec![&op["requestBody"]["content"]["application/json"]["schema"]];
+        for response in op["responses"].as_object().unwrap().values() {
+            bodies.push(&response["content"]["application/json"]["schema"]);
+        }
+        for schema in bodies.into_iter().filter(|s| !s.is_null()) {
+            let schema = if schema["type"] == "array" {
+                &schema["items"]
+            } else {
+                schema
+            };
+            let name = schema["$ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: {schema}"));
+            let name = name.rsplit('/').next().unwrap();
+            assert!(!properties(&doc, name).is_empty(), "{method} {path}: {name}");
+        }
+    }
     // An operation lists the errors it can answer, not every error there is.
     let statuses = |method: &str, path: &str| -> Vec<String> {
         let mut statuses: Vec<String> = doc["paths"][path][method]["responses"]

@@ -230,12 +230,23 @@ impl utoipa::PartialSchema for TestSend {
 }
 impl utoipa::ToSchema for TestSend {}
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = Object), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+/// What a test send answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "queued", "recipients": 2}))]
+struct TestQueued {
+    /// Always `queued`
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// How many test messages were queued
+    recipients: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = TestQueued), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     JsonObject(body): JsonObject<TestSend>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<TestQueued>), AppError> {
     load(&state, id).await?;
     let mut to = Vec::new();
     let mut errors = Vec::new();
@@ -260,7 +271,10 @@ async fn test_send(
     state.campaigns.queue_test_send(id, &to).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "status": "queued", "recipients": to.len() })),
+        Json(TestQueued {
+            status: "queued",
+            recipients: to.len(),
+        }),
     ))
 }
 
@@ -388,11 +402,19 @@ impl utoipa::PartialSchema for NewTestRecipient {
 }
 impl utoipa::ToSchema for NewTestRecipient {}
 
-#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = Object), super::openapi::JsonBodyErrors))]
+/// A team test recipient.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"email": "team@example.com"}))]
+struct TestRecipient {
+    /// The address, in lower case
+    email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = TestRecipient), super::openapi::JsonBodyErrors))]
 async fn add_test_recipient(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewTestRecipient>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<TestRecipient>), AppError> {
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![FieldError {
             field: "email".into(),
@@ -402,6 +424,8 @@ async fn add_test_recipient(
     state.campaigns.add_test_recipient(&email).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "email": email.normalized() })),
+        Json(TestRecipient {
+            email: email.normalized(),
+        }),
     ))
 }

@@ -139,8 +139,32 @@ struct Status {
     outbox: outbox::StatusCounts,
 }
 
+impl utoipa::PartialSchema for Status {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let count = |description: &str| serde_json::json!({"type": "integer", "minimum": 0, "description": description});
+        crate::edge::schemas::schema(serde_json::json!({
+            "type": "object",
+            "required": ["outbox"],
+            "properties": {"outbox": {
+                "type": "object",
+                "description": "Transactional emails (confirmations, notices, export links, test sends) by status",
+                "required": ["queued", "sending", "sent", "failed", "cancelled"],
+                "properties": {
+                    "queued": count("Waiting for their turn (or for a retry)"),
+                    "sending": count("Claimed by a worker"),
+                    "sent": count("Accepted by the relay"),
+                    "failed": count("Given up"),
+                    "cancelled": count("Not sent, on purpose (e.g. the address was suppressed)"),
+                },
+            }},
+            "example": {"outbox": {"queued": 3, "sending": 1, "sent": 1520, "failed": 2, "cancelled": 4}},
+        }))
+    }
+}
+impl utoipa::ToSchema for Status {}
+
 /// Delivery at a glance: outbox rows by status.
-#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Object)))]
+#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Status)))]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,

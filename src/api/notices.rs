@@ -114,11 +114,19 @@ fn parse_affected(v: Option<&Value>) -> Result<Affected, String> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = Object), super::openapi::JsonBodyErrors))]
+#[derive(Serialize, utoipa::ToSchema)]
+struct BreachPublished {
+    id: i64,
+    /// Notices queued, one per affected person
+    notified: u64,
+    notice: BreachView,
+}
+
+#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = BreachPublished), super::openapi::JsonBodyErrors))]
 async fn publish(
     State(state): State<AppState>,
     JsonObject(input): JsonObject<BreachInput>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<BreachPublished>), AppError> {
     let mut errors = Vec::new();
     let subject = HeaderText::parse(input.subject.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -152,7 +160,11 @@ async fn publish(
     let (notice, queued) = state.notices.publish_breach(subject, body, affected).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": notice.id, "notified": queued, "notice": BreachView::from(notice) })),
+        Json(BreachPublished {
+            id: notice.id,
+            notified: queued,
+            notice: notice.into(),
+        }),
     ))
 }
 

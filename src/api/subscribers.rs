@@ -359,13 +359,47 @@ struct ListQuery {
     per_page: Option<i64>,
 }
 
+#[derive(Serialize)]
+struct SubscriptionPage {
+    page: i64,
+    per_page: i64,
+    items: Vec<subscriptions::ListedSubscription>,
+}
+
+impl utoipa::PartialSchema for SubscriptionPage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["page", "per_page", "items"],
+            "properties": {
+                "page": {"type": "integer", "minimum": 1},
+                "per_page": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "items": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["uuid", "email", "name", "list", "status"],
+                    "properties": {
+                        "uuid": {"type": "string", "format": "uuid", "description": "The subscriber's id"},
+                        "email": {"type": "string"},
+                        "name": {"type": ["string", "null"]},
+                        "list": {"type": "string", "description": "The list's slug"},
+                        "status": {"type": "string", "enum": ["pending", "confirmed"]},
+                    },
+                }},
+            },
+            "example": {"page": 1, "per_page": 100, "items": [{"uuid": "0190f3a2-7b4c-7d8e-9f00-112233445566",
+                        "email": "ada@example.org", "name": "Ada", "list": "weekly", "status": "confirmed"}]},
+        }))
+    }
+}
+impl utoipa::ToSchema for SubscriptionPage {}
+
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
 /// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
-#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = inline(Option<ListedStatus>), Query, description = "pending or confirmed (default)"), ("page" = Option<i64>, Query, minimum = 0, description = "From 1 (0 is 1)"), ("per_page" = Option<i64>, Query, minimum = 0, description = "Rows per page: 1-1000 (a number outside is taken as the nearest), default 100")), responses((status = 200, description = "A page: page, per_page, items", body = Object), super::openapi::BadRequest, super::openapi::Unprocessable))]
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = inline(Option<ListedStatus>), Query, description = "pending or confirmed (default)"), ("page" = Option<i64>, Query, minimum = 0, description = "From 1 (0 is 1)"), ("per_page" = Option<i64>, Query, minimum = 0, description = "Rows per page: 1-1000 (a number outside is taken as the nearest), default 100")), responses((status = 200, description = "A page of subscriptions", body = SubscriptionPage), super::openapi::BadRequest, super::openapi::Unprocessable))]
 async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<SubscriptionPage>, AppError> {
     let status = match q.status.as_deref().map(str::parse) {
         None => SubscriptionStatus::Confirmed,
         Some(Ok(status @ (SubscriptionStatus::Pending | SubscriptionStatus::Confirmed))) => status,
@@ -389,9 +423,11 @@ async fn index(
     // A page far past the end is empty.
     let offset = (page - 1).saturating_mul(per_page);
     let rows = subscriptions::page(&state.db, status, q.list.as_deref(), per_page, offset).await?;
-    Ok(Json(
-        serde_json::json!({ "page": page, "per_page": per_page, "items": rows }),
-    ))
+    Ok(Json(SubscriptionPage {
+        page,
+        per_page,
+        items: rows,
+    }))
 }
 
 /// The statuses the listing shows.

@@ -42,11 +42,22 @@ impl utoipa::PartialSchema for NewSuppression {
 }
 impl utoipa::ToSchema for NewSuppression {}
 
-#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Object), super::openapi::JsonBodyErrors))]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "suppressed", "reason": "complaint"}))]
+struct Suppressed {
+    /// Always `suppressed`
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// hard_bounce, complaint or manual
+    #[schema(value_type = String)]
+    reason: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Suppressed), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewSuppression>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<Suppressed>), AppError> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -74,6 +85,9 @@ async fn create(
     suppressions::add(&state.db, &state.address_hasher.hash(&email), reason).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "status": "suppressed", "reason": reason.as_str() })),
+        Json(Suppressed {
+            status: "suppressed",
+            reason: reason.as_str(),
+        }),
     ))
 }

@@ -40,11 +40,19 @@ impl utoipa::PartialSchema for Unsubscribe {
 }
 impl utoipa::ToSchema for Unsubscribe {}
 
-#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded", body = Object), super::openapi::JsonBodyErrors))]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "recorded"}))]
+struct Recorded {
+    /// Always `recorded`
+    #[schema(value_type = String)]
+    status: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded (the same answer whether or not the address is known)", body = Recorded), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<Unsubscribe>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<Recorded>), AppError> {
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![FieldError {
             field: "email".into(),
@@ -71,8 +79,5 @@ async fn create(
         .leaving
         .unsubscribe_by_address(&email, ids.as_deref(), "operator:api")
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "status": "recorded" })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Recorded { status: "recorded" })))
 }

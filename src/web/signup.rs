@@ -363,16 +363,26 @@ fn parse(
     }
 }
 
+/// The JSON answer every accepted signup gets.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SignupAccepted {
+    /// Always `accepted`
+    #[schema(value_type = String)]
+    status: &'static str,
+    #[schema(value_type = String)]
+    message: &'static str,
+}
+
 /// The one answer every accepted signup gets (OI-9).
 fn accepted(state: &AppState, json: bool) -> Response {
     if json {
         (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({
-                "status": "accepted",
-                "message": "If the address can receive email, a confirmation link is on its way. \
-                            Nothing else is sent until it is confirmed."
-            })),
+            Json(SignupAccepted {
+                status: "accepted",
+                message: "If the address can receive email, a confirmation link is on its way. \
+                          Nothing else is sent until it is confirmed.",
+            }),
         )
             .into_response()
     } else {
@@ -421,7 +431,7 @@ fn source(json: bool, raw: &SignupForm, headers: &HeaderMap) -> String {
     ),
     responses(
         (status = 202, description = "Accepted (JSON request): the same answer whatever the address's state",
-            body = Object),
+            body = SignupAccepted),
         (status = 200, description = "Accepted (form): the check-your-inbox page", body = String,
             content_type = "text/html"),
         (status = 400, description = "The JSON body is unreadable", body = crate::edge::error::Problem,
