@@ -41,8 +41,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     "created_at": "2027-03-01T09:00:00Z", "started_at": "2027-03-01T10:00:00Z", "finished_at": null}))]
 pub struct CampaignView {
     id: i64,
-    /// draft, scheduled, sending, paused, sent or cancelled
-    #[schema(value_type = String)]
+    #[schema(schema_with = campaign_status)]
     status: CampaignStatus,
     subject: String,
     lists: Vec<String>,
@@ -99,6 +98,13 @@ impl utoipa::PartialSchema for CampaignInput {
     }
 }
 impl utoipa::ToSchema for CampaignInput {}
+
+fn campaign_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    fields::schema(fields::one_of(
+        &["draft", "scheduled", "sending", "paused", "sent", "cancelled"],
+        "Where the campaign is",
+    ))
+}
 
 fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()

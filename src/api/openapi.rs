@@ -438,8 +438,12 @@ fn kind(schema: &Value) -> String {
             .collect::<Vec<_>>()
             .join(" or ")
     } else if let Some(branches) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
-        let mut kinds: Vec<String> = branches.iter().map(kind).collect();
-        kinds.dedup();
+        let mut kinds: Vec<String> = Vec::new();
+        for k in branches.iter().map(kind) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
         kinds.join(", or ")
     } else {
         match types.iter().find(|t| **t != "null") {
@@ -452,6 +456,10 @@ fn kind(schema: &Value) -> String {
                     .map(|(k, _)| k.as_str())
                     .collect();
                 format!("object {{{}}}", names.join(", "))
+            }
+            Some(_) if types.len() > 1 + usize::from(nullable) => {
+                let named: Vec<&str> = types.iter().copied().filter(|t| *t != "null").collect();
+                named.join(", ")
             }
             Some(t) => match schema["format"].as_str() {
                 Some(format) => format!("{t} ({format})"),

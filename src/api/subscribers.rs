@@ -151,11 +151,17 @@ impl utoipa::PartialSchema for NewSubscriber {
 }
 impl utoipa::ToSchema for NewSubscriber {}
 
+fn subscription_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    fields::schema(fields::one_of(
+        &["pending", "confirmed", "unsubscribed"],
+        "Where the person stands with the list",
+    ))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
     list: String,
-    /// pending, confirmed or unsubscribed
-    #[schema(value_type = String)]
+    #[schema(schema_with = subscription_status)]
     status: SubscriptionStatus,
 }
 

@@ -142,8 +142,9 @@ pub(crate) struct SignupForm {
 const EMAIL: &str = "The address to confirm";
 const NAME: &str = "How to greet them: at most 200 characters on one line (blank is none)";
 const LIST: &str = "A public list's slug; may be left out when there is one public list";
-const CONSENT: &str = "Must say yes: the consent statement shown on the form";
-const AGE: &str = "Must say yes: \"I am 18 or older\"";
+const CONSENT: &str =
+    "Must say yes (`true`, or `yes`, `on`, `1` in any case): the consent statement shown on the form";
+const AGE: &str = "Must say yes (`true`, or `yes`, `on`, `1` in any case): \"I am 18 or older\"";
 const FORM: &str = "The embedding form's name, kept with the consent evidence";
 
 /// A form field that says yes, as `truthy` reads it.
@@ -365,6 +366,7 @@ fn parse(
 
 /// The JSON answer every accepted signup gets.
 #[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "accepted", "message": "If the address can receive email, a confirmation link is on its way. Nothing else is sent until it is confirmed."}))]
 pub(crate) struct SignupAccepted {
     /// Always `accepted`
     #[schema(value_type = String)]
