@@ -212,8 +212,9 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(security_headers)
                 .layer(middleware::from_fn_with_state(state.clone(), crate::edge::error::render_errors))
-                // Innermost, so it sees the matched route; its 404 is rendered like any error.
-                .layer(middleware::from_fn(crate::api::refuse_undocumented)),
+                // Innermost, so it sees the matched route; its 405 and 404 are rendered like any
+                // error.
+                .layer(middleware::from_fn(crate::api::only_documented_methods)),
         )
         .with_state(state)
 }

@@ -1,9 +1,11 @@
 //! `GET /openapi.json` (generated from the handlers) and `GET /api/docs` (rendered from it).
 //!
 //! The /api/v1 router and the document are built from the same `#[utoipa::path]` annotations;
-//! a route that bypasses them is refused by `api::refuse_undocumented` (unit-tested beside it).
-//! These tests check the other direction against the running app: every documented operation
-//! is served, and what the app answers is what the document says it answers.
+//! a route or method that bypasses them is refused by `api::only_documented_methods`. These
+//! tests check the other direction against the running app: every documented operation is
+//! served, every other method on a documented path is a 405 naming the documented ones, what
+//! the app answers is what the document says it answers, and a body's required fields are the
+//! ones its handler requires. (`.ci/schemathesis` fuzzes the same promises.)
 
 mod common;
 
@@ -33,16 +35,54 @@ fn operations(doc: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// A component schema's object parts: itself, or the parts of its `allOf`.
+fn object_parts<'a>(doc: &'a Value, schema: &str) -> Vec<&'a Value> {
+    let schema = &doc["components"]["schemas"][schema];
+    match schema["allOf"].as_array() {
+        Some(parts) => parts.iter().collect(),
+        None => vec![schema],
+    }
+}
+
 /// The property names of a component schema, sorted.
 fn properties(doc: &Value, schema: &str) -> Vec<String> {
-    let mut names: Vec<String> = doc["components"]["schemas"][schema]["properties"]
-        .as_object()
-        .unwrap_or_else(|| panic!("no schema {schema}"))
-        .keys()
-        .cloned()
+    let mut names: Vec<String> = object_parts(doc, schema)
+        .into_iter()
+        .filter_map(|part| part["properties"].as_object())
+        .flat_map(|p| p.keys().cloned())
         .collect();
+    assert!(!names.is_empty(), "no schema {schema}");
     names.sort();
     names
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The fields a schema requires of `body`: its `required`, and those of the `oneOf`/`anyOf`
+/// branch `body` takes (the one whose required fields it all has).
+fn required_of(doc: &Value, schema: &str, body: &Value) -> Vec<String> {
+    let mut required = Vec::new();
+    for part in object_parts(doc, schema) {
+        required.extend(strings(&part["required"]));
+        for choice in ["oneOf", "anyOf"] {
+            let taken = part[choice].as_array().into_iter().flatten().find(|branch| {
+                let needs = strings(&branch["required"]);
+                !needs.is_empty() && needs.iter().all(|f| body.get(f).is_some())
+            });
+            if let Some(branch) = taken {
+                required.extend(strings(&branch["required"]));
+            }
+        }
+    }
+    required.sort();
+    required.dedup();
+    required
 }
 
 /// The media type of a response, without parameters (`text/csv; charset=utf-8` -> `text/csv`).
@@ -135,6 +175,26 @@ async fn the_document_describes_the_api_with_its_key_and_error_body() {
                     "{method} {path} {status}"
                 );
             }
+        }
+    }
+    // Every JSON body, asked or answered, is a named schema with its fields.
+    for (method, path) in &ops {
+        let op = &doc["paths"][path][method];
+        let mut bodies = vec![&op["requestBody"]["content"]["application/json"]["schema"]];
+        for response in op["responses"].as_object().unwrap().values() {
+            bodies.push(&response["content"]["application/json"]["schema"]);
+        }
+        for schema in bodies.into_iter().filter(|s| !s.is_null()) {
+            let schema = if schema["type"] == "array" {
+                &schema["items"]
+            } else {
+                schema
+            };
+            let name = schema["$ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: {schema}"));
+            let name = name.rsplit('/').next().unwrap();
+            assert!(!properties(&doc, name).is_empty(), "{method} {path}: {name}");
         }
     }
     // An operation lists the errors it can answer, not every error there is.
@@ -414,12 +474,35 @@ async fn the_docs_page_lists_every_operation_and_loads_nothing() {
         let shown = format!("{} {}", method.to_uppercase(), path);
         assert!(page.contains(&shown), "{shown} on the page");
     }
-    assert!(page.contains("Request body: <code>application/json CampaignInput</code>"));
+    // Each body with its fields (type, required or not), its rules and an example.
+    let create = page
+        .split("<code>POST /api/v1/campaigns</code>")
+        .nth(1)
+        .and_then(|rest| rest.split("<article>").next())
+        .expect("the campaign's operation");
+    assert!(create.contains("<code>application/json</code> <strong>CampaignInput</strong>"));
+    assert!(
+        create.contains("<td><code>subject</code></td><td>string</td><td>required</td>"),
+        "{create}"
+    );
+    assert!(
+        create.contains("<td><code>send_at</code></td><td>string (date-time), or null</td><td>optional</td>")
+    );
+    assert!(create.contains("Exactly one of: <code>markdown</code> given"));
+    assert!(create.contains("Example:</p><pre>{"), "an example body");
+    assert!(
+        create.contains("<strong>CampaignView</strong>"),
+        "the answer's fields"
+    );
+    assert!(create.contains("<code>recipients</code>"));
     assert!(page.contains("text/csv"), "the CSV endpoints' content type");
     assert!(
-        page.contains("id (path, required, integer)"),
+        page.contains("<td><code>id</code></td><td>path</td><td>integer (int64)</td><td>required</td>"),
         "parameters with place and type"
     );
+    // Descriptions are text with code spans, not markdown source.
+    assert!(!page.contains('`'), "no markdown left on the page");
+    assert!(page.contains("<section id=\"problem\">"), "the error body, once");
     assert!(!page.to_lowercase().contains("<script"), "no JavaScript");
     assert!(!page.contains("url("), "no assets pulled in by the inline style");
     // Links and assets, if any, stay on this site (or are mail addresses).
@@ -479,4 +562,152 @@ async fn the_api_key_limit_is_the_documented_429() {
     assert!(res.headers().contains_key("retry-after"));
     let (second, _) = assert_documented(&doc, "get", "/api/v1/status", res).await;
     assert_eq!(second, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Every method a documented path does not list answers 405 with an `Allow` of exactly the
+/// documented ones (HEAD with GET), before any key is asked for; a path nobody serves is a 404,
+/// a problem under /api and a page elsewhere.
+#[tokio::test]
+async fn undeclared_methods_are_405_with_the_documented_allow() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let key = app.create_api_key().await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut documented: Vec<&str> = ["GET", "PUT", "POST", "DELETE", "PATCH"]
+            .into_iter()
+            .filter(|m| item.get(m.to_lowercase()).is_some())
+            .collect();
+        if documented.contains(&"GET") {
+            documented.push("HEAD");
+        }
+        documented.sort();
+        let url = app.url(
+            &path
+                .replace("{id}", "1")
+                .replace("{slug}", "weekly")
+                .replace("{token}", "t"),
+        );
+        for method in [
+            "GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "TRACE",
+        ] {
+            if documented.contains(&method) {
+                continue;
+            }
+            let res = app
+                .http
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let allow = res.headers()["allow"].to_str().unwrap().to_owned();
+            let mut allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
+            allowed.sort();
+            assert_eq!(allowed, documented, "{method} {path}: Allow: {allow}");
+            if path.starts_with("/api/") && method != "HEAD" {
+                assert_eq!(res.headers()["content-type"], "application/problem+json");
+                let problem: Value = res.json().await.unwrap();
+                assert_eq!(problem["status"], 405);
+            }
+        }
+    }
+    // No key needed to learn that a method is not there.
+    let res = app.http.put(app.url("/api/v1/lists")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "GET, HEAD, POST");
+
+    for method in [Method::GET, Method::POST, Method::from_bytes(b"TRACE").unwrap()] {
+        let res = app
+            .api(&key, method.clone(), "/api/v1/nothing-here")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let res = app
+            .http
+            .request(method.clone(), app.url("/nothing-here"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{method}"
+        );
+    }
+}
+
+/// A body's documented required fields are exactly those its handler requires: the example
+/// of each schema is accepted, and leaving out one field is a 422 naming that field when, and
+/// only when, the document requires it.
+#[tokio::test]
+async fn required_fields_are_the_ones_the_handlers_require() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let key = app.create_api_key().await;
+    app.add_list("weekly", "Weekly").await;
+    let campaign = app
+        .draft_campaign(
+            &key,
+            &json!({"subject": "S", "lists": ["weekly"], "markdown": "Hi"}),
+        )
+        .await;
+    let campaign_path = format!("/api/v1/campaigns/{campaign}");
+    let operations = [
+        (Method::POST, "/api/v1/lists", "NewList"),
+        (Method::POST, "/api/v1/campaigns", "CampaignInput"),
+        (Method::PATCH, campaign_path.as_str(), "CampaignInput"),
+        (Method::POST, "/api/v1/policies", "PolicyInput"),
+        (Method::POST, "/api/v1/subscribers", "NewSubscriber"),
+        (Method::POST, "/api/v1/suppressions", "NewSuppression"),
+        (Method::POST, "/api/v1/unsubscribes", "Unsubscribe"),
+        (Method::POST, "/api/v1/test-recipients", "NewTestRecipient"),
+        (Method::POST, "/api/v1/notices/breach", "BreachInput"),
+        (Method::POST, "/subscribe", "SignupRequest"),
+    ];
+    for (method, path, schema) in operations {
+        let example = doc["components"]["schemas"][schema]["example"].clone();
+        let send = |body: Value| {
+            let request = if path.starts_with("/api/") {
+                app.api(&key, method.clone(), path)
+            } else {
+                app.http.request(method.clone(), app.url(path))
+            };
+            async move { request.json(&body).send().await.unwrap() }
+        };
+        let res = send(example.clone()).await;
+        // 409: valid, but the example's list or policy version exists by now.
+        assert!(
+            res.status().is_success() || res.status() == StatusCode::CONFLICT,
+            "{method} {path} refused its example: {}",
+            res.text().await.unwrap()
+        );
+        let mut required_by_handler = Vec::new();
+        for field in example.as_object().unwrap().keys() {
+            let mut body = example.clone();
+            body.as_object_mut().unwrap().remove(field);
+            let res = send(body).await;
+            if res.status() == StatusCode::UNPROCESSABLE_ENTITY {
+                let problem: Value = res.json().await.unwrap();
+                let named = problem["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["field"] == field.as_str());
+                assert!(named, "{method} {path} without {field}: {problem}");
+                required_by_handler.push(field.clone());
+            }
+        }
+        required_by_handler.sort();
+        assert_eq!(
+            required_by_handler,
+            required_of(&doc, schema, &example),
+            "{method} {path}: what the handler requires of {schema}, and what the document says"
+        );
+    }
 }

@@ -6,11 +6,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, HeaderText};
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::mail::content::RecipientFields;
 use crate::services::campaigns::CampaignInput;
@@ -32,9 +35,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 7, "status": "sending", "subject": "Our spring news", "lists": ["weekly"],
+    "from": null, "send_at": null, "recipients": 1200, "queued": 700, "sent": 480, "failed": 2,
+    "skipped": 18, "skipped_reasons": {"unsubscribed": 15, "suppressed": 3}, "cancelled": 0,
+    "created_at": "2027-03-01T09:00:00Z", "started_at": "2027-03-01T10:00:00Z", "finished_at": null}))]
 pub struct CampaignView {
     id: i64,
-    #[schema(value_type = String)]
+    #[schema(schema_with = campaign_status)]
     status: CampaignStatus,
     subject: String,
     lists: Vec<String>,
@@ -52,6 +59,53 @@ pub struct CampaignView {
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
+}
+
+/// [`CampaignInput`] as `Campaigns::validate` checks it: a subject, at least one list, and
+/// either markdown or html with text.
+impl utoipa::PartialSchema for CampaignInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let content = fields::not_blank;
+        let absent = |description: &str| json!({"type": "null", "description": description});
+        fields::schema(json!({
+            "description": "A campaign: markdown, or html and text (each a template that may use the \
+                            recipient's fields). The lists must exist, `from` must be on the sending \
+                            domain, and the template must compile.",
+            "allOf": [{
+                "type": "object",
+                "required": ["subject", "lists"],
+                "properties": {
+                    "subject": fields::header_text(HeaderText::MAX_CHARS, "The subject, sent exactly as written: one line"),
+                    "lists": {"type": "array", "minItems": 1, "items": fields::slug("A list's slug"),
+                              "description": "The lists whose confirmed subscribers get it"},
+                    "markdown": fields::or_null(content("The content as markdown")),
+                    "html": fields::or_null(content("The HTML part (with `text`)")),
+                    "text": fields::or_null(content("The plain-text part (with `html`)")),
+                    "from": fields::or_null(fields::email("The sender, on the sending domain (default: MAIL_FROM)")),
+                    "send_at": fields::or_null(fields::date_time("When `send` starts it (default: at once)")),
+                },
+            }, {
+                "oneOf": [
+                    {"type": "object", "required": ["markdown"], "properties": {
+                        "markdown": content("The content as markdown"),
+                        "html": absent("Not with markdown"), "text": absent("Not with markdown")}},
+                    {"type": "object", "required": ["html", "text"], "properties": {
+                        "html": content("The HTML part"), "text": content("The plain-text part"),
+                        "markdown": absent("Not with html and text")}},
+                ],
+            }],
+            "example": {"subject": "Our spring news", "lists": ["weekly"],
+                        "markdown": "Hello {{ name }},\n\nspring is here."},
+        }))
+    }
+}
+impl utoipa::ToSchema for CampaignInput {}
+
+fn campaign_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    fields::schema(fields::one_of(
+        &["draft", "scheduled", "sending", "paused", "sent", "cancelled"],
+        "Where the campaign is",
+    ))
 }
 
 fn ts(t: time::OffsetDateTime) -> String {
@@ -91,10 +145,10 @@ async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
     db::get(&state.db, id).await?.ok_or_else(AppError::not_found)
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = crate::services::campaigns::CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
-    Json(input): Json<CampaignInput>,
+    JsonObject(input): JsonObject<CampaignInput>,
 ) -> Result<(StatusCode, Json<CampaignView>), AppError> {
     let valid = state.campaigns.validate(input).await?;
     let c = state.campaigns.create(valid).await?;
@@ -116,11 +170,11 @@ async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
     Ok(Json(view(&state, c).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = crate::services::campaigns::CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
+#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Json(input): Json<CampaignInput>,
+    JsonObject(input): JsonObject<CampaignInput>,
 ) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let valid = state.campaigns.validate(input).await?;
@@ -165,17 +219,44 @@ async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<J
     }))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct TestSend {
     to: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = Object), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+impl utoipa::PartialSchema for TestSend {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["to"],
+            "properties": {
+                "to": {"type": "array", "minItems": 1,
+                       "items": fields::email("A team test recipient (see /api/v1/test-recipients)"),
+                       "description": "Who gets the test: each must be a team test recipient"},
+            },
+            "example": {"to": ["team@example.com"]},
+        }))
+    }
+}
+impl utoipa::ToSchema for TestSend {}
+
+/// What a test send answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "queued", "recipients": 2}))]
+struct TestQueued {
+    /// Always `queued`
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// How many test messages were queued
+    recipients: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = TestQueued), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Json(body): Json<TestSend>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    JsonObject(body): JsonObject<TestSend>,
+) -> Result<(StatusCode, Json<TestQueued>), AppError> {
     load(&state, id).await?;
     let mut to = Vec::new();
     let mut errors = Vec::new();
@@ -200,7 +281,10 @@ async fn test_send(
     state.campaigns.queue_test_send(id, &to).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "status": "queued", "recipients": to.len() })),
+        Json(TestQueued {
+            status: "queued",
+            recipients: to.len(),
+        }),
     ))
 }
 
@@ -228,16 +312,28 @@ async fn send(
     ))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct ScheduleInput {
     send_at: Option<String>,
 }
+
+impl utoipa::PartialSchema for ScheduleInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["send_at"],
+            "properties": {"send_at": fields::date_time("When sending starts")},
+            "example": {"send_at": "2027-01-01T09:00:00Z"},
+        }))
+    }
+}
+impl utoipa::ToSchema for ScheduleInput {}
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/schedule", tag = "campaigns", summary = "Send at a time", params(("id" = i64, Path, description = "Campaign id")), request_body = ScheduleInput, responses((status = 202, description = "Scheduled", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
 async fn schedule(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Json(body): Json<ScheduleInput>,
+    JsonObject(body): JsonObject<ScheduleInput>,
 ) -> Result<(StatusCode, Json<CampaignView>), AppError> {
     let c = load(&state, id).await?;
     let at = body
@@ -299,16 +395,36 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Js
     transition(&state, id, "cancelled", ok).await
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct NewTestRecipient {
     email: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = Object), super::openapi::JsonBodyErrors))]
+impl utoipa::PartialSchema for NewTestRecipient {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["email"],
+            "properties": {"email": fields::email("A team member's address")},
+            "example": {"email": "team@example.com"},
+        }))
+    }
+}
+impl utoipa::ToSchema for NewTestRecipient {}
+
+/// A team test recipient.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"email": "team@example.com"}))]
+struct TestRecipient {
+    /// The address, in lower case
+    email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = TestRecipient), super::openapi::JsonBodyErrors))]
 async fn add_test_recipient(
     State(state): State<AppState>,
-    Json(body): Json<NewTestRecipient>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    JsonObject(body): JsonObject<NewTestRecipient>,
+) -> Result<(StatusCode, Json<TestRecipient>), AppError> {
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![FieldError {
             field: "email".into(),
@@ -318,6 +434,8 @@ async fn add_test_recipient(
     state.campaigns.add_test_recipient(&email).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "email": email.normalized() })),
+        Json(TestRecipient {
+            email: email.normalized(),
+        }),
     ))
 }

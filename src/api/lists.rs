@@ -4,10 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::ListSlug;
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::store::entities::list;
 use crate::store::lists;
@@ -18,7 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update, remove))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct NewList {
     slug: Option<String>,
     name: Option<String>,
@@ -26,7 +31,30 @@ struct NewList {
     public: Option<bool>,
 }
 
+const NAME: &str = "Shown to subscribers; 1-200 characters on one line (trimmed)";
+const DESCRIPTION: &str = "Shown on the signup form; at most 2000 characters (trimmed; blank is none)";
+const PUBLIC: &str = "Offered on the signup form (default true)";
+
+impl utoipa::PartialSchema for NewList {
+    fn schema() -> RefOr<Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["slug", "name"],
+            "properties": {
+                "slug": fields::slug("The list's name in URLs and the List-Id header: 1-64 lower-case letters, digits or '-', not starting with '-'"),
+                "name": fields::trimmed_line(200, NAME),
+                "description": fields::or_null(fields::optional_trimmed_text(2000, DESCRIPTION)),
+                "public": {"type": ["boolean", "null"], "description": PUBLIC},
+            },
+            "example": {"slug": "weekly", "name": "The Weekly", "description": "News every Friday", "public": true},
+        }))
+    }
+}
+impl utoipa::ToSchema for NewList {}
+
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "slug": "weekly", "name": "The Weekly",
+    "description": "News every Friday", "public": true, "created_at": "2027-01-01T09:00:00Z"}))]
 pub struct ListView {
     id: i64,
     slug: String,
@@ -55,7 +83,7 @@ impl From<list::Model> for ListView {
 #[utoipa::path(post, path = "/api/v1/lists", tag = "lists", summary = "Create a list", request_body = NewList, responses((status = 201, description = "Created", body = ListView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
 async fn create(
     State(state): State<AppState>,
-    Json(body): Json<NewList>,
+    JsonObject(body): JsonObject<NewList>,
 ) -> Result<(StatusCode, Json<ListView>), AppError> {
     let mut errors = Vec::new();
     let slug = ListSlug::parse(body.slug.as_deref().unwrap_or(""))
@@ -115,18 +143,35 @@ async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result
         .ok_or_else(AppError::not_found)
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// Only the fields given change.
+#[derive(Deserialize)]
 struct ListPatch {
     name: Option<String>,
     description: Option<String>,
     public: Option<bool>,
 }
 
+impl utoipa::PartialSchema for ListPatch {
+    fn schema() -> RefOr<Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "description": "Only the fields given change.",
+            "properties": {
+                "name": fields::or_null(fields::trimmed_line(200, NAME)),
+                "description": fields::or_null(fields::optional_trimmed_text(2000, DESCRIPTION)),
+                "public": {"type": ["boolean", "null"], "description": PUBLIC},
+            },
+            "example": {"name": "The Friday Letter"},
+        }))
+    }
+}
+impl utoipa::ToSchema for ListPatch {}
+
 #[utoipa::path(patch, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Change a list", params(("slug" = String, Path, description = "List slug")), request_body = ListPatch, responses((status = 200, description = "The list", body = ListView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    Json(p): Json<ListPatch>,
+    JsonObject(p): JsonObject<ListPatch>,
 ) -> Result<Json<ListView>, AppError> {
     let l = lists::by_slug(&state.db, &slug)
         .await?
@@ -141,8 +186,14 @@ async fn update(
         }
         change.name = Some(name.to_owned());
     }
-    if let Some(d) = p.description {
-        change.description = Some(Some(d.trim().to_owned()).filter(|d| !d.is_empty()));
+    if let Some(d) = p.description.as_deref().map(str::trim) {
+        if d.chars().count() > 2000 {
+            return Err(AppError::unprocessable(vec![FieldError {
+                field: "description".into(),
+                message: "must be at most 2000 characters".into(),
+            }]));
+        }
+        change.description = Some(Some(d.to_owned()).filter(|d| !d.is_empty()));
     }
     if let Some(public) = p.public {
         change.public = Some(public);

@@ -76,23 +76,39 @@ pub fn long_running_routes(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 
-/// The document is the API's contract: an `/api/v1` route it does not describe (one added with
-/// `.route(..)` instead of `routes!(..)` and `#[utoipa::path]`, or a method missing from the
-/// annotation) answers 404 instead of being served undocumented, so the omission fails the
-/// first test that calls it. Layered over every route in `app.rs`, so it sees `MatchedPath`.
-pub async fn refuse_undocumented(req: Request, next: Next) -> Response {
-    if let Some(route) = req.extensions().get::<MatchedPath>()
-        && route.as_str().starts_with("/api/v1/")
-        && !openapi::documents(req.method(), route.as_str())
-    {
-        tracing::error!(
-            method = %req.method(),
-            route = route.as_str(),
-            "refused: route missing from the OpenAPI document"
-        );
-        return AppError::not_found().into_response();
+/// The document is the contract of the paths it describes. A method it does not list for a
+/// path answers 405 with an `Allow` naming exactly the documented methods (and HEAD with GET),
+/// whether or not the router has a handler for it, so nothing is served undocumented. An
+/// `/api/v1` route the document lacks altogether (added with `.route(..)` instead of
+/// `routes!(..)` and `#[utoipa::path]`) answers 404, so the omission fails the first test that
+/// calls it. Layered over every route in `app.rs`, so it sees `MatchedPath`.
+pub async fn only_documented_methods(req: Request, next: Next) -> Response {
+    let Some(route) = req.extensions().get::<MatchedPath>() else {
+        return next.run(req).await;
+    };
+    match openapi::documented_methods(route.as_str()) {
+        Some(allowed) if !allowed.contains(req.method()) => {
+            let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            let mut res = AppError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                format!("This address accepts {allow}."),
+            )
+            .into_response();
+            if let Ok(allow) = header::HeaderValue::from_str(&allow) {
+                res.headers_mut().insert(header::ALLOW, allow);
+            }
+            res
+        }
+        None if route.as_str().starts_with("/api/v1/") => {
+            tracing::error!(
+                route = route.as_str(),
+                "refused: route missing from the OpenAPI document"
+            );
+            AppError::not_found().into_response()
+        }
+        _ => next.run(req).await,
     }
-    next.run(req).await
 }
 
 async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -123,8 +139,32 @@ struct Status {
     outbox: outbox::StatusCounts,
 }
 
+impl utoipa::PartialSchema for Status {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let count = |description: &str| serde_json::json!({"type": "integer", "minimum": 0, "description": description});
+        crate::edge::schemas::schema(serde_json::json!({
+            "type": "object",
+            "required": ["outbox"],
+            "properties": {"outbox": {
+                "type": "object",
+                "description": "Transactional emails (confirmations, notices, export links, test sends) by status",
+                "required": ["queued", "sending", "sent", "failed", "cancelled"],
+                "properties": {
+                    "queued": count("Waiting for their turn (or for a retry)"),
+                    "sending": count("Claimed by a worker"),
+                    "sent": count("Accepted by the relay"),
+                    "failed": count("Given up"),
+                    "cancelled": count("Not sent, on purpose (e.g. the address was suppressed)"),
+                },
+            }},
+            "example": {"outbox": {"queued": 3, "sending": 1, "sent": 1520, "failed": 2, "cancelled": 4}},
+        }))
+    }
+}
+impl utoipa::ToSchema for Status {}
+
 /// Delivery at a glance: outbox rows by status.
-#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Object)))]
+#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Status)))]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,
@@ -140,7 +180,7 @@ mod tests {
     use axum::routing::get;
     use tower::ServiceExt;
 
-    /// What the app does with a route someone added without documenting it.
+    /// What the app does with a route or method someone added without documenting it.
     #[tokio::test]
     async fn a_route_missing_from_the_document_is_refused() {
         let app = Router::new()
@@ -150,15 +190,21 @@ mod tests {
             )
             .route("/api/v1/undocumented", get(|| async { "undocumented route" }))
             .route("/privacy", get(|| async { "not the API" }))
-            .layer(middleware::from_fn(super::refuse_undocumented));
-        let status = |method: &str, uri: &str| {
+            .layer(middleware::from_fn(super::only_documented_methods));
+        let answer = |method: &str, uri: &str| {
             let request = Request::builder().method(method).uri(uri).body(Body::empty());
             let app = app.clone();
-            async move { app.oneshot(request.unwrap()).await.unwrap().status() }
+            async move { app.oneshot(request.unwrap()).await.unwrap() }
+        };
+        let status = |method: &'static str, uri: &'static str| {
+            let answer = answer(method, uri);
+            async move { answer.await.status() }
         };
         assert_eq!(status("GET", "/api/v1/lists").await, StatusCode::OK);
         assert_eq!(status("HEAD", "/api/v1/lists").await, StatusCode::OK);
-        assert_eq!(status("PUT", "/api/v1/lists").await, StatusCode::NOT_FOUND);
+        let put = answer("PUT", "/api/v1/lists").await;
+        assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(put.headers()["allow"], "GET, HEAD, POST");
         assert_eq!(status("GET", "/api/v1/undocumented").await, StatusCode::NOT_FOUND);
         assert_eq!(status("GET", "/privacy").await, StatusCode::OK);
     }

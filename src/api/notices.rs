@@ -5,12 +5,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::{EmailAddress, HeaderText};
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::services::notices::Affected;
 use crate::store::entities::breach_notice;
@@ -21,15 +23,48 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(withdraw))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct BreachInput {
     subject: Option<String>,
     body: Option<String>,
-    #[schema(value_type = Option<Object>)]
     affected: Option<Value>,
 }
 
+const BODY_MAX_CHARS: usize = 100_000;
+
+impl utoipa::PartialSchema for BreachInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut body = fields::not_blank("The notice, as plain text");
+        body["maxLength"] = BODY_MAX_CHARS.into();
+        fields::schema(json!({
+            "type": "object",
+            "required": ["subject", "body", "affected"],
+            "properties": {
+                "subject": fields::header_text(HeaderText::MAX_CHARS, "The email's subject: one line"),
+                "body": body,
+                "affected": {
+                    "description": "Who is told: \"all\", a list of addresses, or the people who signed \
+                                    up between `from` and `until` (`from` before `until`)",
+                    "oneOf": [
+                        {"type": "string", "enum": ["all"]},
+                        {"type": "array", "items": fields::email("An affected address")},
+                        {"type": "object", "required": ["from", "until"], "properties": {
+                            "from": fields::date_time("Start of the time range"),
+                            "until": fields::date_time("End of the time range"),
+                        }},
+                    ],
+                },
+            },
+            "example": {"subject": "A security incident", "affected": "all",
+                        "body": "On 3 March we found that ..."},
+        }))
+    }
+}
+impl utoipa::ToSchema for BreachInput {}
+
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "subject": "A security incident", "body": "On 3 March we found that ...",
+    "affected": "all", "notified": 1200, "published_at": "2027-03-04T09:00:00Z", "withdrawn_at": null}))]
 struct BreachView {
     id: i64,
     subject: String,
@@ -79,11 +114,19 @@ fn parse_affected(v: Option<&Value>) -> Result<Affected, String> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = Object), super::openapi::JsonBodyErrors))]
+#[derive(Serialize, utoipa::ToSchema)]
+struct BreachPublished {
+    id: i64,
+    /// Notices queued, one per affected person
+    notified: u64,
+    notice: BreachView,
+}
+
+#[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = BreachPublished), super::openapi::JsonBodyErrors))]
 async fn publish(
     State(state): State<AppState>,
-    Json(input): Json<BreachInput>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+    JsonObject(input): JsonObject<BreachInput>,
+) -> Result<(StatusCode, Json<BreachPublished>), AppError> {
     let mut errors = Vec::new();
     let subject = HeaderText::parse(input.subject.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -94,7 +137,7 @@ async fn publish(
         })
         .ok();
     let body = input.body.unwrap_or_default();
-    if body.trim().is_empty() || body.len() > 100_000 {
+    if body.trim().is_empty() || body.chars().count() > BODY_MAX_CHARS {
         errors.push(FieldError {
             field: "body".into(),
             message: "must be 1-100000 characters".into(),
@@ -117,7 +160,11 @@ async fn publish(
     let (notice, queued) = state.notices.publish_breach(subject, body, affected).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": notice.id, "notified": queued, "notice": BreachView::from(notice) })),
+        Json(BreachPublished {
+            id: notice.id,
+            notified: queued,
+            notice: notice.into(),
+        }),
     ))
 }
 

@@ -7,12 +7,12 @@ use std::sync::OnceLock;
 
 use axum::http::Method;
 
+use serde_json::{Value, json};
+use templates::api_docs as docs;
 use utoipa::IntoResponses;
-use utoipa::openapi::content::Content;
 use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi, RefOr, Required, SecurityRequirement};
+use utoipa::openapi::{License, OpenApi, SecurityRequirement};
 
 pub use crate::edge::error::Problem;
 
@@ -108,6 +108,9 @@ enum KeyErrors {
 pub fn complete(mut api: OpenApi) -> OpenApi {
     api.info.title = "letterhead".into();
     api.info.version = env!("CARGO_PKG_VERSION").into();
+    // Not utoipa's own author and licence, which it puts there by default.
+    api.info.contact = None;
+    api.info.license = Some(License::new(env!("CARGO_PKG_LICENSE")));
     api.info.description = Some(
         "The newsletter service's API. `/api/v1` needs `Authorization: Bearer <key>` (keys from \
          `letterhead api-key create`); errors are `application/problem+json`."
@@ -180,26 +183,30 @@ fn document() -> &'static OpenApi {
     DOCUMENT.get_or_init(super::openapi_document)
 }
 
-/// Does the document describe `method` on `route` (a route template such as
-/// `/api/v1/lists/{slug}`, as axum's `MatchedPath` gives it)? HEAD is served by GET routes.
-pub fn documents(method: &Method, route: &str) -> bool {
-    static METHODS_BY_ROUTE: OnceLock<HashMap<String, Vec<&'static str>>> = OnceLock::new();
+/// The methods the document gives `route` (a route template such as `/api/v1/lists/{slug}`,
+/// as axum's `MatchedPath` gives it), with HEAD where there is GET (a GET route serves it);
+/// `None` for a route the document does not describe.
+pub fn documented_methods(route: &str) -> Option<&'static [Method]> {
+    static METHODS_BY_ROUTE: OnceLock<HashMap<String, Vec<Method>>> = OnceLock::new();
     let methods_by_route = METHODS_BY_ROUTE.get_or_init(|| {
+        let methods = |item: &PathItem| {
+            let mut methods: Vec<Method> = operations_of(item)
+                .filter_map(|(m, _)| Method::from_bytes(m.to_uppercase().as_bytes()).ok())
+                .collect();
+            if methods.contains(&Method::GET) {
+                methods.push(Method::HEAD);
+            }
+            methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            methods
+        };
         document()
             .paths
             .paths
             .iter()
-            .map(|(path, item)| (path.clone(), operations_of(item).map(|(m, _)| m).collect()))
+            .map(|(path, item)| (path.clone(), methods(item)))
             .collect()
     });
-    let method = if *method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    methods_by_route
-        .get(route)
-        .is_some_and(|methods| methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+    methods_by_route.get(route).map(Vec::as_slice)
 }
 
 /// The document as JSON, built once.
@@ -220,73 +227,75 @@ pub async fn serve_document() -> impl axum::response::IntoResponse {
 pub async fn serve_docs(
     axum::extract::State(state): axum::extract::State<crate::edge::AppState>,
 ) -> axum::response::Html<String> {
-    let version = serde_json::to_value(&document().openapi).unwrap_or_default();
+    static OPERATIONS: OnceLock<(docs::Body, Vec<docs::Operation>)> = OnceLock::new();
+    let doc: &Value = document_value();
+    let (problem, operations) = OPERATIONS.get_or_init(|| {
+        let problem =
+            json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+        let problem = bodies(doc, &problem).pop().expect("one body");
+        (problem, docs_operations(doc))
+    });
     let page = templates::api_docs::page(
         &state.site(),
-        version.as_str().unwrap_or("3"),
-        &operations(document()),
+        doc["openapi"].as_str().unwrap_or("3"),
+        problem,
+        operations,
     );
     axum::response::Html(page.into_string())
 }
 
+/// The document as JSON values, which the page reads.
+fn document_value() -> &'static Value {
+    static VALUE: OnceLock<Value> = OnceLock::new();
+    VALUE.get_or_init(|| serde_json::from_str(document_json()).expect("the document is JSON"))
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 /// The operations of the document, by tag and path, for the docs page.
-fn operations(api: &OpenApi) -> Vec<templates::api_docs::Operation> {
+fn docs_operations(doc: &Value) -> Vec<docs::Operation> {
     let mut out = Vec::new();
-    for (path, item) in &api.paths.paths {
-        for (method, op) in operations_of(item) {
-            out.push(templates::api_docs::Operation {
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let text = |key: &str| op[key].as_str().unwrap_or("").to_owned();
+            out.push(docs::Operation {
                 method: method.to_uppercase(),
                 path: path.clone(),
-                tag: op
-                    .tags
-                    .as_ref()
-                    .and_then(|t| t.first())
-                    .cloned()
-                    .unwrap_or_default(),
-                summary: op.summary.clone().unwrap_or_default(),
-                needs_key: op.security.as_ref().is_some_and(|s| !s.is_empty()),
-                parameters: op
-                    .parameters
-                    .iter()
+                tag: op["tags"][0].as_str().unwrap_or("").to_owned(),
+                summary: text("summary"),
+                description: text("description"),
+                needs_key: op["security"].as_array().is_some_and(|s| !s.is_empty()),
+                parameters: op["parameters"]
+                    .as_array()
+                    .into_iter()
                     .flatten()
-                    .filter_map(|p| match p {
-                        RefOr::T(p) => Some(p),
-                        RefOr::Ref(_) => None,
-                    })
                     .map(|p| {
-                        let place = serde_json::to_value(&p.parameter_in)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
-                        let required = if matches!(p.required, Required::True) {
-                            ", required"
-                        } else {
-                            ""
-                        };
-                        let kind = p.schema.as_ref().map(schema_label).unwrap_or_default();
-                        let description = p.description.as_deref().unwrap_or("");
-                        format!("{} ({place}{required}, {kind}): {description}", p.name)
+                        let schema = resolve(doc, &p["schema"]);
+                        docs::Field {
+                            name: p["name"].as_str().unwrap_or("").to_owned(),
+                            place: p["in"].as_str().unwrap_or("").to_owned(),
+                            kind: kind(&p["schema"]),
+                            required: p["required"] == true,
+                            description: p["description"].as_str().unwrap_or("").to_owned(),
+                            constraints: constraints(schema),
+                        }
                     })
                     .collect(),
-                request_body: op.request_body.as_ref().and_then(|b| match b {
-                    RefOr::T(b) => Some(contents(&b.content)),
-                    RefOr::Ref(_) => None,
-                }),
-                responses: op
-                    .responses
-                    .responses
-                    .iter()
-                    .map(|(status, r)| match r {
-                        RefOr::T(r) => templates::api_docs::Response {
+                request_bodies: bodies(doc, &resolve(doc, &op["requestBody"])["content"]),
+                responses: op["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(status, r)| {
+                        let r = resolve(doc, r);
+                        docs::Response {
                             status: status.clone(),
-                            description: r.description.clone(),
-                            content: contents(&r.content),
-                        },
-                        RefOr::Ref(r) => templates::api_docs::Response {
-                            status: status.clone(),
-                            description: r.ref_location.clone(),
-                            content: String::new(),
-                        },
+                            description: r["description"].as_str().unwrap_or("").to_owned(),
+                            bodies: bodies(doc, &r["content"]),
+                        }
                     })
                     .collect(),
             });
@@ -296,43 +305,259 @@ fn operations(api: &OpenApi) -> Vec<templates::api_docs::Operation> {
     out
 }
 
-/// `content/type Schema` for each content of a body, e.g. `application/json CampaignInput`.
-fn contents<'a>(content: impl IntoIterator<Item = (&'a String, &'a RefOr<Content>)>) -> String {
-    content
-        .into_iter()
-        .map(|(content_type, c)| match c {
-            RefOr::T(c) => match &c.schema {
-                Some(schema) => format!("{content_type} {}", schema_label(schema)),
-                None => content_type.clone(),
-            },
-            RefOr::Ref(r) => format!("{content_type} {}", r.ref_location),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The schema a `$ref` points to (in this document), or the value itself.
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
+        Some(pointer) => doc.pointer(pointer).unwrap_or(&Value::Null),
+        None => value,
+    }
 }
 
-/// A schema's name, or its type when it has no name (`string`, `array of ListView`).
-fn schema_label(schema: &RefOr<Schema>) -> String {
-    let schema = match schema {
-        RefOr::Ref(r) => return r.ref_location.rsplit('/').next().unwrap_or("").to_owned(),
-        RefOr::T(schema) => serde_json::to_value(schema).unwrap_or_default(),
+/// The bodies of a `content` map, one per content type.
+fn bodies(doc: &Value, content: &Value) -> Vec<docs::Body> {
+    let Some(content) = content.as_object() else {
+        return Vec::new();
     };
-    let name_of = |s: &serde_json::Value| {
-        if let Some(r) = s["$ref"].as_str() {
-            return r.rsplit('/').next().unwrap_or("").to_owned();
+    content
+        .iter()
+        .map(|(content_type, media)| {
+            let schema = resolve(doc, &media["schema"]);
+            let (fields, rules) = fields_of(doc, schema);
+            let example = match schema
+                .get("example")
+                .cloned()
+                .or_else(|| media.get("example").cloned())
+            {
+                Some(Value::String(text)) if !content_type.contains("json") => Some(text),
+                Some(example) => serde_json::to_string_pretty(&example).ok(),
+                None if content_type.contains("json") => {
+                    serde_json::to_string_pretty(&example_of(doc, schema, 0)).ok()
+                }
+                None => None,
+            };
+            docs::Body {
+                content_type: content_type.clone(),
+                schema: kind(&media["schema"]),
+                description: schema["description"].as_str().unwrap_or("").to_owned(),
+                fields,
+                rules,
+                example,
+            }
+        })
+        .collect()
+}
+
+/// The fields of an object schema (also of the parts of an `allOf`), and the rules its
+/// `oneOf` or `anyOf` set between them.
+fn fields_of(doc: &Value, schema: &Value) -> (Vec<docs::Field>, Vec<String>) {
+    let mut fields = Vec::new();
+    let mut rules = Vec::new();
+    let parts: Vec<&Value> = match schema["allOf"].as_array() {
+        Some(parts) => parts.iter().map(|p| resolve(doc, p)).collect(),
+        None => vec![schema],
+    };
+    for part in parts {
+        let required: Vec<&str> = part["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for (name, field) in part["properties"].as_object().into_iter().flatten() {
+            let resolved = resolve(doc, field);
+            fields.push(docs::Field {
+                name: name.clone(),
+                place: String::new(),
+                kind: kind(field),
+                required: required.contains(&name.as_str()),
+                description: resolved["description"].as_str().unwrap_or("").to_owned(),
+                constraints: constraints(resolved),
+            });
         }
-        match &s["type"] {
-            serde_json::Value::String(t) => t.clone(),
-            serde_json::Value::Array(types) => types
+        for choice in ["oneOf", "anyOf"] {
+            let Some(branches) = part[choice].as_array() else {
+                continue;
+            };
+            let described: Vec<String> = branches
                 .iter()
-                .filter_map(|t| t.as_str())
-                .collect::<Vec<_>>()
-                .join(" or "),
-            _ => "schema".to_owned(),
+                .map(|b| {
+                    let needs: Vec<String> = b["required"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|f| format!("`{f}`"))
+                        .collect();
+                    let absent: Vec<String> = b["properties"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, p)| p["type"] == "null")
+                        .map(|(f, _)| format!("`{f}`"))
+                        .collect();
+                    let mut text = b["description"].as_str().unwrap_or("").to_owned();
+                    if !needs.is_empty() {
+                        text = format!("{text} {} given", needs.join(" and ")).trim().to_owned();
+                    }
+                    if !absent.is_empty() {
+                        text = format!("{text}, without {}", absent.join(" or "));
+                    }
+                    text
+                })
+                .collect();
+            let how = if choice == "oneOf" {
+                "Exactly one of"
+            } else {
+                "At least one of"
+            };
+            rules.push(format!("{how}: {}.", described.join("; or ")));
+        }
+    }
+    (fields, rules)
+}
+
+/// A schema's name, or its type (`string (email)`, `array of ListView`, `"a" or "b"`).
+fn kind(schema: &Value) -> String {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+        return name.to_owned();
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.len() == 6 {
+        return "any".into();
+    }
+    let nullable = types.contains(&"null");
+    let mut label = if let Some(values) = schema["enum"].as_array() {
+        values
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    } else if let Some(branches) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        let mut kinds: Vec<String> = Vec::new();
+        for k in branches.iter().map(kind) {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        kinds.join(", or ")
+    } else {
+        match types.iter().find(|t| **t != "null") {
+            Some(&"array") => format!("array of {}", kind(&schema["items"])),
+            Some(&"object") if schema["properties"].is_object() => {
+                let names: Vec<&str> = schema["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                format!("object {{{}}}", names.join(", "))
+            }
+            Some(_) if types.len() > 1 + usize::from(nullable) => {
+                let named: Vec<&str> = types.iter().copied().filter(|t| *t != "null").collect();
+                named.join(", ")
+            }
+            Some(t) => match schema["format"].as_str() {
+                Some(format) => format!("{t} ({format})"),
+                None => (*t).to_owned(),
+            },
+            None if nullable => "null".into(),
+            None => "any".into(),
         }
     };
-    match schema["type"].as_str() {
-        Some("array") => format!("array of {}", name_of(&schema["items"])),
-        _ => name_of(&schema),
+    if nullable && label != "null" {
+        label.push_str(", or null");
+    }
+    label
+}
+
+/// A schema's constraints besides its type, as a reader wants them.
+fn constraints(schema: &Value) -> String {
+    let mut out = Vec::new();
+    let number = |key: &str| schema[key].as_u64();
+    match (number("minLength"), number("maxLength")) {
+        (Some(min), Some(max)) => out.push(format!("{min}-{max} characters")),
+        (Some(min), None) => out.push(format!("at least {min} characters")),
+        (None, Some(max)) => out.push(format!("at most {max} characters")),
+        (None, None) => {}
+    }
+    if let Some(min) = number("minItems") {
+        out.push(format!("at least {min} item{}", if min == 1 { "" } else { "s" }));
+    }
+    if let Some(min) = schema["minimum"].as_i64() {
+        out.push(format!("at least {min}"));
+    }
+    if let Some(default) = schema.get("default") {
+        out.push(format!("default {default}"));
+    }
+    // Long patterns spell out whitespace and control characters; the description says them.
+    if let Some(pattern) = schema["pattern"].as_str().filter(|p| p.len() <= 40) {
+        out.push(format!("matches `{pattern}`"));
+    }
+    out.join("; ")
+}
+
+/// An example value for a schema without one of its own: its fields' examples, else values of
+/// the right type.
+fn example_of(doc: &Value, schema: &Value, depth: usize) -> Value {
+    let schema = resolve(doc, schema);
+    if let Some(example) = schema.get("example") {
+        return example.clone();
+    }
+    if depth > 4 {
+        return Value::Null;
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|v| v.first()) {
+        return first.clone();
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        let mut merged = serde_json::Map::new();
+        for part in parts {
+            if let Value::Object(o) = example_of(doc, part, depth + 1) {
+                merged.extend(o);
+            }
+        }
+        return Value::Object(merged);
+    }
+    if let Some(first) = schema["oneOf"]
+        .as_array()
+        .or(schema["anyOf"].as_array())
+        .and_then(|b| b.first())
+    {
+        return example_of(doc, first, depth + 1);
+    }
+    let t = match &schema["type"] {
+        Value::String(t) => t.as_str(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
+        _ => "object",
+    };
+    match t {
+        "object" => Value::Object(
+            schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), example_of(doc, v, depth + 1)))
+                .collect(),
+        ),
+        "array" => Value::Array(vec![example_of(doc, &schema["items"], depth + 1)]),
+        "integer" | "number" => Value::from(1),
+        "boolean" => Value::Bool(true),
+        "string" => Value::from(match schema["format"].as_str() {
+            Some("date-time") => "2027-01-01T09:00:00Z",
+            Some("date") => "2027-01-01",
+            Some("email") => "ada@example.org",
+            Some("uuid") => "0190f3a2-7b4c-7d8e-9f00-112233445566",
+            _ => "text",
+        }),
+        _ => Value::Null,
     }
 }

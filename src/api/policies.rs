@@ -6,10 +6,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::services::notices::{NewPolicy, PublishOutcome};
 use crate::store::entities::policy_version;
@@ -18,7 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(index, publish))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 pub struct PolicyInput {
     pub version: Option<String>,
     pub effective_at: Option<String>,
@@ -31,7 +34,32 @@ pub struct PolicyInput {
     pub already_in_effect: bool,
 }
 
+/// [`PolicyInput`] as [`parse`] checks it.
+impl utoipa::PartialSchema for PolicyInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["version", "effective_at", "summary", "url"],
+            "properties": {
+                "version": fields::trimmed_match("[A-Za-z0-9._-]{1,64}", "1-64 letters, digits, '.', '_' or '-' (trimmed)"),
+                "effective_at": fields::date_time("When the version takes effect"),
+                "summary": fields::trimmed_text(10_000, "What changed, for the notice: 1-10000 characters (trimmed)"),
+                "url": fields::http_url("Where the full policy is"),
+                "material": {"type": "boolean", "default": false,
+                             "description": "A material change: once in force, marketing goes only to people who consented under it"},
+            },
+            "example": {"version": "2027-01", "effective_at": "2027-01-01T00:00:00Z",
+                        "summary": "We now keep bounce records for 30 days.",
+                        "url": "https://example.com/privacy"},
+        }))
+    }
+}
+impl utoipa::ToSchema for PolicyInput {}
+
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 3, "version": "2027-01", "effective_at": "2027-01-01T00:00:00Z",
+    "summary": "We now keep bounce records for 30 days.", "url": "https://example.com/privacy",
+    "material": false, "published_at": "2026-12-01T09:00:00Z", "notices_queued": 1200}))]
 struct PolicyView {
     id: i64,
     version: String,
@@ -110,7 +138,7 @@ pub fn parse(input: PolicyInput) -> Result<NewPolicy, Vec<FieldError>> {
 #[utoipa::path(post, path = "/api/v1/policies", tag = "policies", summary = "Publish a privacy policy version; every user gets a notice", request_body = PolicyInput, responses((status = 201, description = "Published; notices queued", body = PolicyView), (status = 200, description = "This version was published before with the same content: nothing new is sent", body = PolicyView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
 async fn publish(
     State(state): State<AppState>,
-    Json(input): Json<PolicyInput>,
+    JsonObject(input): JsonObject<PolicyInput>,
 ) -> Result<(StatusCode, Json<PolicyView>), AppError> {
     let new = parse(input).map_err(AppError::unprocessable)?;
     match state.notices.publish_policy_idempotent(new).await? {

@@ -11,11 +11,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::services::subscribers::{AddOutcome, Consent, PersonToAdd};
 use crate::store::entities::list;
@@ -42,7 +45,7 @@ fn field(field: &str, message: impl Into<String>) -> FieldError {
 }
 
 /// Consent evidence as given: both parts or neither.
-fn consent_from(consented_at: Option<&str>, source: Option<&str>) -> Result<Option<Consent>, String> {
+fn consent_from(consented_at: Option<&str>, source: Option<&str>) -> Result<Option<Consent>, FieldError> {
     let at = consented_at.map(str::trim).filter(|s| !s.is_empty());
     let source = source.map(str::trim).filter(|s| !s.is_empty());
     match (at, source) {
@@ -53,23 +56,38 @@ fn consent_from(consented_at: Option<&str>, source: Option<&str>) -> Result<Opti
                     time::Date::parse(at, &time::macros::format_description!("[year]-[month]-[day]"))
                         .map(|d| d.midnight().assume_utc())
                 })
-                .map_err(|_| "consented_at must be an RFC 3339 date-time or a YYYY-MM-DD date".to_string())?;
+                .map_err(|_| {
+                    field(
+                        "consented_at",
+                        "consented_at must be an RFC 3339 date-time or a YYYY-MM-DD date",
+                    )
+                })?;
             if consented_at > store::now() {
-                return Err("consented_at lies in the future".into());
+                return Err(field("consented_at", "consented_at lies in the future"));
             }
             if source.chars().count() > 200 || source.chars().any(char::is_control) {
-                return Err("consent_source must be one line of at most 200 characters".into());
+                return Err(field(
+                    "consent_source",
+                    "consent_source must be one line of at most 200 characters",
+                ));
             }
             Ok(Some(Consent::Evidence {
                 consented_at,
                 source: source.to_owned(),
             }))
         }
-        _ => Err("consent evidence needs both consented_at and consent_source".into()),
+        (Some(_), None) => Err(field(
+            "consent_source",
+            "consent evidence needs both consented_at and consent_source",
+        )),
+        (None, Some(_)) => Err(field(
+            "consented_at",
+            "consent evidence needs both consented_at and consent_source",
+        )),
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct NewSubscriber {
     email: Option<String>,
     name: Option<String>,
@@ -79,14 +97,78 @@ struct NewSubscriber {
     consent_source: Option<String>,
 }
 
+const NAME: &str = "The person's name: at most 200 characters on one line (trimmed; blank is none)";
+
+impl utoipa::PartialSchema for NewSubscriber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let none = json!({"anyOf": [{"type": "null"}, fields::blank()]});
+        let base = json!({
+            "type": "object",
+            "required": ["email", "lists"],
+            "properties": {
+                "email": fields::email("The address"),
+                "name": fields::or_null(fields::optional_trimmed_line(DisplayName::MAX_CHARS, NAME)),
+                "lists": {"type": "array", "minItems": 1, "items": fields::slug("A list's slug"),
+                          "description": "The lists to add the person to; each must exist"},
+                "status": fields::or_null(fields::one_of(&["pending", "confirmed"],
+                    "pending (default): a confirmation email is sent; confirmed: needs consent evidence")),
+                "consented_at": {
+                    "description": "When consent was given: an RFC 3339 date-time or a YYYY-MM-DD date, \
+                                    not in the future",
+                    "anyOf": [
+                        {"type": "null"},
+                        {"type": "string", "format": "date-time"},
+                        {"type": "string", "format": "date"},
+                        fields::blank(),
+                    ],
+                },
+                "consent_source": fields::or_null(fields::optional_trimmed_line(200,
+                    "Where consent was given, e.g. a fair's signup sheet: at most 200 characters on one line")),
+            },
+        });
+        let evidence = json!({
+            "anyOf": [
+                {"type": "object", "description": "No consent evidence, and not confirmed", "properties": {
+                    "status": {"type": ["string", "null"], "enum": ["pending", null]},
+                    "consented_at": none, "consent_source": none}},
+                {"type": "object", "description": "Consent evidence:",
+                 "required": ["consented_at", "consent_source"], "properties": {
+                    "consented_at": {"anyOf": [{"type": "string", "format": "date-time"},
+                                               {"type": "string", "format": "date"}]},
+                    "consent_source": fields::trimmed_line(200, "Where consent was given")}},
+            ],
+        });
+        fields::schema(json!({
+            "description": "Consent evidence is both consented_at and consent_source, or neither; a \
+                            confirmed subscriber needs it. The lists must exist, and consent cannot \
+                            lie in the future.",
+            "allOf": [base, evidence],
+            "example": {"email": "ada@example.org", "name": "Ada", "lists": ["weekly"],
+                        "status": "confirmed", "consented_at": "2024-05-01",
+                        "consent_source": "signup sheet at the spring fair"},
+        }))
+    }
+}
+impl utoipa::ToSchema for NewSubscriber {}
+
+fn subscription_status() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    fields::schema(fields::one_of(
+        &["pending", "confirmed", "unsubscribed"],
+        "Where the person stands with the list",
+    ))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
     list: String,
-    #[schema(value_type = String)]
+    #[schema(schema_with = subscription_status)]
     status: SubscriptionStatus,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0190f3a2-7b4c-7d8e-9f00-112233445566", "email": "ada@example.org",
+    "name": "Ada", "created_at": "2027-01-01T09:00:00Z",
+    "subscriptions": [{"list": "weekly", "status": "confirmed"}]}))]
 struct SubscriberView {
     id: uuid::Uuid,
     email: String,
@@ -140,7 +222,7 @@ async fn resolve_lists(
 #[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", summary = "Add a subscriber (pending sends a confirmation; confirmed needs consent evidence)", request_body = NewSubscriber, responses((status = 201, description = "Added", body = SubscriberView), (status = 200, description = "Already on these lists: nothing changed", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
 async fn create(
     State(state): State<AppState>,
-    Json(body): Json<NewSubscriber>,
+    JsonObject(body): JsonObject<NewSubscriber>,
 ) -> Result<Response, AppError> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or(""))
@@ -154,7 +236,7 @@ async fn create(
     };
     let lists = resolve_lists(&state, body.lists.as_deref().unwrap_or(&[]), &mut errors).await?;
     let evidence = consent_from(body.consented_at.as_deref(), body.consent_source.as_deref())
-        .map_err(|e| errors.push(field("consented_at", e)))
+        .map_err(|e| errors.push(e))
         .ok()
         .flatten();
     let status = body.status.as_deref().map(str::parse::<SubscriptionStatus>);
@@ -216,17 +298,34 @@ async fn show(
     Ok(Json(view(&state, s).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-struct Patch {
+#[derive(Deserialize)]
+struct SubscriberPatch {
     name: Option<String>,
     email: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), request_body = Patch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+impl utoipa::PartialSchema for SubscriberPatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "description": "Only the fields given change.",
+            "properties": {
+                "name": fields::or_null(fields::optional_trimmed_line(DisplayName::MAX_CHARS,
+                    "The new name (blank removes it): at most 200 characters on one line")),
+                "email": {"type": "null", "description": "An address changes only when the new address \
+                          confirms it, through the preference page: not here"},
+            },
+            "example": {"name": "Ada Lovelace"},
+        }))
+    }
+}
+impl utoipa::ToSchema for SubscriberPatch {}
+
+#[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), request_body = SubscriberPatch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(p): Json<Patch>,
+    JsonObject(p): JsonObject<SubscriberPatch>,
 ) -> Result<Json<SubscriberView>, AppError> {
     let s = find(&state, &id).await?;
     if p.email.is_some() {
@@ -235,14 +334,17 @@ async fn update(
             "an address changes only when the new address confirms it (the preference page)",
         )]));
     }
-    let name = match p.name.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(n) => Some(
-            DisplayName::parse(n)
-                .map_err(|e| AppError::unprocessable(vec![field("name", format!("the name {e}"))]))?,
-        ),
-    };
-    subscriptions::set_name(&state.db, s.id, name.as_ref().map(DisplayName::as_str)).await?;
+    // A name not given stays; a blank one is removed.
+    if let Some(name) = p.name.as_deref().map(str::trim) {
+        let name = match name {
+            "" => None,
+            n => Some(
+                DisplayName::parse(n)
+                    .map_err(|e| AppError::unprocessable(vec![field("name", format!("the name {e}"))]))?,
+            ),
+        };
+        subscriptions::set_name(&state.db, s.id, name.as_ref().map(DisplayName::as_str)).await?;
+    }
     let s = find(&state, &id).await?;
     Ok(Json(view(&state, s).await?))
 }
@@ -259,17 +361,51 @@ async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<
 struct ListQuery {
     list: Option<String>,
     status: Option<String>,
-    page: Option<u64>,
-    per_page: Option<u64>,
+    page: Option<i64>,
+    per_page: Option<i64>,
 }
+
+#[derive(Serialize)]
+struct SubscriptionPage {
+    page: i64,
+    per_page: i64,
+    items: Vec<subscriptions::ListedSubscription>,
+}
+
+impl utoipa::PartialSchema for SubscriptionPage {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "object",
+            "required": ["page", "per_page", "items"],
+            "properties": {
+                "page": {"type": "integer", "minimum": 1},
+                "per_page": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "items": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["uuid", "email", "name", "list", "status"],
+                    "properties": {
+                        "uuid": {"type": "string", "format": "uuid", "description": "The subscriber's id"},
+                        "email": {"type": "string"},
+                        "name": {"type": ["string", "null"]},
+                        "list": {"type": "string", "description": "The list's slug"},
+                        "status": {"type": "string", "enum": ["pending", "confirmed"]},
+                    },
+                }},
+            },
+            "example": {"page": 1, "per_page": 100, "items": [{"uuid": "0190f3a2-7b4c-7d8e-9f00-112233445566",
+                        "email": "ada@example.org", "name": "Ada", "list": "weekly", "status": "confirmed"}]},
+        }))
+    }
+}
+impl utoipa::ToSchema for SubscriptionPage {}
 
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
 /// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
-#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = Option<String>, Query, description = "pending or confirmed (default)"), ("page" = Option<u64>, Query, description = "From 1"), ("per_page" = Option<u64>, Query, description = "1-1000, default 100")), responses((status = 200, description = "A page: page, per_page, items", body = Object), super::openapi::BadRequest, super::openapi::Unprocessable))]
+#[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = inline(Option<ListedStatus>), Query, description = "pending or confirmed (default)"), ("page" = Option<i64>, Query, minimum = 0, description = "From 1 (0 is 1)"), ("per_page" = Option<i64>, Query, minimum = 0, description = "Rows per page: 1-1000 (a number outside is taken as the nearest), default 100")), responses((status = 200, description = "A page of subscriptions", body = SubscriptionPage), super::openapi::BadRequest, super::openapi::Unprocessable))]
 async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<SubscriptionPage>, AppError> {
     let status = match q.status.as_deref().map(str::parse) {
         None => SubscriptionStatus::Confirmed,
         Some(Ok(status @ (SubscriptionStatus::Pending | SubscriptionStatus::Confirmed))) => status,
@@ -280,14 +416,33 @@ async fn index(
             )]));
         }
     };
+    let negative: Vec<FieldError> = [("page", q.page), ("per_page", q.per_page)]
+        .into_iter()
+        .filter(|(_, v)| v.is_some_and(|v| v < 0))
+        .map(|(name, _)| field(name, "must not be negative"))
+        .collect();
+    if !negative.is_empty() {
+        return Err(AppError::unprocessable(negative));
+    }
     let per_page = q.per_page.unwrap_or(100).clamp(1, 1000);
     let page = q.page.unwrap_or(1).max(1);
-    let limit = i64::try_from(per_page).unwrap_or(100);
-    let offset = i64::try_from((page - 1) * per_page).unwrap_or(0);
-    let rows = subscriptions::page(&state.db, status, q.list.as_deref(), limit, offset).await?;
-    Ok(Json(
-        serde_json::json!({ "page": page, "per_page": per_page, "items": rows }),
-    ))
+    // A page far past the end is empty.
+    let offset = (page - 1).saturating_mul(per_page);
+    let rows = subscriptions::page(&state.db, status, q.list.as_deref(), per_page, offset).await?;
+    Ok(Json(SubscriptionPage {
+        page,
+        per_page,
+        items: rows,
+    }))
+}
+
+/// The statuses the listing shows.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ListedStatus {
+    Pending,
+    Confirmed,
 }
 
 #[derive(Deserialize)]
@@ -295,7 +450,40 @@ struct ImportQuery {
     confirm: Option<String>,
 }
 
+/// What `?confirm=` of an import can ask for.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ImportConfirm {
+    Send,
+}
+
+/// The import's body: CSV whose header row has an `email` column.
+#[allow(dead_code)]
+struct CsvImport;
+
+impl utoipa::PartialSchema for CsvImport {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(json!({
+            "type": "string",
+            "description": "CSV with a header row naming its columns: email (required), name, \
+                            consented_at, consent_source",
+            // The header row's fields before `email` (each plain or quoted), then `email` plain
+            // or quoted; the CSV reader trims ASCII whitespace, and a quote only opens a field.
+            "pattern": concat!(
+                r#"^(([^,"\r\n][^,\r\n]*)?,|"([^"]|"")*",)*"#,
+                r#"([ \t\f]*[Ee][Mm][Aa][Ii][Ll][ \t\f]*|"[ \t\f\r\n]*[Ee][Mm][Aa][Ii][Ll][ \t\f\r\n]*")"#,
+                r#"(,|\r|\n|$)"#
+            ),
+            "example": "email,name,consented_at,consent_source\r\nada@example.org,Ada,2024-05-01,spring fair\r\n",
+        }))
+    }
+}
+impl utoipa::ToSchema for CsvImport {}
+
 #[derive(Serialize, Default, utoipa::ToSchema)]
+#[schema(example = json!({"imported": 998, "skipped": 1, "error_count": 1,
+    "errors": [{"line": 7, "reason": "no consent evidence (consented_at and consent_source); refused"}]}))]
 struct ImportReport {
     imported: u64,
     skipped: u64,
@@ -330,7 +518,7 @@ fn is_csv_body(headers: &axum::http::HeaderMap) -> bool {
         .any(|m| media.eq_ignore_ascii_case(m))
 }
 
-#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = Option<String>, Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = String, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, (status = 415, description = "The body is declared as something other than CSV (`text/csv`, `application/csv` or `text/plain`; no Content-Type is taken as CSV)", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
+#[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = inline(Option<ImportConfirm>), Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = CsvImport, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, (status = 415, description = "The body is declared as something other than CSV (`text/csv`, `application/csv` or `text/plain`; no Content-Type is taken as CSV)", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound, super::openapi::Unprocessable))]
 async fn import(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -351,7 +539,11 @@ async fn import(
     let list = lists::by_slug(&state.db, &slug)
         .await?
         .ok_or_else(AppError::not_found)?;
-    let ask_by_email = q.confirm.as_deref() == Some("send");
+    let ask_by_email = match q.confirm.as_deref() {
+        None => false,
+        Some("send") => true,
+        Some(_) => return Err(AppError::unprocessable(vec![field("confirm", "must be send")])),
+    };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     let mut csv = csv_async::AsyncReaderBuilder::new()
@@ -422,7 +614,7 @@ async fn import(
                 continue;
             }
             Err(e) => {
-                error(&mut report, line, e);
+                error(&mut report, line, e.message);
                 continue;
             }
         };

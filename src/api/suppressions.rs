@@ -9,6 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::EmailAddress;
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::store::suppressions::{self, SuppressionReason};
 
@@ -16,17 +18,46 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct NewSuppression {
     email: Option<String>,
     reason: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Object), super::openapi::JsonBodyErrors))]
+impl utoipa::PartialSchema for NewSuppression {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(serde_json::json!({
+            "type": "object",
+            "required": ["email"],
+            "properties": {
+                "email": fields::email("The address never to mail again"),
+                "reason": fields::or_null(fields::one_of(
+                    &["bounce", "hard_bounce", "complaint", "manual"],
+                    "Why (default manual); bounce and hard_bounce are the same",
+                )),
+            },
+            "example": {"email": "ada@example.org", "reason": "complaint"},
+        }))
+    }
+}
+impl utoipa::ToSchema for NewSuppression {}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "suppressed", "reason": "complaint"}))]
+struct Suppressed {
+    /// Always `suppressed`
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// hard_bounce, complaint or manual
+    #[schema(value_type = String)]
+    reason: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Suppressed), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
-    Json(body): Json<NewSuppression>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    JsonObject(body): JsonObject<NewSuppression>,
+) -> Result<(StatusCode, Json<Suppressed>), AppError> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or(""))
         .map_err(|e| {
@@ -54,6 +85,9 @@ async fn create(
     suppressions::add(&state.db, &state.address_hasher.hash(&email), reason).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "status": "suppressed", "reason": reason.as_str() })),
+        Json(Suppressed {
+            status: "suppressed",
+            reason: reason.as_str(),
+        }),
     ))
 }

@@ -9,6 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::EmailAddress;
 use crate::edge::AppState;
+use crate::edge::json::JsonObject;
+use crate::edge::schemas as fields;
 use crate::edge::{AppError, FieldError};
 use crate::store::lists;
 
@@ -16,17 +18,41 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct Unsubscribe {
     email: Option<String>,
     lists: Option<Vec<String>>,
 }
 
-#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded", body = Object), super::openapi::JsonBodyErrors))]
+impl utoipa::PartialSchema for Unsubscribe {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        fields::schema(serde_json::json!({
+            "type": "object",
+            "required": ["email"],
+            "properties": {
+                "email": fields::email("The address that opted out"),
+                "lists": {"type": ["array", "null"], "items": fields::slug("A list's slug"),
+                          "description": "The lists it left, each of which must exist (default: all)"},
+            },
+            "example": {"email": "ada@example.org", "lists": ["weekly"]},
+        }))
+    }
+}
+impl utoipa::ToSchema for Unsubscribe {}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "recorded"}))]
+struct Recorded {
+    /// Always `recorded`
+    #[schema(value_type = String)]
+    status: &'static str,
+}
+
+#[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded (the same answer whether or not the address is known)", body = Recorded), super::openapi::JsonBodyErrors))]
 async fn create(
     State(state): State<AppState>,
-    Json(body): Json<Unsubscribe>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    JsonObject(body): JsonObject<Unsubscribe>,
+) -> Result<(StatusCode, Json<Recorded>), AppError> {
     let email = EmailAddress::parse(body.email.as_deref().unwrap_or("")).map_err(|e| {
         AppError::unprocessable(vec![FieldError {
             field: "email".into(),
@@ -53,8 +79,5 @@ async fn create(
         .leaving
         .unsubscribe_by_address(&email, ids.as_deref(), "operator:api")
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "status": "recorded" })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Recorded { status: "recorded" })))
 }

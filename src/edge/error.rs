@@ -122,8 +122,11 @@ impl IntoResponse for AppError {
 }
 
 /// An error as every endpoint reports it to programs: RFC 9457 `application/problem+json`.
-/// The same type is written here and described in the OpenAPI document.
+// The same type is written here and described in the OpenAPI document.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Invalid input", "status": 422,
+    "detail": "Some fields need attention.",
+    "errors": [{"field": "slug", "message": "must be 1-64 lower-case letters, digits or '-'"}]}))]
 pub struct Problem {
     /// Always `about:blank`.
     #[serde(rename = "type")]

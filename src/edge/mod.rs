@@ -3,7 +3,9 @@
 
 pub mod client_ip;
 pub mod error;
+pub mod json;
 pub mod rate_limit;
+pub mod schemas;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -233,8 +233,8 @@ fn draft(v: ValidCampaign) -> db::Draft {
     }
 }
 
-/// What the API accepts for a campaign.
-#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::ToSchema)]
+/// What the API accepts for a campaign (its schema is in `api::campaigns`).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 pub struct CampaignInput {
     pub subject: Option<String>,
     pub lists: Option<Vec<String>>,

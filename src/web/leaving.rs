@@ -139,7 +139,23 @@ async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Mode
 
 /// GET on the one-click URI: the question with its button, or, when the person already left
 /// that list, the state and the way back.
-async fn show_unsubscribe(
+#[utoipa::path(
+    get,
+    path = "/unsubscribe/{token}",
+    tag = "public",
+    summary = "The unsubscribe page: its button POSTs (a GET changes nothing)",
+    params(("token" = String, Path, description = "The signed token from the email")),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 400,
+            description = "A token that is forged, altered or of another purpose (a page, or a problem to a \
+                           request that asks for JSON)",
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests from this IP; see Retry-After",
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
+pub(crate) async fn show_unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {

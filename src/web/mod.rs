@@ -37,7 +37,13 @@ pub fn public_routes(state: AppState) -> Router<AppState> {
 pub fn public_openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     #[derive(OpenApi)]
-    #[openapi(paths(healthz, signup::submit, leaving::unsubscribe))]
+    #[openapi(paths(
+        healthz,
+        signup::show_form,
+        signup::submit,
+        leaving::show_unsubscribe,
+        leaving::unsubscribe
+    ))]
     struct Public;
     Public::openapi()
 }

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 
 use super::form::form_body;
 
@@ -22,6 +24,7 @@ use crate::domain::{DisplayName, EmailAddress};
 use crate::edge::AppState;
 use crate::edge::client_ip::Requester;
 use crate::edge::error::wants_json_headers;
+use crate::edge::schemas;
 use crate::edge::{AppError, FieldError, WayOn, token_rejected};
 use crate::services::signup::{ConfirmLinkState, ConfirmOutcome, RequestOrigin, Signup, consent_text};
 use crate::store::entities::list;
@@ -34,11 +37,28 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct FormQuery {
+pub(crate) struct FormQuery {
     list: Option<String>,
 }
 
-async fn show_form(State(state): State<AppState>, Query(q): Query<FormQuery>) -> Result<Response, AppError> {
+#[utoipa::path(
+    get,
+    path = "/subscribe",
+    tag = "public",
+    summary = "The signup form (a page)",
+    params(("list" = Option<String>, Query, description = "A list's slug: the form offers that list alone")),
+    responses(
+        (status = 200, description = "The form", body = String, content_type = "text/html"),
+        (status = 400, description = "The query is unreadable",
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests from this IP; see Retry-After",
+            content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
+    )
+)]
+pub(crate) async fn show_form(
+    State(state): State<AppState>,
+    Query(q): Query<FormQuery>,
+) -> Result<Response, AppError> {
     let public = state.public_lists.get(&state.db).await?;
     let raw = SignupForm {
         list: q.list.into_iter().collect(),
@@ -106,32 +126,61 @@ fn render_form(
 // A JSON signup is read into the same fields (see `SignupRequest`), and both are kept as
 // given, to fill the form in again beside its messages.
 /// A signup as the form posts it.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct SignupForm {
     #[serde(default)]
-    #[schema(required = true)]
     email: String,
     #[serde(default)]
     name: String,
     /// A list's slug; repeated for several lists.
     #[serde(default)]
-    #[schema(required = true)]
     list: Vec<String>,
     /// Must say yes (`yes`, `true`, `on` or `1`): the consent statement shown on the form.
     #[serde(default, deserialize_with = "yes")]
-    #[schema(value_type = String, required = true)]
     consent: bool,
     /// Must say yes: "I am 18 or older".
     #[serde(default, deserialize_with = "yes")]
-    #[schema(value_type = String, required = true)]
     age_confirmed: bool,
     /// The embedding form's name, kept with the consent evidence.
     #[serde(default)]
     form: String,
-    /// The honeypot: leave empty.
+    /// The honeypot: left empty by people. Not in the API document (bots read it too).
     #[serde(default)]
     website: String,
 }
+
+// The fields as `parse` checks them, for the API document.
+const EMAIL: &str = "The address to confirm";
+const NAME: &str = "How to greet them: at most 200 characters on one line (blank is none)";
+const LIST: &str = "A public list's slug; may be left out when there is one public list";
+const CONSENT: &str =
+    "Must say yes (`true`, or `yes`, `on`, `1` in any case): the consent statement shown on the form";
+const AGE: &str = "Must say yes (`true`, or `yes`, `on`, `1` in any case): \"I am 18 or older\"";
+const FORM: &str = "The embedding form's name, kept with the consent evidence";
+
+/// A form field that says yes, as `truthy` reads it.
+fn says_yes(description: &str) -> serde_json::Value {
+    schemas::trimmed_match("([Yy][Ee][Ss]|[Tt][Rr][Uu][Ee]|[Oo][Nn]|1)", description)
+}
+
+impl utoipa::PartialSchema for SignupForm {
+    fn schema() -> RefOr<Schema> {
+        schemas::schema(json!({
+            "type": "object",
+            "required": ["email", "consent", "age_confirmed"],
+            "properties": {
+                "email": schemas::email(EMAIL),
+                "name": schemas::optional_trimmed_line(DisplayName::MAX_CHARS, NAME),
+                "list": {"type": "array", "items": schemas::slug(LIST),
+                         "description": "A public list's slug, repeated for several lists"},
+                "consent": says_yes(CONSENT),
+                "age_confirmed": says_yes(AGE),
+                "form": {"type": "string", "description": FORM},
+            },
+        }))
+    }
+}
+impl utoipa::ToSchema for SignupForm {}
 
 fn truthy(v: &str) -> bool {
     matches!(
@@ -148,36 +197,58 @@ fn yes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 // Every field is read whatever its JSON type (see `lenient`): one of another type counts as
 // not given, and is then refused with a message, or false, as with the form.
 /// A signup as `POST /subscribe` takes it in JSON (the form sends the same fields).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct SignupRequest {
     #[serde(default, deserialize_with = "lenient::text")]
-    #[schema(value_type = String, required = true)]
     email: Option<String>,
     #[serde(default, deserialize_with = "lenient::text")]
     name: Option<String>,
     /// One slug or several (`lists` is accepted too).
     #[serde(default, deserialize_with = "lenient::slugs")]
-    #[schema(value_type = Vec<String>, required = true)]
     list: Option<Vec<String>>,
     // `list` under another name; `list` wins when both are given.
     #[serde(default, deserialize_with = "lenient::slugs")]
-    #[schema(ignore)]
     lists: Option<Vec<String>>,
     /// Must be true: the consent statement shown on the form.
     #[serde(default, deserialize_with = "lenient::flag")]
-    #[schema(required = true)]
     consent: bool,
     /// Must be true: "I am 18 or older".
     #[serde(default, deserialize_with = "lenient::flag")]
-    #[schema(required = true)]
     age_confirmed: bool,
     /// The embedding form's name, kept with the consent evidence.
     #[serde(default, deserialize_with = "lenient::text")]
     form: Option<String>,
-    /// The honeypot: leave empty.
+    /// The honeypot (see `SignupForm`).
     #[serde(default, deserialize_with = "lenient::text")]
     website: Option<String>,
 }
+
+impl utoipa::PartialSchema for SignupRequest {
+    fn schema() -> RefOr<Schema> {
+        // A value of another JSON type counts as not given (see `lenient`).
+        let not_text = json!({"type": ["null", "boolean", "number", "array", "object"]});
+        let yes = |description: &str| json!({"description": description, "anyOf": [{"type": "boolean", "enum": [true]}, says_yes(description)]});
+        schemas::schema(json!({
+            "type": "object",
+            "required": ["email", "consent", "age_confirmed"],
+            "properties": {
+                "email": schemas::email(EMAIL),
+                "name": {"description": NAME, "anyOf": [
+                    schemas::optional_trimmed_line(DisplayName::MAX_CHARS, NAME), not_text]},
+                "list": {"description": "One public list's slug, or several; may be left out when \
+                                         there is one public list (`lists` is read too)",
+                         "anyOf": [schemas::slug(LIST), {"type": "array", "items": {"anyOf": [schemas::slug(LIST), not_text.clone()]}},
+                                   {"type": ["null", "boolean", "number", "object"]}]},
+                "consent": yes(CONSENT),
+                "age_confirmed": yes(AGE),
+                "form": schemas::any_value(FORM),
+            },
+            "example": {"email": "ada@example.org", "name": "Ada", "list": ["weekly"],
+                        "consent": true, "age_confirmed": true},
+        }))
+    }
+}
+impl utoipa::ToSchema for SignupRequest {}
 
 /// The fields of a JSON signup, each read whatever its JSON type.
 mod lenient {
@@ -304,16 +375,27 @@ fn parse(
     }
 }
 
+/// The JSON answer every accepted signup gets.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "accepted", "message": "If the address can receive email, a confirmation link is on its way. Nothing else is sent until it is confirmed."}))]
+pub(crate) struct SignupAccepted {
+    /// Always `accepted`
+    #[schema(value_type = String)]
+    status: &'static str,
+    #[schema(value_type = String)]
+    message: &'static str,
+}
+
 /// The one answer every accepted signup gets (OI-9): it names only what was typed, masked.
 fn accepted(state: &AppState, json: bool, typed: &str) -> Response {
     if json {
         (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({
-                "status": "accepted",
-                "message": "If the address can receive email, a confirmation link is on its way. \
-                            Nothing else is sent until it is confirmed."
-            })),
+            Json(SignupAccepted {
+                status: "accepted",
+                message: "If the address can receive email, a confirmation link is on its way. \
+                          Nothing else is sent until it is confirmed.",
+            }),
         )
             .into_response()
     } else {
@@ -363,7 +445,7 @@ fn source(json: bool, raw: &SignupForm, headers: &HeaderMap) -> String {
     ),
     responses(
         (status = 202, description = "Accepted (JSON request): the same answer whatever the address's state",
-            body = Object),
+            body = SignupAccepted),
         (status = 200, description = "Accepted (form): the check-your-inbox page", body = String,
             content_type = "text/html"),
         (status = 400, description = "The JSON body is unreadable", body = crate::edge::error::Problem,
