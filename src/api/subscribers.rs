@@ -648,8 +648,19 @@ async fn write_batch(
     Ok(())
 }
 
+/// A cell a spreadsheet would not run as a formula: one that starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return gets a leading `'`, as OWASP advises against CSV injection. Names
+/// come from public signups and addresses may start with `=`.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 /// The list's confirmed, unsuppressed subscribers as CSV, streamed page by page (CS-10).
-#[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::NotFound))]
+#[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", description = "Columns `email,name`. A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written with a leading `'`, so that no spreadsheet runs it as a formula (CSV injection, as OWASP describes it).", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::NotFound))]
 async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
     let list = lists::by_slug(&state.db, &slug)
         .await?
@@ -671,9 +682,13 @@ async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Resu
                 .has_headers(false)
                 .create_writer(Vec::new());
             for r in &rows {
-                out.write_record([r.email.as_str(), r.name.as_deref().unwrap_or("")])
-                    .await
-                    .map_err(std::io::Error::other)?;
+                let name = r.name.as_deref().unwrap_or("");
+                out.write_record([
+                    spreadsheet_safe(&r.email).as_ref(),
+                    spreadsheet_safe(name).as_ref(),
+                ])
+                .await
+                .map_err(std::io::Error::other)?;
             }
             let bytes = out.into_inner().await.map_err(std::io::Error::other)?;
             Ok(Some((
