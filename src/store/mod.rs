@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod policies;
 pub mod queue;
 pub mod retention;
+pub mod scrub;
 pub mod signups;
 pub mod spent_tokens;
 pub mod subscriptions;
@@ -49,9 +50,10 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
-                    // Erased data is overwritten on disk, not left in free pages (GD-3).
+                    // Deleted data is overwritten in the database file, not left in free
+                    // pages (GD-3); `scrub` empties the write-ahead log after erasures.
                     .pragma("secure_delete", "ON")
-                    // Checkpoints run in the background (`checkpoints`); this is the backstop
+                    // Checkpoints run in the background (`scrub::Scrubber::run`); this is the backstop
                     // should that stop (200 MB of WAL; the default is 4 MB).
                     .pragma("wal_autocheckpoint", "50000")
             });
@@ -104,28 +106,6 @@ impl BackgroundWrites {
         match &self.0 {
             Some(lock) => Some(lock.lock().await),
             None => None,
-        }
-    }
-}
-
-/// Copies the SQLite write-ahead log back into the database now and then, off the writers' path.
-///
-/// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages of WAL,
-/// fsyncs included, so every few hundred signups one batch (and everyone waiting for it)
-/// stalled, which was the tail of the signup latency. A
-/// PASSIVE checkpoint never blocks writers or readers; it copies what no reader still needs.
-/// Does nothing on PostgreSQL.
-pub async fn checkpoints(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
-    if is_postgres(&db) {
-        return;
-    }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "WAL checkpoint failed; trying again shortly");
         }
     }
 }
