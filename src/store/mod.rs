@@ -38,23 +38,35 @@ pub type Error = DbErr;
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout
 /// (writers queue instead of failing) and foreign keys.
 pub async fn connect(url: &str) -> Result<Db, DbErr> {
+    connect_with(url, 8, Duration::from_secs(30)).await
+}
+
+/// A connection of its own for SQLite's checkpoints (`scrub`), with a short busy timeout: a
+/// checkpoint that empties the log holds the write lock while it waits for readers, and with
+/// the pool's 30 s it could hold every signup for as long. It gives up after a few
+/// milliseconds instead and tries again later.
+pub(crate) async fn connect_checkpointer(url: &str) -> Result<Db, DbErr> {
+    connect_with(url, 1, Duration::from_millis(5)).await
+}
+
+async fn connect_with(url: &str, sqlite_connections: u32, busy_timeout: Duration) -> Result<Db, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30));
     if url.starts_with("sqlite:") {
-        opts.max_connections(8)
+        opts.max_connections(sqlite_connections)
             .min_connections(1)
-            .map_sqlx_sqlite_opts(|o| {
+            .map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
+                    .busy_timeout(busy_timeout)
                     .foreign_keys(true)
                     // Deleted data is overwritten in the database file, not left in free
                     // pages (GD-3); `scrub` empties the write-ahead log after erasures.
                     .pragma("secure_delete", "ON")
-                    // Checkpoints run in the background (`scrub::Scrubber::run`); this is the backstop
-                    // should that stop (200 MB of WAL; the default is 4 MB).
+                    // Checkpoints run in the background (`scrub::Scrubber::run`); this is the
+                    // backstop should that stop (200 MB of WAL; the default is 4 MB).
                     .pragma("wal_autocheckpoint", "50000")
             });
     } else {

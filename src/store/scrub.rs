@@ -29,11 +29,15 @@ const PERSONAL_TABLES: &str =
 /// How often SQLite's write-ahead log is copied back passively (see [`Scrubber::run`]).
 const PASSIVE_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
-/// How long to wait before trying a scrub again that readers or an error held up.
-const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How long to wait before trying a scrub again that readers, older transactions or an error
+/// held up: SQLite's checkpoint gives up within milliseconds, so it may try again soon.
+const RETRY_AFTER: Duration = Duration::from_millis(20);
+const RETRY_AFTER_ON_POSTGRES: Duration = Duration::from_millis(100);
 
 /// Scrubs asked for and scrubs done, counted, so that whoever asks can wait for theirs.
 pub struct Scrubber {
+    /// The pool on PostgreSQL; on SQLite a connection of its own with a short busy timeout
+    /// (`connect_checkpointer`), so that a checkpoint never holds the write lock for long.
     db: Db,
     wake: Notify,
     requested: watch::Sender<u64>,
@@ -41,13 +45,18 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    pub fn new(db: Db) -> Self {
-        Scrubber {
+    pub async fn connect(pool: &Db, url: &str) -> Result<Self, DbErr> {
+        let db = if is_postgres(pool) {
+            pool.clone()
+        } else {
+            super::connect_checkpointer(url).await?
+        };
+        Ok(Scrubber {
             db,
             wake: Notify::new(),
             requested: watch::Sender::new(0),
             done: watch::Sender::new(0),
-        }
+        })
     }
 
     /// Asks for a scrub of everything deleted until now. Call after the deleting transaction
@@ -73,6 +82,11 @@ impl Scrubber {
     /// writers or readers; it copies what no reader still needs.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         let sqlite = !is_postgres(&self.db);
+        let retry = if sqlite {
+            RETRY_AFTER
+        } else {
+            RETRY_AFTER_ON_POSTGRES
+        };
         let mut pause = PASSIVE_CHECKPOINT_EVERY;
         // PostgreSQL: the next transaction id when the scrub for `horizon_for` was first tried.
         let (mut horizon, mut horizon_for): (Option<i64>, u64) = (None, 0);
@@ -101,10 +115,10 @@ impl Scrubber {
                     Ok(true) => {
                         self.done.send_replace(target);
                     }
-                    Ok(false) => pause = RETRY_AFTER,
+                    Ok(false) => pause = retry,
                     Err(e) => {
                         tracing::warn!(error = %e, "wiping deleted data failed; trying again shortly");
-                        pause = RETRY_AFTER;
+                        pause = retry;
                     }
                 }
             } else if sqlite
@@ -143,7 +157,7 @@ pub async fn compact(db: &Db) -> Result<bool, DbErr> {
     }
     let mut horizon = None;
     while !no_transaction_sees_deleted_rows(db, &mut horizon).await? {
-        tokio::time::sleep(RETRY_AFTER).await;
+        tokio::time::sleep(RETRY_AFTER_ON_POSTGRES).await;
     }
     db.execute_unprepared(&format!("VACUUM FULL {PERSONAL_TABLES}"))
         .await?;
@@ -154,6 +168,9 @@ pub async fn compact(db: &Db) -> Result<bool, DbErr> {
 /// False when a reader or another checkpoint held it up (SQLite answers with `busy` = 1 rather
 /// than an error); the log is then left as it was and the caller tries again.
 async fn truncate_wal(db: &Db) -> Result<bool, DbErr> {
+    // Copy what can be copied without the write lock first, so that the truncating checkpoint
+    // holds it (and every writer waits) only for the last few pages.
+    db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await?;
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
