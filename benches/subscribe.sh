@@ -90,7 +90,7 @@ if [ "$ERASURES_PER_SECOND" != 0 ]; then
   # People from the warm-up, erased one by one at the given rate while wrk runs.
   curl -sf -H "Authorization: Bearer $KEY" \
     "http://127.0.0.1:$PORT/api/v1/subscribers?list=weekly&status=pending&per_page=1000" \
-    | grep -o '"id":"[0-9a-f-]*"' | cut -d'"' -f4 > "$WORK/ids"
+    | grep -o '"uuid":"[0-9a-f-]*"' | cut -d'"' -f4 > "$WORK/ids"
   PAUSE=$(awk "BEGIN { print 1 / $ERASURES_PER_SECOND }")
   (while read -r id; do
      curl -s -o /dev/null -w '%{http_code}\n' -X DELETE -H "Authorization: Bearer $KEY" \
