@@ -7,7 +7,9 @@
 #   BENCH_DB=postgres bash benches/subscribe.sh    # PostgreSQL on 127.0.0.1:5432 (a fresh database)
 #
 # Needs wrk and smtp-sink (Debian packages wrk and postfix). DURATION, CONNECTIONS, THREADS tune it;
-# BENCH_BIN=path runs that binary instead of building this checkout.
+# BENCH_BIN=path runs that binary instead of building this checkout. ERASURES_PER_SECOND=N also
+# erases N people a second through the API during the measured run (each erasure is followed
+# by the wipe of the database files), to see what erasures cost the signups around them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/letterhead/target}"
@@ -46,6 +48,7 @@ MAIL_FROM=news@example.com
 NOTICE_FROM=notices@example.com
 RATE_LIMIT_SIGNUP_PER_MINUTE=100000000
 RATE_LIMIT_PUBLIC_PER_MINUTE=100000000
+RATE_LIMIT_API_PER_MINUTE=100000000
 RUST_LOG=warn
 ENV
 "$BIN" --env-file "$WORK/env" serve 2>"$WORK/serve.log" &
@@ -82,6 +85,24 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d3s -s "$WORK/post.lua" "http://127.0.0.1:$PO
 if [ "${BENCH_DB:-sqlite}" = postgres ]; then
   psql -h 127.0.0.1 -U postgres -d "$DB" -qc "VACUUM ANALYZE"
 fi
+ERASURES_PER_SECOND="${ERASURES_PER_SECOND:-0}"
+if [ "$ERASURES_PER_SECOND" != 0 ]; then
+  # People from the warm-up, erased one by one at the given rate while wrk runs.
+  curl -sf -H "Authorization: Bearer $KEY" \
+    "http://127.0.0.1:$PORT/api/v1/subscribers?list=weekly&status=pending&per_page=1000" \
+    | grep -o '"uuid":"[0-9a-f-]*"' | cut -d'"' -f4 > "$WORK/ids"
+  PAUSE=$(awk "BEGIN { print 1 / $ERASURES_PER_SECOND }")
+  (while read -r id; do
+     curl -s -o /dev/null -w '%{http_code}\n' -X DELETE -H "Authorization: Bearer $KEY" \
+       "http://127.0.0.1:$PORT/api/v1/subscribers/$id" >> "$WORK/erased"
+     sleep "$PAUSE"
+   done < "$WORK/ids") &
+  ERASER=$!
+fi
 echo "POST /subscribe on ${BENCH_DB:-sqlite}, $CONNECTIONS connections, $DURATION:"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT" -- measured | tail -n 1
+if [ "$ERASURES_PER_SECOND" != 0 ]; then
+  kill "$ERASER" 2>/dev/null || true
+  echo "erasures during the run: $(grep -c '^204' "$WORK/erased" || true) (other answers: $(grep -vc '^204' "$WORK/erased" || true))"
+fi
 echo "server warnings during the run: $(grep -c WARN "$WORK/serve.log" || true)"

@@ -31,6 +31,7 @@ use crate::services::signup::Signups;
 use crate::services::subscribers::Subscribers;
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::lists::PublicLists;
+use crate::store::scrub::Scrubber;
 use crate::store::{self, BackgroundWrites};
 use crate::tokens::{Keyring, Links, SharedKeyring};
 
@@ -101,6 +102,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
     let links = Links::new(keyring.clone(), config.public_url.clone());
     let address_hasher = AddressHasher::new(&address_key);
     let wakeups = Arc::new(Wakeups::default());
+    let scrubber = Arc::new(Scrubber::connect(&db, config.database_url.expose()).await?);
     let delivery = Arc::new(delivery::Context {
         db: db.clone(),
         stamp: Stamp::new(&config),
@@ -129,6 +131,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
             address_hasher: address_hasher.clone(),
             identity: config.identity.clone(),
             wakeups: wakeups.clone(),
+            scrubber: scrubber.clone(),
         },
         subscribers: Subscribers {
             db: db.clone(),
@@ -146,6 +149,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
             wakeups: wakeups.clone(),
         },
         address_hasher,
+        scrubber,
         db,
         config,
     });
@@ -294,7 +298,11 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(delivery::run(self.delivery.clone(), stop_rx.clone()));
         let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
-        let checkpoints = tokio::spawn(crate::store::checkpoints(self.state.db.clone(), stop_rx.clone()));
+        let scrubber = self.state.scrubber.clone();
+        let scrubs = tokio::spawn({
+            let stop = stop_rx.clone();
+            async move { scrubber.run(stop).await }
+        });
         let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
         self.announce();
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -308,7 +316,7 @@ impl Application {
         let _ = worker.await;
         let _ = pruner.await;
         let _ = retention.await;
-        let _ = checkpoints.await;
+        let _ = scrubs.await;
         Ok(())
     }
 }
@@ -324,7 +332,12 @@ async fn run_retention(state: AppState, mut stop: watch::Receiver<bool>) {
         )
         .await
         {
-            Ok(report) => tracing::info!(?report, "retention job done"),
+            Ok(report) => {
+                if report.deleted_anything() {
+                    state.scrubber.request();
+                }
+                tracing::info!(?report, "retention job done")
+            }
             Err(e) => tracing::warn!(error = %e, "retention job failed; will try again"),
         }
         tokio::select! {

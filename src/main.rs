@@ -125,6 +125,10 @@ enum RetentionCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrite the tables that hold personal data, so that no byte of a deleted row stays in
+    /// their pages' free space (PostgreSQL: VACUUM FULL, which locks each table while it copies
+    /// it; run it in a quiet hour). On SQLite erasure already overwrites; this empties the WAL.
+    Compact,
 }
 
 #[derive(Subcommand)]
@@ -349,7 +353,25 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 "{forget} {} new names that were never confirmed",
                 report.unconfirmed_names_dropped
             );
+            // The service's own runs leave this to its background task; here nobody else would.
+            if report.deleted_anything()
+                && !store::scrub::now(&db, std::time::Duration::from_secs(60)).await?
+            {
+                println!(
+                    "the deleted data is not yet wiped from disk: readers kept the database busy; the service does it on its next run"
+                );
+            }
             Ok(())
+        }
+        Command::Retention(RetentionCommand::Compact) => {
+            let db = app::open_database(&config).await?;
+            let started = std::time::Instant::now();
+            if store::scrub::compact(&db).await? {
+                println!("compacted in {:.1} s", started.elapsed().as_secs_f64());
+                Ok(())
+            } else {
+                anyhow::bail!("readers kept the database busy; nothing was compacted, try again")
+            }
         }
         Command::Campaign(CampaignCommand::Status { id, follow }) => {
             let state = app::build_state(config).await?;

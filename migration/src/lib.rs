@@ -7,6 +7,7 @@ mod m20261125_000001_core;
 mod m20261125_000002_campaigns;
 mod m20261125_000003_claim_indexes;
 mod m20261206_000004_pending_name;
+mod m20261206_000005_no_personal_statistics;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_campaigns::Migration),
             Box::new(m20261125_000003_claim_indexes::Migration),
             Box::new(m20261206_000004_pending_name::Migration),
+            Box::new(m20261206_000005_no_personal_statistics::Migration),
         ]
     }
 }

@@ -26,6 +26,7 @@ use crate::services::subscribers::Subscribers;
 use crate::store::Db;
 use crate::store::keys::{self, KeyPurpose};
 use crate::store::lists::PublicLists;
+use crate::store::scrub::Scrubber;
 use crate::tokens::{Keyring, Links, PurposeClaims, SharedKeyring, TokenError};
 
 /// Per-client limits, one per class of endpoint.
@@ -70,6 +71,8 @@ pub struct App {
     pub subscribers: Subscribers,
     pub notices: Notices,
     pub campaigns: Campaigns,
+    /// Wipes what erasures, address changes and retention leave on disk, off the request path.
+    pub scrubber: Arc<Scrubber>,
 }
 
 pub type AppState = Arc<App>;

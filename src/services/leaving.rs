@@ -18,6 +18,7 @@ use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::subscriber;
 use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::outbox::NewOutboxMessage;
+use crate::store::scrub::Scrubber;
 use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
 use crate::store::{self, Db, Tx, begin_write, lists, policies};
@@ -29,6 +30,8 @@ pub struct Leaving {
     /// Named as the controller in exports.
     pub identity: SenderIdentity,
     pub wakeups: Arc<Wakeups>,
+    /// Asked, after an erasure or a change of address, to wipe the old data from disk.
+    pub scrubber: Arc<Scrubber>,
 }
 
 fn event(subscriber_id: i64, list_id: i64, kind: ConsentKind, origin: &RequestOrigin) -> NewConsentEvent {
@@ -148,7 +151,8 @@ impl Leaving {
 
     /// Erases the person at once (GD-3): subscriber, subscriptions, consent evidence, pending
     /// changes and every outbox row naming them go; only the keyed hash of the address stays, as a
-    /// suppression (GD-4), so imports and API adds cannot bring it back.
+    /// suppression (GD-4), so imports and API adds cannot bring it back. Then, off this request,
+    /// the deleted rows are wiped from the database's files too.
     pub async fn erase(&self, subscriber: &subscriber::Model) -> Result<(), Error> {
         let tx = begin_write(&self.db).await?;
         if let Ok(email) = EmailAddress::parse(&subscriber.email) {
@@ -156,6 +160,7 @@ impl Leaving {
         }
         subscriptions::delete_subscriber(&tx, subscriber).await?;
         tx.commit().await?;
+        self.scrubber.request();
         tracing::info!("a subscriber was erased on request");
         Ok(())
     }
@@ -297,6 +302,8 @@ impl Leaving {
         )
         .await?;
         tx.commit().await?;
+        // The old address is no longer theirs: wipe it from disk as an erasure would.
+        self.scrubber.request();
         Ok(AddressChangeOutcome::Changed)
     }
 

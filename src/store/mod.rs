@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod policies;
 pub mod queue;
 pub mod retention;
+pub mod scrub;
 pub mod signups;
 pub mod spent_tokens;
 pub mod subscriptions;
@@ -37,22 +38,35 @@ pub type Error = DbErr;
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout
 /// (writers queue instead of failing) and foreign keys.
 pub async fn connect(url: &str) -> Result<Db, DbErr> {
+    connect_with(url, 8, Duration::from_secs(30)).await
+}
+
+/// A connection of its own for SQLite's checkpoints (`scrub`), with a short busy timeout: a
+/// checkpoint that empties the log holds the write lock while it waits for readers, and with
+/// the pool's 30 s it could hold every signup for as long. It gives up after a few
+/// milliseconds instead and tries again later.
+pub(crate) async fn connect_checkpointer(url: &str) -> Result<Db, DbErr> {
+    connect_with(url, 1, Duration::from_millis(5)).await
+}
+
+async fn connect_with(url: &str, sqlite_connections: u32, busy_timeout: Duration) -> Result<Db, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30));
     if url.starts_with("sqlite:") {
-        opts.max_connections(8)
+        opts.max_connections(sqlite_connections)
             .min_connections(1)
-            .map_sqlx_sqlite_opts(|o| {
+            .map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
+                    .busy_timeout(busy_timeout)
                     .foreign_keys(true)
-                    // Erased data is overwritten on disk, not left in free pages (GD-3).
+                    // Deleted data is overwritten in the database file, not left in free
+                    // pages (GD-3); `scrub` empties the write-ahead log after erasures.
                     .pragma("secure_delete", "ON")
-                    // Checkpoints run in the background (`checkpoints`); this is the backstop
-                    // should that stop (200 MB of WAL; the default is 4 MB).
+                    // Checkpoints run in the background (`scrub::Scrubber::run`); this is the
+                    // backstop should that stop (200 MB of WAL; the default is 4 MB).
                     .pragma("wal_autocheckpoint", "50000")
             });
     } else {
@@ -104,28 +118,6 @@ impl BackgroundWrites {
         match &self.0 {
             Some(lock) => Some(lock.lock().await),
             None => None,
-        }
-    }
-}
-
-/// Copies the SQLite write-ahead log back into the database now and then, off the writers' path.
-///
-/// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages of WAL,
-/// fsyncs included, so every few hundred signups one batch (and everyone waiting for it)
-/// stalled, which was the tail of the signup latency. A
-/// PASSIVE checkpoint never blocks writers or readers; it copies what no reader still needs.
-/// Does nothing on PostgreSQL.
-pub async fn checkpoints(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
-    if is_postgres(&db) {
-        return;
-    }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::warn!(error = %e, "WAL checkpoint failed; trying again shortly");
         }
     }
 }

@@ -30,6 +30,14 @@ pub struct RetentionReport {
     pub bounced_deleted: u64,
 }
 
+impl RetentionReport {
+    /// Whether the run deleted or blanked anything, which then wants wiping from disk
+    /// (`scrub`).
+    pub fn deleted_anything(&self) -> bool {
+        *self != RetentionReport::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Apply,

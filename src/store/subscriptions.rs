@@ -536,15 +536,27 @@ pub async fn set_name(
 }
 
 /// Deletes the subscriber; foreign keys cascade to subscriptions, consent events, address
-/// changes and outbox rows. Rows queued for the address without a subscriber link go too.
+/// changes and outbox rows, and unlink campaign rows. Outbox rows for the address without a
+/// subscriber link (a test send, say) go too, whatever the case it was written in; campaign
+/// rows lose the relay's last reply and the Message-ID, which may name the address.
 pub async fn delete_subscriber(
     db: &impl ConnectionTrait,
     subscriber: &subscriber::Model,
 ) -> Result<(), DbErr> {
-    outbox::Entity::delete_many()
-        .filter(outbox::Column::Recipient.eq(subscriber.email.clone()))
-        .exec(db)
-        .await?;
+    let backend = db.get_database_backend();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "DELETE FROM outbox WHERE LOWER(recipient) = LOWER($1)",
+        [subscriber.email_key.clone().into()],
+    ))
+    .await?;
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "UPDATE campaign_recipients SET last_error = NULL, message_id = NULL \
+         WHERE subscriber_id = $1 AND status <> 'skipped'",
+        [subscriber.id.into()],
+    ))
+    .await?;
     subscriber::Entity::delete_by_id(subscriber.id).exec(db).await?;
     Ok(())
 }
@@ -576,6 +588,15 @@ pub async fn apply_address_change(
     new_email: &EmailAddress,
     hash: &AddressHash,
 ) -> Result<(), DbErr> {
+    // Mail queued (or logged) for the old address is the person's: it follows them to the new
+    // one, and the old address is kept nowhere.
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE outbox SET recipient = $1 WHERE subscriber_id = $2 \
+         AND LOWER(recipient) = LOWER((SELECT email_key FROM subscribers WHERE id = $2))",
+        [new_email.to_string().into(), change.subscriber_id.into()],
+    ))
+    .await?;
     subscriber::Entity::update_many()
         .col_expr(subscriber::Column::Email, new_email.to_string().into())
         .col_expr(subscriber::Column::EmailKey, new_email.normalized().into())

@@ -590,7 +590,7 @@ impl TestApp {
 }
 
 /// What the product never does to its database, done in raw SQL so that a test can: age rows,
-/// break the schema, force a checkpoint. Each says why no store function can stand in.
+/// break the schema. Each says why no store function can stand in.
 impl TestApp {
     /// Moves the time `email` left `lists` back by `days`. Raw: the product records when someone
     /// leaves as it happens and never moves it; retention is tested on aged rows, not by waiting.
@@ -626,17 +626,6 @@ impl TestApp {
         self.state
             .db
             .execute_unprepared(&format!("DROP TABLE {table}"))
-            .await
-            .unwrap();
-    }
-
-    /// Copies SQLite's write-ahead log into the database file and empties the log, so that
-    /// both files can be searched. Raw: the product only runs passive checkpoints, which leave
-    /// the log as it is.
-    pub async fn checkpoint_sqlite_wal(&self) {
-        self.state
-            .db
-            .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
             .await
             .unwrap();
     }
