@@ -42,13 +42,16 @@ impl utoipa::PartialSchema for PolicyInput {
             "required": ["version", "effective_at", "summary", "url"],
             "properties": {
                 "version": fields::trimmed_match("[A-Za-z0-9._-]{1,64}", "1-64 letters, digits, '.', '_' or '-' (trimmed)"),
-                "effective_at": fields::date_time("When the version takes effect"),
+                "effective_at": fields::date_time("When the version takes effect: not in the past (422) unless `already_in_effect`"),
                 "summary": fields::trimmed_text(10_000, "What changed, for the notice: 1-10000 characters (trimmed)"),
                 "url": fields::http_url("Where the full policy is"),
                 "material": {"type": "boolean", "default": false,
                              "description": "A material change: once in force, marketing goes only to people who consented under it"},
+                "already_in_effect": {"type": "boolean", "default": false,
+                             "description": "Accept an `effective_at` in the past: the version is recorded as already applying"},
             },
-            "example": {"version": "2027-01", "effective_at": "2027-01-01T00:00:00Z",
+            // A date far ahead, so the example stays valid (tests send it).
+            "example": {"version": "2099-01", "effective_at": "2099-01-01T00:00:00Z",
                         "summary": "We now keep bounce records for 30 days.",
                         "url": "https://example.com/privacy"},
         }))
