@@ -958,3 +958,60 @@ async fn a_campaign_template_cannot_freeze_or_exhaust_the_service() {
         .await;
     assert_eq!(failed, 1);
 }
+
+/// Someone on two of a campaign's lists who leaves the one they were queued under still gets
+/// the campaign, through the list they are still on (its name and its unsubscribe link); who
+/// left both gets nothing.
+#[tokio::test]
+async fn leaving_one_of_a_campaigns_lists_keeps_the_person_on_the_other() {
+    let (app, key) = app_with(vec![]).await;
+    seed(&app, "both@example.org", None, &["news", "offers"], Confirmed).await;
+    seed(&app, "gone@example.org", None, &["news", "offers"], Confirmed).await;
+    let body = serde_json::json!({"subject": "Hi", "lists": ["news", "offers"],
+        "markdown": "Hi from {{ list_name }}"});
+    let id = app.draft_campaign(&key, &body).await;
+    app.send_campaign(&key, id).await;
+    let paused = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/pause"))
+        .await;
+    assert_eq!(paused.status(), StatusCode::OK);
+    let under_news = app
+        .query_i64(&format!(
+            "SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id = {id} \
+             AND list_id = (SELECT id FROM lists WHERE slug = 'news')"
+        ))
+        .await;
+    assert_eq!(under_news, 2, "both were queued under news");
+    for (email, lists) in [
+        ("both@example.org", serde_json::json!(["news"])),
+        ("gone@example.org", serde_json::json!(["news", "offers"])),
+    ] {
+        let res = app
+            .api_post(
+                &key,
+                "/api/v1/unsubscribes",
+                &serde_json::json!({"email": email, "lists": lists}),
+            )
+            .await;
+        assert!(res.status().is_success(), "{email}");
+    }
+    let resumed = app
+        .api_post_empty(&key, &format!("/api/v1/campaigns/{id}/resume"))
+        .await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let done = app.wait_for_campaign(&key, id, "sent").await;
+    assert_eq!(
+        (done["sent"].as_i64(), done["skipped"].as_i64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let msgs = app.sink.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].rcpt_to, vec!["both@example.org".to_owned()]);
+    let raw = msgs[0].text();
+    assert_eq!(
+        header_values(&raw, "List-Id"),
+        vec!["<offers.list-id.example.com>"]
+    );
+    assert!(text_of(&msgs[0]).contains("Hi from Special Offers"));
+}

@@ -15,7 +15,6 @@ use crate::store::batch::{Batcher, Grouping};
 use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome, SendCheck};
 use crate::store::entities::campaign::CampaignStatus;
 use crate::store::entities::policy_version;
-use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
 
 #[derive(Default)]
@@ -114,7 +113,10 @@ impl CampaignJob {
                 error: "the recipient address is not valid".into(),
             };
         };
-        let Some(list) = prepared.lists.iter().find(|l| l.id == row.list_id) else {
+        // The list they are still on: the one they were queued under, or another of the
+        // campaign's if they left that one meanwhile.
+        let list_id = check.confirmed_on.unwrap_or(row.list_id);
+        let Some(list) = prepared.lists.iter().find(|l| l.id == list_id) else {
             return Outcome::Skipped {
                 reason: "the list is gone".into(),
             };
@@ -231,7 +233,7 @@ fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Optio
         }
         _ => return Some(Outcome::Cancelled),
     }
-    if check.subscription_status != Some(SubscriptionStatus::Confirmed) {
+    if check.confirmed_on.is_none() {
         return Some(Outcome::Skipped {
             reason: "unsubscribed".into(),
         });

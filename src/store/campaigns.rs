@@ -10,7 +10,6 @@ use sea_orm::{
 
 use super::entities::campaign::CampaignStatus;
 use super::entities::campaign_recipient::RecipientStatus;
-use super::entities::subscription::SubscriptionStatus;
 use super::entities::suppression::SuppressionReason;
 use super::entities::{campaign, list, test_recipient};
 use super::queue::CAMPAIGN_RECIPIENTS;
@@ -319,14 +318,16 @@ pub async fn claim(
         .await
 }
 
-/// Everything the last check before a send needs, read in one query (CS-7): the person, their
-/// subscription to the list now, and any suppression of their address.
+/// Everything the last check before a send needs, read in one query (CS-7): the person, a list
+/// of the campaign they are still confirmed on, and any suppression of their address.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct SendCheck {
     pub email: String,
     pub name: Option<String>,
     pub uuid: uuid::Uuid,
-    pub subscription_status: Option<SubscriptionStatus>,
+    /// The row's list if they are still confirmed on it, else another of the campaign's lists
+    /// they are confirmed on (they left the one they were queued under); `None`: on none.
+    pub confirmed_on: Option<i64>,
     pub suppression: Option<SuppressionReason>,
     /// Consent events given under the material policy version asked about (0 if none).
     pub fresh_consents: i64,
@@ -383,8 +384,12 @@ pub async fn send_checks(
         let sql = format!(
             "SELECT v.column1 AS subscriber_id, v.column2 AS list_id, v.column3 AS campaign_id, \
                s.email, s.name, s.uuid, \
-               (SELECT x.status FROM subscriptions x WHERE x.subscriber_id = s.id AND x.list_id = v.column2) \
-                 AS subscription_status, \
+               COALESCE( \
+                 (SELECT x.list_id FROM subscriptions x \
+                  WHERE x.subscriber_id = s.id AND x.list_id = v.column2 AND x.status = 'confirmed'), \
+                 (SELECT MIN(x.list_id) FROM subscriptions x \
+                  JOIN campaign_lists cl ON cl.list_id = x.list_id AND cl.campaign_id = v.column3 \
+                  WHERE x.subscriber_id = s.id AND x.status = 'confirmed')) AS confirmed_on, \
                (SELECT cp.status FROM campaigns cp WHERE cp.id = v.column3) AS campaign_status, \
                (SELECT sp.reason FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) AS suppression, \
                {fresh_consents} AS fresh_consents \
