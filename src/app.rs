@@ -132,6 +132,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
             identity: config.identity.clone(),
             wakeups: wakeups.clone(),
             scrubber: scrubber.clone(),
+            address_changes_per_day: config.signup.confirmations_per_day,
         },
         subscribers: Subscribers {
             db: db.clone(),

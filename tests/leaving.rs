@@ -325,6 +325,69 @@ async fn gd2_a_change_of_address_waits_for_the_new_address_to_confirm() {
     );
 }
 
+/// Address-change confirmations cannot mail-bomb anyone: sixty requests from one preference
+/// link at once reach the victim a few times a day at most (the signup confirmations' cap),
+/// and an address that opted out or is suppressed gets none; the page answers the same.
+#[tokio::test]
+async fn address_change_confirmations_cannot_mail_bomb_anyone() {
+    let app = app().await;
+    let key = app.create_api_key().await;
+    let a = confirmed_on_both_lists(&app, "attacker@example.org").await;
+    let prefs = app.preferences_path(a);
+    let before = app.sink.messages().len();
+    let form = |to: &str| format!("email={}", to.replace('@', "%40"));
+    let (path, body) = (format!("{prefs}/address"), form("victim@example.org"));
+    let requests = (0..60).map(|_| app.post_form(&path, &body));
+    let mut pages = Vec::new();
+    for res in futures::future::join_all(requests).await {
+        assert_eq!(res.status(), StatusCode::OK);
+        pages.push(res.text().await.unwrap());
+    }
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.contains("We sent a confirmation link to the new address"))
+    );
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'address_change' AND status = 'queued'",
+        0,
+        WAIT,
+    )
+    .await;
+    let to_victim = app.sink.messages()[before..]
+        .iter()
+        .filter(|m| m.rcpt_to == vec!["victim@example.org".to_string()])
+        .count();
+    assert!(
+        (1..=3).contains(&to_victim),
+        "{to_victim} confirmations reached the victim"
+    );
+
+    // Opted out everywhere (by the operator), or suppressed: nothing, and the same page.
+    let res = app
+        .api_post(
+            &key,
+            "/api/v1/unsubscribes",
+            &serde_json::json!({"email": "left@example.org"}),
+        )
+        .await;
+    assert!(res.status().is_success());
+    let before = app.sink.messages().len();
+    let page = app
+        .post_form(&format!("{prefs}/address"), &form("left@example.org"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("We sent a confirmation link to the new address"));
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM outbox WHERE kind = 'address_change' AND LOWER(recipient) = 'left@example.org'")
+            .await,
+        0
+    );
+    assert_eq!(app.sink.messages().len(), before);
+}
+
 /// GD-1, TK-7: the export goes only through a link mailed to the address; it holds the
 /// subscriptions, the consent evidence and the messages sent; the link works once.
 #[tokio::test]

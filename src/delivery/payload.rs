@@ -60,7 +60,9 @@ impl Payload {
             SuppressionReason::Erased | SuppressionReason::Unsubscribed
         );
         match self {
-            Payload::Confirmation | Payload::AddressChange { .. } => opted_out,
+            Payload::Confirmation => opted_out,
+            // Anyone with a preference link may type an address: never one that is suppressed.
+            Payload::AddressChange { .. } => false,
             // Transactional notices reach people who left, never bounced or complained ones.
             Payload::ExportLink | Payload::PolicyNotice { .. } | Payload::BreachNotice { .. } => {
                 reason == SuppressionReason::Unsubscribed

@@ -32,6 +32,9 @@ pub struct Leaving {
     pub wakeups: Arc<Wakeups>,
     /// Asked, after an erasure or a change of address, to wipe the old data from disk.
     pub scrubber: Arc<Scrubber>,
+    /// Address-change confirmations one address may get per 24 h, whoever asks (as for
+    /// signup confirmations, OI-6).
+    pub address_changes_per_day: i64,
 }
 
 fn event(subscriber_id: i64, list_id: i64, kind: ConsentKind, origin: &RequestOrigin) -> NewConsentEvent {
@@ -247,13 +250,25 @@ impl Leaving {
     }
 
     /// Starts a change of address: nothing changes until the new address confirms (GD-2).
+    /// Anyone with a preference link can type any address, so no confirmation goes to an
+    /// address that opted out or is suppressed, and one address gets a few a day at most; the
+    /// page answers the same either way.
     pub async fn request_address_change(
         &self,
         subscriber: &subscriber::Model,
         new_email: &EmailAddress,
     ) -> Result<(), Error> {
-        let change = uuid::Uuid::new_v4();
+        let hash = self.address_hasher.hash(new_email);
         let tx = begin_write(&self.db).await?;
+        if store::suppressions::reason(&tx, &hash).await?.is_some() {
+            return Ok(());
+        }
+        let day_ago = store::now() - time::Duration::days(1);
+        let recent = subscriptions::address_changes_to(&tx, new_email, day_ago).await?;
+        if recent.count >= self.address_changes_per_day {
+            return Ok(());
+        }
+        let change = uuid::Uuid::new_v4();
         subscriptions::insert_address_change(&tx, change, subscriber.id, new_email).await?;
         let payload = Payload::AddressChange { change };
         store::outbox::enqueue(
@@ -263,7 +278,13 @@ impl Leaving {
                 subscriber_id: Some(subscriber.id),
                 recipient: new_email.to_string(),
                 payload: serde_json::to_value(&payload).expect("payload serializes"),
-                dedupe_key: None,
+                // Chained on the newest change to this address: of concurrent requests that
+                // saw the same count, one confirmation is queued.
+                dedupe_key: Some(format!(
+                    "address-change:{}:{}",
+                    hash.as_str(),
+                    recent.newest_id.unwrap_or(0)
+                )),
             },
         )
         .await?;

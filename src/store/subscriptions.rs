@@ -580,6 +580,29 @@ pub async fn insert_address_change(
     Ok(())
 }
 
+/// Changes of address asked for one new address (by anyone) since a time.
+#[derive(Debug, Default, Clone, Copy, FromQueryResult)]
+pub struct RecentChanges {
+    pub count: i64,
+    pub newest_id: Option<i64>,
+}
+
+pub async fn address_changes_to(
+    db: &impl ConnectionTrait,
+    new_email: &EmailAddress,
+    since: time::OffsetDateTime,
+) -> Result<RecentChanges, DbErr> {
+    Ok(RecentChanges::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT COUNT(*) AS count, MAX(id) AS newest_id FROM address_changes \
+         WHERE LOWER(new_email) = $1 AND created_at >= $2",
+        [new_email.as_str().to_lowercase().into(), since.into()],
+    ))
+    .one(db)
+    .await?
+    .unwrap_or_default())
+}
+
 /// Gives the subscriber a new address (with its key and keyed hash) and drops the change that
 /// asked for it.
 pub async fn apply_address_change(
