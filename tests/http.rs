@@ -194,11 +194,11 @@ async fn public_endpoints_are_rate_limited_per_ip_with_retry_after() {
     })
     .await;
     for _ in 0..3 {
-        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+        assert_eq!(app.get("/privacy").await.status(), StatusCode::OK);
     }
     let res = app
         .http
-        .get(app.url("/healthz"))
+        .get(app.url("/privacy"))
         .header("Accept", "application/json")
         .send()
         .await
@@ -207,6 +207,46 @@ async fn public_endpoints_are_rate_limited_per_ip_with_retry_after() {
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // A monitor polling /healthz from the same IP (a busy NAT) is not refused with the pages.
+    for _ in 0..20 {
+        assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    }
+}
+
+/// Requests with a missing or unknown API key are limited per IP: past the allowance the IP
+/// gets 429 before the database is asked, a valid key included; another IP is not affected.
+#[tokio::test]
+async fn unknown_api_keys_are_limited_per_ip() {
+    let app = spawn(Spawn {
+        overrides: vec![("TRUST_PROXY_HEADERS", "true".into())],
+        ..Default::default()
+    })
+    .await;
+    let key = app.create_api_key().await;
+    let from = |ip: &'static str, key: String| {
+        app.http
+            .get(app.url("/api/v1/status"))
+            .header("X-Forwarded-For", ip)
+            .header("Authorization", format!("Bearer {key}"))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let res = from("203.0.113.7", format!("lh_wrong{i}")).await.unwrap();
+        statuses.push(res.status());
+    }
+    assert!(
+        statuses[..30].iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[30..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let blocked = from("203.0.113.7", key.clone()).await.unwrap();
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert_eq!(from("198.51.100.9", key).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ mod subscribers;
 mod suppressions;
 mod unsubscribes;
 
+use std::net::IpAddr;
+
 use crate::edge::AppError;
 use crate::edge::AppState;
 use crate::store::{api_keys, outbox};
@@ -119,12 +121,26 @@ async fn require_api_key(State(state): State<AppState>, mut req: Request, next: 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_owned);
+    // An IP that keeps presenting missing or unknown keys is refused before the database is
+    // asked; a valid key costs its IP nothing here.
+    let ip =
+        crate::edge::client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
+    let failures = &state.limits.api_key_failures;
+    if let Some(ip) = &ip
+        && let Err(e) = failures.check(ip)
+    {
+        return e.into_response();
+    }
+    let refused = |ip: Option<IpAddr>| match ip.map(|ip| failures.failed(&ip)) {
+        Some(Err(too_many)) => too_many.into_response(),
+        _ => AppError::unauthorized().into_response(),
+    };
     let Some(presented) = presented else {
-        return AppError::unauthorized().into_response();
+        return refused(ip);
     };
     let key = match api_keys::authenticate(&state.db, &presented).await {
         Ok(Some(key)) => key,
-        Ok(None) => return AppError::unauthorized().into_response(),
+        Ok(None) => return refused(ip),
         Err(e) => return AppError::from(e).into_response(),
     };
     if let Err(e) = state.limits.api.check(&key.id) {

@@ -152,6 +152,8 @@ pub struct RateLimits {
     pub unsubscribe_per_minute: u32,
     /// Requests per minute per API key.
     pub api_per_minute: u32,
+    /// Requests with a missing or unknown API key per minute per client IP.
+    pub api_key_failures_per_minute: u32,
 }
 
 /// How the public pages carry the organisation's look. Nothing else is loaded from elsewhere.
@@ -503,6 +505,7 @@ impl Config {
             signup_per_minute: s.parsed("RATE_LIMIT_SIGNUP_PER_MINUTE", 10u32)?.max(1),
             unsubscribe_per_minute: s.parsed("RATE_LIMIT_UNSUBSCRIBE_PER_MINUTE", 1200u32)?.max(1),
             api_per_minute: s.parsed("RATE_LIMIT_API_PER_MINUTE", 600u32)?.max(1),
+            api_key_failures_per_minute: s.parsed("RATE_LIMIT_API_KEY_FAILURES_PER_MINUTE", 30u32)?.max(1),
         };
 
         let confirm_hours = s.parsed("CONFIRM_TTL_HOURS", 72u64)?;

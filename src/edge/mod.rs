@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 
 pub use error::{AppError, FieldError};
-use rate_limit::{IpLimiter, KeyedLimiter};
+use rate_limit::{FailureLimiter, IpLimiter, KeyedLimiter};
 pub use templates::pages::WayOn;
 
 use crate::config::Config;
@@ -35,7 +35,14 @@ pub struct Limits {
     pub signup: Arc<IpLimiter>,
     pub one_click: Arc<IpLimiter>,
     pub api: Arc<KeyedLimiter<i64>>,
+    /// Health checks per IP: monitors poll often, sometimes from behind one NAT.
+    pub health: Arc<IpLimiter>,
+    /// Requests with a missing or unknown API key per IP.
+    pub api_key_failures: Arc<FailureLimiter>,
 }
+
+/// Health checks one IP may make per minute.
+const HEALTH_PER_MINUTE: u32 = 600;
 
 impl Limits {
     pub fn new(cfg: &crate::config::RateLimits) -> Self {
@@ -44,6 +51,8 @@ impl Limits {
             signup: KeyedLimiter::per_minute(cfg.signup_per_minute),
             one_click: KeyedLimiter::per_minute(cfg.unsubscribe_per_minute),
             api: KeyedLimiter::per_minute(cfg.api_per_minute),
+            health: KeyedLimiter::per_minute(HEALTH_PER_MINUTE),
+            api_key_failures: FailureLimiter::per_minute(cfg.api_key_failures_per_minute),
         }
     }
 
@@ -53,6 +62,8 @@ impl Limits {
         self.signup.prune();
         self.one_click.prune();
         self.api.prune();
+        self.health.prune();
+        self.api_key_failures.prune();
     }
 }
 

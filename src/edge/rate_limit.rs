@@ -43,6 +43,60 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 
 pub type IpLimiter = KeyedLimiter<IpAddr>;
 
+/// Failures per client IP (unknown API keys): past the allowance the IP is refused, before any
+/// work, until its allowance is back. Successes cost nothing.
+pub struct FailureLimiter {
+    failures: IpLimiter,
+    blocked_until: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+}
+
+impl FailureLimiter {
+    pub fn per_minute(n: u32) -> Arc<Self> {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Self {
+            failures: KeyedLimiter {
+                limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            },
+            blocked_until: Default::default(),
+        })
+    }
+
+    /// A 429 while the IP is over its allowance of failures.
+    pub fn check(&self, ip: &IpAddr) -> Result<(), AppError> {
+        let blocked = self.blocked_until.lock().expect("limiter lock");
+        match blocked.get(ip) {
+            Some(until) if *until > std::time::Instant::now() => Err(AppError::too_many_requests(
+                until
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs()
+                    + 1,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure; a 429 once the IP is over its allowance.
+    pub fn failed(&self, ip: &IpAddr) -> Result<(), AppError> {
+        self.failures.limiter.check_key(ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            self.blocked_until
+                .lock()
+                .expect("limiter lock")
+                .insert(*ip, std::time::Instant::now() + wait);
+            AppError::too_many_requests(wait.as_secs() + 1)
+        })
+    }
+
+    pub fn prune(&self) {
+        self.failures.prune();
+        let now = std::time::Instant::now();
+        self.blocked_until
+            .lock()
+            .expect("limiter lock")
+            .retain(|_, until| *until > now);
+    }
+}
+
 /// Applies `limiter` to the client's IP.
 async fn limit_ip(state: &AppState, limiter: &IpLimiter, req: Request, next: Next) -> Response {
     let ip = client_ip::client_ip(req.headers(), req.extensions(), state.config.trust_proxy_headers);
@@ -57,6 +111,12 @@ async fn limit_ip(state: &AppState, limiter: &IpLimiter, req: Request, next: Nex
 /// Middleware: the per-IP limit of public pages and forms.
 pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
     limit_ip(&state, &state.limits.public, req, next).await
+}
+
+/// Middleware: the per-IP limit of `/healthz`, apart from the pages' so that a monitor behind a
+/// busy NAT is not refused.
+pub async fn health_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    limit_ip(&state, &state.limits.health, req, next).await
 }
 
 /// Middleware: the per-IP limit of one-click unsubscribes (mailbox providers POST from few IPs).

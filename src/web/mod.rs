@@ -20,11 +20,18 @@ use crate::edge::{AppError, AppState};
 pub fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
-        .route("/healthz", get(healthz))
         .merge(signup::routes())
         .merge(leaving::routes())
         .merge(notices::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::per_ip))
+        .merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    rate_limit::health_per_ip,
+                )),
+        )
         .merge(
             leaving::one_click_routes().route_layer(middleware::from_fn_with_state(
                 state,
