@@ -133,7 +133,7 @@ impl Stamp {
                 msg.to_name.as_ref().map(|n| n.as_str().to_owned()),
                 msg.to.to_lettre(),
             ))
-            .subject(msg.subject.as_str())
+            .raw_header(subject_header(&msg.subject))
             .message_id(Some(format!("<{message_id}>")))
             .date_now();
 
@@ -192,5 +192,83 @@ impl Stamp {
             bytes,
             message_id,
         })
+    }
+}
+
+/// The Subject header, encoded as lettre encodes it except that a word which looks like an
+/// RFC 2047 encoded-word (`=?us-ascii?Q?...?=`) is encoded too: sent as is, mail clients
+/// would decode what the marketer typed instead of showing it.
+fn subject_header(subject: &crate::domain::HeaderText) -> HeaderValue {
+    let mut encoded = String::new();
+    // Writing to a String does not fail.
+    let _ = encode_subject(subject.as_str(), &mut encoded);
+    HeaderValue::dangerous_new_pre_encoded(
+        HeaderName::new_from_ascii_str("Subject"),
+        subject.as_str().to_owned(),
+        encoded,
+    )
+}
+
+fn encode_subject(subject: &str, out: &mut String) -> std::fmt::Result {
+    use email_encoding::headers::writer::EmailWriter;
+    use std::fmt::Write;
+    let literal = |word: &str| !word.contains("=?") && word.bytes().all(|b| (32..127).contains(&b));
+    let mut writer = EmailWriter::new(out, "Subject: ".len(), 0, false);
+    // Words to encode, kept together so that one encoded-word holds them and their spaces.
+    let mut pending = String::new();
+    for word in subject.split_inclusive(' ') {
+        if literal(word.trim_end_matches(' ')) {
+            flush_encoded(&mut pending, &mut writer)?;
+            writer.folding().write_str(word)?;
+        } else {
+            pending.push_str(word);
+        }
+    }
+    flush_encoded(&mut pending, &mut writer)
+}
+
+fn flush_encoded(
+    pending: &mut String,
+    writer: &mut email_encoding::headers::writer::EmailWriter<'_>,
+) -> std::fmt::Result {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let words = pending.trim_end_matches(' ');
+    email_encoding::headers::rfc2047::encode(words, writer)?;
+    for _ in 0..pending.len() - words.len() {
+        writer.space();
+    }
+    pending.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_subject;
+
+    fn decoded(encoded: &str) -> String {
+        let raw = format!("Subject: {encoded}\r\n\r\nbody");
+        mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .and_then(|m| m.subject().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_typed_encoded_word_is_encoded_so_clients_show_it_as_typed() {
+        for subject in [
+            "=?us-ascii?Q?Free_money?=",
+            "News =?utf-8?B?SGk=?= and more",
+            "Grüße aus Köln, with a long tail of words that makes the header fold over the line limit",
+        ] {
+            let mut out = String::new();
+            encode_subject(subject, &mut out).unwrap();
+            assert_eq!(decoded(&out), subject, "{out}");
+            assert!(out.lines().all(|l| l.len() <= 78), "{out}");
+        }
+        let mut plain = String::new();
+        encode_subject("This week in letters", &mut plain).unwrap();
+        assert_eq!(plain, "This week in letters", "plain words stay as they are");
     }
 }
