@@ -264,6 +264,20 @@ async fn an_import_reports_counts_and_line_errors() {
         "imports with evidence send nothing"
     );
 
+    // A quoted field over two lines: errors name the physical line a row starts on.
+    let csv = "email,name,consented_at,consent_source\n\
+               multi@example.org,\"Ann\nSmith\",2025-01-01,crm\n\
+               broken-address,,2025-01-01,crm\n"
+        .to_string();
+    let (_, report) = import(&app, &key, "", csv).await;
+    let lines: Vec<i64> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![2, 4], "{report}");
+
     let (_, report) = import(&app, &key, "?confirm=send", "email\nask@example.org\n".into()).await;
     assert_eq!(report["imported"], 1);
     assert_eq!(

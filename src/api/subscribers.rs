@@ -565,6 +565,8 @@ async fn import(
     let mut report = ImportReport::default();
     let mut batch: Vec<PersonToAdd> = Vec::with_capacity(IMPORT_BATCH);
     let mut records = csv.records();
+    // The physical line a row starts on (a quoted field may span lines), as a spreadsheet or
+    // an editor numbers it; counted rows only where the reader cannot say.
     let mut line = 1u64;
     let error = |report: &mut ImportReport, line: u64, reason: String| {
         report.error_count += 1;
@@ -576,9 +578,13 @@ async fn import(
         let next = records.try_next().await;
         line += 1;
         let record = match next {
-            Ok(Some(r)) => r,
+            Ok(Some(r)) => {
+                line = r.position().map_or(line, |p| p.line());
+                r
+            }
             Ok(None) => break,
             Err(e) => {
+                line = e.position().map_or(line, |p| p.line());
                 error(&mut report, line, format!("unreadable row: {e}"));
                 continue;
             }
