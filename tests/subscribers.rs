@@ -23,6 +23,16 @@ async fn add(app: &TestApp, key: &str, body: serde_json::Value) -> reqwest::Resp
 }
 
 /// Imports `csv` into the list news (`query`: the query string, if any).
+/// The line numbers an import report's errors name.
+fn error_lines(report: &serde_json::Value) -> Vec<i64> {
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_i64().unwrap())
+        .collect()
+}
+
 async fn import(app: &TestApp, key: &str, query: &str, csv: String) -> (StatusCode, serde_json::Value) {
     let path = format!("/api/v1/lists/news/subscribers/import{query}");
     let res = app
@@ -242,13 +252,7 @@ async fn an_import_reports_counts_and_line_errors() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(report["imported"], 2, "{report}");
     assert_eq!(report["skipped"], 1);
-    let lines: Vec<i64> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_i64().unwrap())
-        .collect();
-    assert_eq!(lines, vec![3, 4, 5]);
+    assert_eq!(error_lines(&report), vec![3, 4, 5]);
     assert!(
         report["errors"][1]["reason"]
             .as_str()
@@ -270,13 +274,7 @@ async fn an_import_reports_counts_and_line_errors() {
                broken-address,,2025-01-01,crm\n"
         .to_string();
     let (_, report) = import(&app, &key, "", csv).await;
-    let lines: Vec<i64> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["line"].as_i64().unwrap())
-        .collect();
-    assert_eq!(lines, vec![2, 4], "{report}");
+    assert_eq!(error_lines(&report), vec![2, 4], "{report}");
 
     let (_, report) = import(&app, &key, "?confirm=send", "email\nask@example.org\n".into()).await;
     assert_eq!(report["imported"], 1);

@@ -22,23 +22,36 @@ pub struct KeyedLimiter<K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn per_minute(n: u32) -> Arc<Self> {
-        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Arc::new(Self {
+        Arc::new(Self::new(n))
+    }
+
+    fn new(per_minute: u32) -> Self {
+        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
             limiter: RateLimiter::keyed(Quota::per_minute(n)),
-        })
+        }
     }
 
     pub fn check(&self, key: &K) -> Result<(), AppError> {
-        self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            AppError::too_many_requests(wait.as_secs() + 1)
-        })
+        self.wait(key).map_err(too_many)
+    }
+
+    /// Takes one request from the key's allowance, or says how long until there is one.
+    fn wait(&self, key: &K) -> Result<(), std::time::Duration> {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Drops state for keys that are back to full allowance (memory stays bounded).
     pub fn prune(&self) {
         self.limiter.retain_recent();
     }
+}
+
+/// A 429 asking the client to come back after `wait`.
+fn too_many(wait: std::time::Duration) -> AppError {
+    AppError::too_many_requests(wait.as_secs() + 1)
 }
 
 pub type IpLimiter = KeyedLimiter<IpAddr>;
@@ -52,11 +65,8 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     pub fn per_minute(n: u32) -> Arc<Self> {
-        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Arc::new(Self {
-            failures: KeyedLimiter {
-                limiter: RateLimiter::keyed(Quota::per_minute(n)),
-            },
+            failures: KeyedLimiter::new(n),
             blocked_until: Default::default(),
         })
     }
@@ -65,11 +75,8 @@ impl FailureLimiter {
     pub fn check(&self, ip: &IpAddr) -> Result<(), AppError> {
         let blocked = self.blocked_until.lock().expect("limiter lock");
         match blocked.get(ip) {
-            Some(until) if *until > std::time::Instant::now() => Err(AppError::too_many_requests(
-                until
-                    .saturating_duration_since(std::time::Instant::now())
-                    .as_secs()
-                    + 1,
+            Some(until) if *until > std::time::Instant::now() => Err(too_many(
+                until.saturating_duration_since(std::time::Instant::now()),
             )),
             _ => Ok(()),
         }
@@ -77,13 +84,12 @@ impl FailureLimiter {
 
     /// Counts a failure; a 429 once the IP is over its allowance.
     pub fn failed(&self, ip: &IpAddr) -> Result<(), AppError> {
-        self.failures.limiter.check_key(ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        self.failures.wait(ip).map_err(|wait| {
             self.blocked_until
                 .lock()
                 .expect("limiter lock")
                 .insert(*ip, std::time::Instant::now() + wait);
-            AppError::too_many_requests(wait.as_secs() + 1)
+            too_many(wait)
         })
     }
 

@@ -140,6 +140,16 @@ fn problem_of(e: &minijinja::Error) -> Option<String> {
     }
 }
 
+/// The 1-based line and column (in characters) of byte offset `at` in `source`.
+fn line_and_column(source: &str, at: usize) -> Option<(usize, usize)> {
+    let before = source.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    ))
+}
+
 /// Refuses the operators that build strings, outside string literals inside template tags.
 fn check_operators(part: Part, source: &str) -> Result<(), TemplateError> {
     let bytes = source.as_bytes();
@@ -166,11 +176,11 @@ fn check_operators(part: Part, source: &str) -> Result<(), TemplateError> {
                 None if c == '"' || c == '\'' => quote = Some(c),
                 None if source[j..].starts_with(closer) => break,
                 None if STRING_BUILDING_OPERATORS.contains(&c) => {
-                    let line_start = source[..j].rfind('\n').map_or(0, |n| n + 1);
+                    let at = line_and_column(source, j);
                     return Err(TemplateError {
                         part,
-                        line: Some(source[..j].matches('\n').count() + 1),
-                        column: Some(source[line_start..j].chars().count() + 1),
+                        line: at.map(|(line, _)| line),
+                        column: at.map(|(_, column)| column),
                         problem: format!("the operator `{c}` cannot be used in a campaign"),
                     });
                 }
@@ -302,16 +312,11 @@ const FIELDS: &str = "name, list_name, unsubscribe_url and preferences_url";
 
 impl TemplateError {
     fn from_engine(part: Part, source: &str, e: &minijinja::Error) -> Self {
-        let range = e.range().filter(|r| r.start <= source.len());
-        let column = range.as_ref().and_then(|r| {
-            let line_start = source[..r.start].rfind('\n').map_or(0, |i| i + 1);
-            source.get(line_start..r.start).map(|s| s.chars().count() + 1)
-        });
+        let range = e.range();
+        let at = range.as_ref().and_then(|r| line_and_column(source, r.start));
         // The engine's own line is right for syntax errors; a span is more precise.
-        let line = range
-            .as_ref()
-            .map(|r| source[..r.start].matches('\n').count() + 1)
-            .or(e.line());
+        let line = at.map(|(line, _)| line).or(e.line());
+        let column = at.map(|(_, column)| column);
         let problem = problem_of(e).unwrap_or_else(|| match e.kind() {
             ErrorKind::UndefinedError => {
                 let what = range
