@@ -102,7 +102,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
     let links = Links::new(keyring.clone(), config.public_url.clone());
     let address_hasher = AddressHasher::new(&address_key);
     let wakeups = Arc::new(Wakeups::default());
-    let scrubber = Arc::new(Scrubber::connect(&db, config.database_url.expose()).await?);
+    let scrubber = Arc::new(Scrubber::connect(&db, config.database_url.expose(), config.retention.compaction).await?);
     let delivery = Arc::new(delivery::Context {
         db: db.clone(),
         stamp: Stamp::new(&config),

@@ -7,7 +7,7 @@
 mod common;
 
 use common::flows::{self, link_in, text_of};
-use common::{OFFERS, TestApp, WAIT, WEEKLY, spawn_with_lists};
+use common::{OFFERS, Spawn, TestApp, WAIT, WEEKLY, spawn, spawn_with_lists};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use sha2::Digest;
@@ -126,17 +126,26 @@ async fn on_disk(app: &TestApp, traces: &[Trace], versions_only: bool) -> Vec<St
     found
 }
 
-/// Waits for the wipe the product does after a deletion, then asserts nothing is left: on
-/// SQLite in any file; on PostgreSQL in no row version or index entry, and, once
-/// `letterhead retention compact` rewrote the tables, in no byte of any page.
+/// An app whose PostgreSQL compaction follows each erasure at once (`COMPACTION_HOUR=immediately`).
+async fn spawn_compacting_at_once(lists: &[common::List]) -> TestApp {
+    spawn(Spawn {
+        lists: lists.to_vec(),
+        overrides: vec![("COMPACTION_HOUR", "immediately".into())],
+        ..Default::default()
+    })
+    .await
+}
+
+/// Waits for the wipe the service does by itself after a deletion, then asserts that nothing
+/// is left: on SQLite in any of the three files; on PostgreSQL in no byte of any page.
 async fn assert_gone_from_disk(app: &TestApp, traces: &[Trace]) {
     app.state.scrubber.settled().await;
-    assert_eq!(on_disk(app, traces, true).await, Vec::<String>::new());
-    if app.db.is_postgres() {
-        let out = app.run_cli(&["retention", "compact"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(on_disk(app, traces, false).await, Vec::<String>::new());
-    }
+    assert_eq!(on_disk(app, traces, false).await, Vec::<String>::new());
+    assert_eq!(
+        app.query_i64("SELECT deletions - wiped FROM wipe_due").await,
+        0,
+        "nothing is left due"
+    );
 }
 
 /// Others on the lists, so that the person's rows share their pages with rows that stay.
@@ -151,7 +160,7 @@ async fn neighbours(app: &TestApp) {
 /// the database's files; the erasure's suppression is a keyed hash.
 #[tokio::test]
 async fn gd3_an_erased_address_is_nowhere_in_the_database_files() {
-    let app = spawn_with_lists(&[WEEKLY, OFFERS]).await;
+    let app = spawn_compacting_at_once(&[WEEKLY, OFFERS]).await;
     neighbours(&app).await;
     let person = flows::confirmed_with_name(
         &app,
@@ -183,7 +192,7 @@ async fn gd3_an_erased_address_is_nowhere_in_the_database_files() {
 /// GD-3: erasing through `DELETE /api/v1/subscribers/{id}` wipes the files the same way.
 #[tokio::test]
 async fn gd3_an_address_erased_through_the_api_is_nowhere_in_the_database_files() {
-    let app = spawn_with_lists(&[WEEKLY]).await;
+    let app = spawn_compacting_at_once(&[WEEKLY]).await;
     neighbours(&app).await;
     let id = flows::confirmed(&app, "api.erased@example.org", &["weekly"]).await;
     let key = app.create_api_key().await;
@@ -196,7 +205,7 @@ async fn gd3_an_address_erased_through_the_api_is_nowhere_in_the_database_files(
 /// the mail log that was sent to it.
 #[tokio::test]
 async fn gd2_a_replaced_address_is_nowhere_in_the_database_files() {
-    let app = spawn_with_lists(&[WEEKLY]).await;
+    let app = spawn_compacting_at_once(&[WEEKLY]).await;
     neighbours(&app).await;
     let person = flows::confirmed(&app, "Old.Address@example.org", &["weekly"]).await;
     let prefs = app.preferences_path(person);
@@ -217,11 +226,12 @@ async fn gd2_a_replaced_address_is_nowhere_in_the_database_files() {
     assert_gone_from_disk(&app, &traces_of("Old.Address@example.org", None)).await;
 }
 
-/// GD-5: a person the retention job deletes (`letterhead retention run`) is wiped from the
-/// files as well.
+/// GD-5: a person the retention job deletes (`letterhead retention run`, another process) is
+/// wiped from the files as well: the command line empties SQLite's log itself; on PostgreSQL
+/// the service's scrubber finds the deletion due on its next round and compacts.
 #[tokio::test]
 async fn gd5_a_person_deleted_by_retention_is_nowhere_in_the_database_files() {
-    let app = spawn_with_lists(&[WEEKLY]).await;
+    let app = spawn_compacting_at_once(&[WEEKLY]).await;
     neighbours(&app).await;
     let person = flows::confirmed(&app, "long.gone@example.org", &["weekly"]).await;
     let prefs = app.preferences_path(person);
@@ -236,5 +246,45 @@ async fn gd5_a_person_deleted_by_retention_is_nowhere_in_the_database_files() {
             .await,
         0
     );
+    if app.db.is_postgres() {
+        assert!(app.state.scrubber.compact_if_due().await.unwrap());
+    }
     assert_gone_from_disk(&app, &traces_of("long.gone@example.org", None)).await;
+}
+
+/// GD-3 with the default schedule: right after an erasure PostgreSQL keeps no row version or
+/// index entry of the address, and the compaction due at `COMPACTION_HOUR` (what the scrubber
+/// runs once that hour comes) leaves it in no byte of any page; then nothing is due.
+#[tokio::test]
+async fn gd3_the_nightly_compaction_removes_what_the_vacuum_left() {
+    let app = spawn_with_lists(&[WEEKLY]).await;
+    neighbours(&app).await;
+    let id = flows::confirmed(&app, "nightly.erased@example.org", &["weekly"]).await;
+    let key = app.create_api_key().await;
+    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    app.state.scrubber.settled().await;
+    let traces = traces_of("nightly.erased@example.org", None);
+    assert_eq!(on_disk(&app, &traces, true).await, Vec::<String>::new());
+    if !app.db.is_postgres() {
+        // SQLite overwrote at once; its wipe is complete.
+        assert_gone_from_disk(&app, &traces).await;
+        return;
+    }
+    assert_eq!(
+        app.query_i64("SELECT deletions - wiped FROM wipe_due").await,
+        1,
+        "the erasure awaits its compaction"
+    );
+    assert!(app.state.scrubber.compact_if_due().await.unwrap());
+    assert_gone_from_disk(&app, &traces).await;
+    assert!(
+        app.query_i64("SELECT COUNT(*) FROM wipe_due WHERE compacted_at_ms IS NOT NULL")
+            .await
+            == 1
+    );
+    assert!(
+        !app.state.scrubber.compact_if_due().await.unwrap(),
+        "nothing is due twice"
+    );
 }

@@ -140,6 +140,45 @@ pub struct RetentionConfig {
     pub after_leaving: Duration,
     /// How often the retention job runs.
     pub interval: Duration,
+    /// When PostgreSQL rewrites the tables that held deleted personal data (GD-3).
+    pub compaction: CompactionSchedule,
+}
+
+/// When deleted personal data is compacted out of PostgreSQL's pages (`COMPACTION_HOUR`). A
+/// vacuum right after each erasure leaves no row version, but the bytes of a deleted row can
+/// stay in its page's free space; only a rewrite (VACUUM FULL) removes them, and it locks each
+/// table while it copies it. SQLite overwrites at once and needs neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactionSchedule {
+    /// Once a day, in this UTC hour (0–23), if anything was deleted since the last rewrite.
+    AtHour(u8),
+    /// Right after each erasure's vacuum: for small databases, where a rewrite takes
+    /// milliseconds.
+    Immediately,
+}
+
+impl CompactionSchedule {
+    /// Whether a compaction that is due may run in this UTC hour.
+    pub fn runs_in_hour(self, hour: u8) -> bool {
+        match self {
+            CompactionSchedule::AtHour(h) => h == hour,
+            CompactionSchedule::Immediately => true,
+        }
+    }
+}
+
+impl std::str::FromStr for CompactionSchedule {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if s.eq_ignore_ascii_case("immediately") {
+            return Ok(CompactionSchedule::Immediately);
+        }
+        match s.parse::<u8>() {
+            Ok(hour) if hour < 24 => Ok(CompactionSchedule::AtHour(hour)),
+            _ => Err(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -523,6 +562,15 @@ impl Config {
             abuse_data: days(s.parsed("ABUSE_DATA_RETENTION_DAYS", 30u64)?.max(1)),
             after_leaving: days(s.parsed("RETENTION_DAYS_AFTER_LEAVING", 365u64)?.max(1)),
             interval: Duration::from_secs(s.parsed("RETENTION_INTERVAL_SECONDS", 3600u64)?.max(1)),
+            compaction: match s.get("COMPACTION_HOUR") {
+                None => CompactionSchedule::AtHour(3),
+                Some(v) => v.parse().map_err(|()| {
+                    err(
+                        "COMPACTION_HOUR",
+                        format!("must be an hour from 0 to 23 (UTC) or `immediately`, not {v:?}"),
+                    )
+                })?,
+            },
         };
 
         Ok(Self {
@@ -717,6 +765,26 @@ mod tests {
             let e = Config::from_settings(&s).unwrap_err();
             assert_eq!(e.setting, key);
             assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn compaction_runs_at_its_hour_or_immediately() {
+        assert_eq!(
+            Config::from_settings(&minimal()).unwrap().retention.compaction,
+            CompactionSchedule::AtHour(3)
+        );
+        let at = |v: &str| {
+            let mut s = minimal();
+            s.set("COMPACTION_HOUR", v);
+            Config::from_settings(&s).map(|c| c.retention.compaction)
+        };
+        let nightly = at("23").unwrap();
+        assert!(nightly.runs_in_hour(23) && !nightly.runs_in_hour(3));
+        let now = at("Immediately").unwrap();
+        assert!((0..24).all(|h| now.runs_in_hour(h)));
+        for bad in ["24", "-1", "3am", "nightly"] {
+            assert_eq!(at(bad).unwrap_err().setting, "COMPACTION_HOUR", "{bad}");
         }
     }
 

@@ -18,7 +18,7 @@ use crate::store::entities::consent_event::ConsentKind;
 use crate::store::entities::subscriber;
 use crate::store::entities::subscription::SubscriptionStatus;
 use crate::store::outbox::NewOutboxMessage;
-use crate::store::scrub::Scrubber;
+use crate::store::scrub::{self, Scrubber};
 use crate::store::subscriptions::{self, NewConsentEvent};
 use crate::store::suppressions::{self, SuppressionReason};
 use crate::store::{self, Db, Tx, begin_write, lists, policies};
@@ -162,6 +162,7 @@ impl Leaving {
             suppressions::add(&tx, &self.address_hasher.hash(&email), SuppressionReason::Erased).await?;
         }
         subscriptions::delete_subscriber(&tx, subscriber).await?;
+        scrub::note_deletion(&tx).await?;
         tx.commit().await?;
         self.scrubber.request();
         tracing::info!("a subscriber was erased on request");
@@ -313,6 +314,7 @@ impl Leaving {
         }
         let hash = self.address_hasher.hash(&new_email);
         subscriptions::apply_address_change(&tx, &row, &new_email, &hash).await?;
+        scrub::note_deletion(&tx).await?;
         subscriptions::record_consent(
             &tx,
             NewConsentEvent {

@@ -49,6 +49,19 @@ pub(crate) async fn connect_checkpointer(url: &str) -> Result<Db, DbErr> {
     connect_with(url, 1, Duration::from_millis(5)).await
 }
 
+/// A connection of its own for PostgreSQL's compaction (`scrub`): VACUUM FULL waits at most
+/// two seconds for a table's lock, so that it never queues behind a long reader while every
+/// request queues behind it; it tries again later.
+pub(crate) async fn connect_compactor(url: &str) -> Result<Db, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .max_connections(1)
+        .min_connections(0)
+        .map_sqlx_postgres_opts(|o| o.options([("lock_timeout", "2s")]));
+    Database::connect(opts).await
+}
+
 async fn connect_with(url: &str, sqlite_connections: u32, busy_timeout: Duration) -> Result<Db, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)

@@ -71,6 +71,19 @@ async fn batched(
         .map_or(0, |r| r.n);
         return Ok(u64::try_from(n).unwrap_or(0));
     }
+    // Counted as due for a wipe before anything goes, so that a crash in between leaves it
+    // due (each batch commits on its own).
+    let due = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT 1 FROM {table} t WHERE {condition} LIMIT 1"),
+            [cutoff.clone()],
+        ))
+        .await?;
+    if due.is_none() {
+        return Ok(0);
+    }
+    super::scrub::note_deletion(db).await?;
     let mut total = 0;
     loop {
         let sql = format!("{action} WHERE id IN (SELECT t.id FROM {table} t WHERE {condition} LIMIT $2)");

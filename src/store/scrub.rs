@@ -8,8 +8,14 @@
 //! - PostgreSQL keeps deleted row versions in the table's pages until a vacuum. A scrub waits
 //!   until no transaction that could still see them is running, then vacuums the tables that hold
 //!   personal data. A plain VACUUM frees the versions but does not zero their bytes: the newest
-//!   row of a page can stay in the page's free space until the page is written again. [`compact`]
-//!   (VACUUM FULL, `letterhead retention compact`) rewrites the tables and removes that too.
+//!   row of a page can stay in the page's free space until the page is written again. Only a
+//!   rewrite (VACUUM FULL, [`compact`]) removes that, and it locks each table while it copies
+//!   it, so it runs at the hour `COMPACTION_HOUR` names (or right after the vacuum, for small
+//!   databases), by whichever instance gets to it first.
+//!
+//! Every deleting transaction counts itself in the `wipe_due` row ([`note_deletion`]); a wipe
+//! that covered them records the count it saw. What is due therefore survives a crash between
+//! an erasure and its wipe, and is seen by every instance.
 //!
 //! The request that erases only asks for a scrub ([`Scrubber::request`]); one background task
 //! runs it, off the request's transaction, and several requests made meanwhile share one run.
@@ -21,6 +27,7 @@ use sea_orm::{ConnectionTrait, DbErr, Statement};
 use tokio::sync::{Notify, watch};
 
 use super::{Db, is_postgres};
+use crate::config::CompactionSchedule;
 
 /// Every table a person's address, name, IP or user agent can sit in.
 const PERSONAL_TABLES: &str =
@@ -34,25 +41,81 @@ const PASSIVE_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 const RETRY_AFTER: Duration = Duration::from_millis(20);
 const RETRY_AFTER_ON_POSTGRES: Duration = Duration::from_millis(100);
 
+/// How often PostgreSQL's scrubber looks whether a compaction is due in its hour.
+const COMPACTION_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// The advisory lock one instance holds while it compacts, so that instances sharing the
+/// database do not rewrite the same tables one after the other.
+const COMPACTION_LOCK: i64 = 0x6c65_7474_6572_6864; // "letterhd"
+
+/// Counts a deleting transaction as due for a wipe. Call inside the transaction that deletes.
+pub async fn note_deletion(c: &impl ConnectionTrait) -> Result<(), DbErr> {
+    c.execute_unprepared("UPDATE wipe_due SET deletions = deletions + 1 WHERE id = 1")
+        .await?;
+    Ok(())
+}
+
+/// Deleting transactions counted so far, and how many of them the last wipe covered.
+async fn wipe_counts(db: &impl ConnectionTrait) -> Result<(i64, i64), DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT deletions, wiped FROM wipe_due WHERE id = 1",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the wipe_due row is missing".into()))?;
+    Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?))
+}
+
+/// Records that every deletion counted up to `deletions` is wiped.
+async fn record_wiped(db: &impl ConnectionTrait, deletions: i64, compacted: bool) -> Result<(), DbErr> {
+    let sql = if compacted {
+        "UPDATE wipe_due SET wiped = $1, compacted_at_ms = $2 WHERE id = 1 AND wiped < $1"
+    } else {
+        "UPDATE wipe_due SET wiped = $1 WHERE id = 1 AND wiped < $1"
+    };
+    let mut values = vec![deletions.into()];
+    if compacted {
+        values.push(super::now_ms().into());
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Scrubs asked for and scrubs done, counted, so that whoever asks can wait for theirs.
 pub struct Scrubber {
     /// The pool on PostgreSQL; on SQLite a connection of its own with a short busy timeout
     /// (`connect_checkpointer`), so that a checkpoint never holds the write lock for long.
     db: Db,
+    /// The pool, for recording what was wiped (the checkpointer's busy timeout is too short to
+    /// wait for the write lock).
+    pool: Db,
+    /// PostgreSQL: a connection of its own for compaction, whose lock timeout keeps a rewrite
+    /// from queueing (and holding everyone behind it) while traffic holds a table.
+    compactor: Option<Db>,
+    schedule: CompactionSchedule,
     wake: Notify,
     requested: watch::Sender<u64>,
     done: watch::Sender<u64>,
 }
 
 impl Scrubber {
-    pub async fn connect(pool: &Db, url: &str) -> Result<Self, DbErr> {
-        let db = if is_postgres(pool) {
-            pool.clone()
+    pub async fn connect(pool: &Db, url: &str, schedule: CompactionSchedule) -> Result<Self, DbErr> {
+        let (db, compactor) = if is_postgres(pool) {
+            (pool.clone(), Some(super::connect_compactor(url).await?))
         } else {
-            super::connect_checkpointer(url).await?
+            (super::connect_checkpointer(url).await?, None)
         };
         Ok(Scrubber {
             db,
+            pool: pool.clone(),
+            compactor,
+            schedule,
             wake: Notify::new(),
             requested: watch::Sender::new(0),
             done: watch::Sender::new(0),
@@ -74,7 +137,8 @@ impl Scrubber {
     }
 
     /// The background task: scrubs when asked (until it succeeds) and, on SQLite, copies the
-    /// write-ahead log back passively every 50 ms.
+    /// write-ahead log back passively every 50 ms; on PostgreSQL, compacts when due. Deletions
+    /// a previous process left unwiped are scrubbed at start.
     ///
     /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages of WAL,
     /// fsyncs included, so every few hundred signups one batch (and everyone waiting for it)
@@ -87,7 +151,13 @@ impl Scrubber {
         } else {
             RETRY_AFTER_ON_POSTGRES
         };
+        match wipe_counts(&self.pool).await {
+            Ok((deletions, wiped)) if deletions > wiped => self.request(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read whether deleted data awaits wiping"),
+        }
         let mut pause = PASSIVE_CHECKPOINT_EVERY;
+        let mut next_compaction_check = tokio::time::Instant::now();
         // PostgreSQL: the next transaction id when the scrub for `horizon_for` was first tried.
         let (mut horizon, mut horizon_for): (Option<i64>, u64) = (None, 0);
         loop {
@@ -97,6 +167,7 @@ impl Scrubber {
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause), if sqlite || pending => {}
+                _ = tokio::time::sleep_until(next_compaction_check), if !sqlite => {}
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => return,
             }
@@ -106,12 +177,7 @@ impl Scrubber {
                 if horizon_for != target {
                     (horizon, horizon_for) = (None, target);
                 }
-                let outcome = if sqlite {
-                    truncate_wal(&self.db).await
-                } else {
-                    vacuum_when_unseen(&self.db, &mut horizon).await
-                };
-                match outcome {
+                match self.scrub(&mut horizon).await {
                     Ok(true) => {
                         self.done.send_replace(target);
                     }
@@ -121,13 +187,70 @@ impl Scrubber {
                         pause = retry;
                     }
                 }
-            } else if sqlite
-                && let Err(e) = self.db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await
-            {
-                tracing::warn!(error = %e, "WAL checkpoint failed; trying again shortly");
+            } else if sqlite {
+                if let Err(e) = self.db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; trying again shortly");
+                }
+            } else if tokio::time::Instant::now() >= next_compaction_check {
+                next_compaction_check = tokio::time::Instant::now() + COMPACTION_CHECK_EVERY;
+                // Also catches deletions made by another process (the command line).
+                if self.schedule.runs_in_hour(time::OffsetDateTime::now_utc().hour())
+                    && let Err(e) = self.compact_if_due().await
+                {
+                    tracing::warn!(error = %e, "compaction did not finish; trying again in a minute");
+                }
             }
         }
     }
+
+    /// One scrub: SQLite empties its log; PostgreSQL vacuums, or compacts when the schedule
+    /// says immediately. False when readers held it up.
+    async fn scrub(&self, horizon: &mut Option<i64>) -> Result<bool, DbErr> {
+        let (deletions, _) = wipe_counts(&self.pool).await?;
+        match &self.compactor {
+            None => {
+                if !truncate_wal(&self.db).await? {
+                    return Ok(false);
+                }
+                record_wiped(&self.pool, deletions, false).await?;
+                Ok(true)
+            }
+            Some(_) if self.schedule == CompactionSchedule::Immediately => {
+                self.compact_if_due().await?;
+                Ok(true)
+            }
+            Some(_) => vacuum_when_unseen(&self.db, horizon).await,
+        }
+    }
+
+    /// Compacts (PostgreSQL) if anything was deleted since the last compaction and no other
+    /// instance is compacting. Returns whether it compacted.
+    pub async fn compact_if_due(&self) -> Result<bool, DbErr> {
+        let Some(compactor) = &self.compactor else {
+            return Ok(false);
+        };
+        let (deletions, wiped) = wipe_counts(compactor).await?;
+        if deletions <= wiped || !advisory_lock(compactor, "pg_try_advisory_lock").await? {
+            return Ok(false);
+        }
+        let outcome = compact(compactor).await;
+        advisory_lock(compactor, "pg_advisory_unlock").await?;
+        outcome?;
+        Ok(true)
+    }
+}
+
+/// Takes or releases [`COMPACTION_LOCK`] on this (one-connection) pool's session.
+async fn advisory_lock(db: &Db, function: &str) -> Result<bool, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!("SELECT {function}($1)"),
+            [COMPACTION_LOCK.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no answer to an advisory lock".into()))?;
+    row.try_get_by_index::<bool>(0)
 }
 
 /// Scrubs now, for a process without the background task (the CLI): tries for up to `patience`
@@ -135,11 +258,16 @@ impl Scrubber {
 pub async fn now(db: &Db, patience: Duration) -> Result<bool, DbErr> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut horizon = None;
+    let (deletions, _) = wipe_counts(db).await?;
     loop {
         let done = if is_postgres(db) {
+            // Compaction stays due: the service runs it at its hour.
             vacuum_when_unseen(db, &mut horizon).await?
         } else {
-            truncate_wal(db).await?
+            truncate_wal(db).await? && {
+                record_wiped(db, deletions, false).await?;
+                true
+            }
         };
         if done || tokio::time::Instant::now() >= deadline {
             return Ok(done);
@@ -152,15 +280,23 @@ pub async fn now(db: &Db, patience: Duration) -> Result<bool, DbErr> {
 /// keeps a deleted row (PostgreSQL: VACUUM FULL, which locks each table while it copies it).
 /// On SQLite, where erasure already overwrites, it only empties the write-ahead log.
 pub async fn compact(db: &Db) -> Result<bool, DbErr> {
+    let (deletions, _) = wipe_counts(db).await?;
     if !is_postgres(db) {
-        return truncate_wal(db).await;
+        let done = truncate_wal(db).await?;
+        if done {
+            record_wiped(db, deletions, false).await?;
+        }
+        return Ok(done);
     }
     let mut horizon = None;
     while !no_transaction_sees_deleted_rows(db, &mut horizon).await? {
         tokio::time::sleep(RETRY_AFTER_ON_POSTGRES).await;
     }
-    db.execute_unprepared(&format!("VACUUM FULL {PERSONAL_TABLES}"))
-        .await?;
+    // One table at a time: each is locked only while it is copied.
+    for table in PERSONAL_TABLES.split(", ") {
+        db.execute_unprepared(&format!("VACUUM FULL {table}")).await?;
+    }
+    record_wiped(db, deletions, true).await?;
     Ok(true)
 }
 
