@@ -19,6 +19,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+mod serve;
+
 use crate::config::Config;
 use crate::delivery::{self, Wakeups};
 use crate::domain::AddressHasher;
@@ -98,11 +100,16 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
                 .1
         }
     };
-    let keyring = SharedKeyring::new(Keyring::new(&token_keys));
+    let retired = match &config.token_keys {
+        Some(_) => Vec::new(),
+        None => keys::retired(&db, KeyPurpose::Token).await?,
+    };
+    let keyring = SharedKeyring::new(Keyring::new(&token_keys).with_retired(retired));
     let links = Links::new(keyring.clone(), config.public_url.clone());
     let address_hasher = AddressHasher::new(&address_key);
     let wakeups = Arc::new(Wakeups::default());
-    let scrubber = Arc::new(Scrubber::connect(&db, config.database_url.expose(), config.retention.compaction).await?);
+    let scrubber =
+        Arc::new(Scrubber::connect(&db, config.database_url.expose(), config.retention.compaction).await?);
     let delivery = Arc::new(delivery::Context {
         db: db.clone(),
         stamp: Stamp::new(&config),
@@ -298,7 +305,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(delivery::run(self.delivery.clone(), stop_rx.clone()));
-        let pruner = tokio::spawn(prune_limiters(self.state.clone(), stop_rx.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone(), stop_rx.clone()));
         let scrubber = self.state.scrubber.clone();
         let scrubs = tokio::spawn({
             let stop = stop_rx.clone();
@@ -306,16 +313,18 @@ impl Application {
         });
         let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
         self.announce();
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing requests and sends in flight");
-            })
-            .await?;
+        let limits = serve::ServerLimits {
+            header_read_timeout: self.state.config.header_read_timeout,
+            max_connections: self.state.config.max_connections,
+        };
+        serve::serve(self.listener, router(self.state.clone()), limits, async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests and sends in flight");
+        })
+        .await;
         let _ = stop_tx.send(true);
         let _ = worker.await;
-        let _ = pruner.await;
+        let _ = housekeeping.await;
         let _ = retention.await;
         let _ = scrubs.await;
         Ok(())
@@ -348,11 +357,18 @@ async fn run_retention(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn prune_limiters(state: AppState, mut stop: watch::Receiver<bool>) {
+/// Housekeeping: forgets idle rate-limit buckets, and rereads the link-signing keys so that a
+/// key rotated in or retired elsewhere takes effect here too.
+async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut pruned = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                state.limits.prune();
+            _ = tokio::time::sleep(crate::edge::KEY_REFRESH_EVERY) => {
+                state.tokens.reload(&state.db).await;
+                if pruned.elapsed() >= Duration::from_secs(60) {
+                    state.limits.prune();
+                    pruned = tokio::time::Instant::now();
+                }
             }
             _ = stop.changed() => return,
         }

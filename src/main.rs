@@ -135,6 +135,12 @@ enum RetentionCommand {
 enum KeysCommand {
     /// Add a new token signing key; older keys keep verifying links already sent.
     Rotate,
+    /// Withdraw a token signing key (one that leaked, say): links signed with it stop working
+    /// and show a page that says so; running services notice within 30 s.
+    Retire {
+        /// The key's id, as `keys rotate` printed it (the first key is `k1`).
+        kid: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -259,9 +265,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = app::open_database(&config).await?;
             let kid = keys::rotate(&db, keys::KeyPurpose::Token).await?;
             println!(
-                "new signing key {kid}; restart the service to sign with it (older keys keep verifying)"
+                "new signing key {kid}; running services sign with it within 30 s (older keys keep verifying)"
             );
             Ok(())
+        }
+        Command::Keys(KeysCommand::Retire { kid }) => {
+            if config.token_keys.is_some() {
+                anyhow::bail!(
+                    "TOKEN_KEYS is set: retire a key by removing it from TOKEN_KEYS and restarting"
+                );
+            }
+            let db = app::open_database(&config).await?;
+            match keys::retire(&db, keys::KeyPurpose::Token, &kid).await? {
+                keys::RetireOutcome::Retired => {
+                    println!(
+                        "key {kid} retired: links signed with it stop working in running services within 30 s"
+                    );
+                    Ok(())
+                }
+                keys::RetireOutcome::AlreadyRetired => {
+                    println!("key {kid} was already retired");
+                    Ok(())
+                }
+                keys::RetireOutcome::Unknown => anyhow::bail!("there is no token signing key {kid}"),
+                keys::RetireOutcome::OnlyKey => anyhow::bail!(
+                    "key {kid} is the only signing key: add one with `letterhead keys rotate` first"
+                ),
+            }
         }
         Command::Policy(PolicyCommand::Publish {
             version,

@@ -312,3 +312,51 @@ async fn the_home_page_offers_the_public_lists() {
         "{form}"
     );
 }
+
+/// Slow clients cannot exhaust the server: a connection whose headers arrive a byte at a time
+/// is closed once `HEADER_READ_TIMEOUT_SECONDS` passes, and with more such clients than
+/// `MAX_CONNECTIONS` the rest wait in the backlog while the server keeps answering others.
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_the_server_keeps_serving() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn(Spawn {
+        overrides: vec![
+            ("HEADER_READ_TIMEOUT_SECONDS", "1".into()),
+            ("MAX_CONNECTIONS", "20".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut dribblers = Vec::new();
+    for _ in 0..30 {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        dribblers.push(tokio::spawn(async move {
+            // One byte every 200 ms until the server hangs up (or answers, with a 408).
+            let started = Instant::now();
+            let mut buf = [0u8; 512];
+            while started.elapsed() < Duration::from_secs(60) {
+                if stream.write_all(b"x").await.is_err() {
+                    return started.elapsed();
+                }
+                match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+                    Ok(_) => return started.elapsed(),
+                    Err(_) => continue,
+                }
+            }
+            started.elapsed()
+        }));
+    }
+    let res = app.get("/healthz").await;
+    assert_eq!(res.status(), StatusCode::OK, "others are served meanwhile");
+    for dribbler in dribblers {
+        let open_for = dribbler.await.unwrap();
+        assert!(
+            open_for < Duration::from_secs(60),
+            "a slow client kept its connection for a minute"
+        );
+    }
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}

@@ -201,6 +201,64 @@ async fn cs8_old_links_survive_key_rotation() {
     );
 }
 
+/// TK-4: `letterhead keys retire` withdraws a leaked key. Links signed with it stop working on
+/// every instance — a page that says why, not "invalid" — while links signed with the key
+/// that replaced it work; the running instance rereads the keys itself (what its housekeeping
+/// does every 30 s) and one started later knows at once. The last key cannot be retired.
+#[tokio::test]
+async fn tk4_a_retired_key_signs_nothing_that_still_works() {
+    let app = app().await;
+    let a = confirmed_on_both_lists(&app, "leaked@example.org").await;
+    let weekly = app.list_id("weekly").await;
+    let old_unsubscribe = app.unsubscribe_path(a, weekly);
+    let old_prefs = app.preferences_path(a);
+
+    let (mut cli, _env) = app.cli();
+    let only = cli.args(["keys", "retire", "k1"]).output().unwrap();
+    assert!(!only.status.success());
+    assert!(String::from_utf8_lossy(&only.stderr).contains("only signing key"));
+    app.run_cli(&["keys", "rotate"]);
+    let out = app.run_cli(&["keys", "retire", "k1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key k1 retired"));
+    let (mut cli, _env) = app.cli();
+    let unknown = cli.args(["keys", "retire", "k0"]).output().unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no token signing key k0"));
+
+    assert!(app.state.tokens.reload(&app.state.db).await);
+    let second = app.another_instance().await;
+    for instance in [&app, &second] {
+        let page = instance.get(&old_prefs).await;
+        assert_eq!(page.status(), StatusCode::GONE);
+        assert!(page.text().await.unwrap().contains("withdrew the key"));
+        let res = instance
+            .http
+            .post(instance.url(&old_unsubscribe))
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::GONE);
+    }
+    assert_eq!(
+        app.subscription_status("leaked@example.org", "weekly").await,
+        "confirmed"
+    );
+    // New links are signed with the key that is left, and work everywhere.
+    assert_eq!(
+        second.get(&app.preferences_path(a)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.one_click_unsubscribe(a, weekly).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.subscription_status("leaked@example.org", "weekly").await,
+        "unsubscribed"
+    );
+}
+
 /// CS-9: the preference page offers "unsubscribe from all", which leaves every list at once
 /// and remembers the opt-out as a keyed-hash suppression; a new confirmed opt-in lifts it.
 #[tokio::test]

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+mod bounded_rows;
 mod campaigns;
 mod lists;
 mod notices;

@@ -4,6 +4,7 @@
 //! or import brings one back (CS-11). The import is streamed: rows are parsed as they arrive and
 //! written in batches, so a million rows need no more memory than a thousand.
 
+use super::bounded_rows::{OVERLONG_ROW, UploadTooLarge, bounded_rows};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -544,8 +545,14 @@ async fn import(
         Some("send") => true,
         Some(_) => return Err(AppError::unprocessable(vec![field("confirm", "must be send")])),
     };
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = tokio_util::io::StreamReader::new(stream);
+    let limit = state.config.import_max_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(upload_too_large(limit, None));
+    }
+    let reader = tokio_util::io::StreamReader::new(Box::pin(bounded_rows(body.into_data_stream(), limit)));
     let mut csv = csv_async::AsyncReaderBuilder::new()
         .flexible(true)
         .trim(csv_async::Trim::All)
@@ -555,6 +562,11 @@ async fn import(
         .await
         .map_err(|e| AppError::bad_request(format!("The CSV header row is unreadable: {e}")))?
         .clone();
+    if headers.get(0) == Some(OVERLONG_ROW) {
+        return Err(AppError::bad_request(
+            "The CSV header row is longer than 64 KiB; it should be email,name,consented_at,consent_source.",
+        ));
+    }
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let Some(email_col) = col("email") else {
         return Err(AppError::bad_request(
@@ -584,11 +596,30 @@ async fn import(
             }
             Ok(None) => break,
             Err(e) => {
+                if let csv_async::ErrorKind::Io(io) = e.kind()
+                    && io.get_ref().is_some_and(|inner| inner.is::<UploadTooLarge>())
+                {
+                    // What arrived before the limit is imported; the report says how much.
+                    write_batch(&state, &list, &mut batch, &mut report).await?;
+                    return Err(upload_too_large(limit, Some(&report)));
+                }
                 line = e.position().map_or(line, |p| p.line());
                 error(&mut report, line, format!("unreadable row: {e}"));
                 continue;
             }
         };
+        if record.get(0) == Some(OVERLONG_ROW) {
+            error(&mut report, line, "the row is longer than 64 KiB; skipped".into());
+            continue;
+        }
+        if record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
+            error(
+                &mut report,
+                line,
+                "a field is longer than 1 KiB; row skipped".into(),
+            );
+            continue;
+        }
         let get = |i: Option<usize>| i.and_then(|i| record.get(i));
         let email = match EmailAddress::parse(get(Some(email_col)).unwrap_or("")) {
             Ok(e) => e,
@@ -632,6 +663,30 @@ async fn import(
     write_batch(&state, &list, &mut batch, &mut report).await?;
     tracing::info!(list = %list.slug, imported = report.imported, skipped = report.skipped, errors = report.error_count, "import done");
     Ok(Json(report))
+}
+
+/// The longest field taken: an address has at most 254 bytes, and a name or a consent
+/// source a few dozen.
+const MAX_FIELD_BYTES: usize = 1024;
+
+/// 413 for an import past `IMPORT_MAX_MB`, saying what was imported before the limit if any
+/// rows were read.
+fn upload_too_large(limit: u64, report: Option<&ImportReport>) -> AppError {
+    let mut detail = format!(
+        "The upload is larger than {} MB (IMPORT_MAX_MB); split the file into parts.",
+        limit / (1024 * 1024)
+    );
+    if let Some(r) = report {
+        detail.push_str(&format!(
+            " The rows before the limit were taken: {} imported, {} skipped, {} refused.",
+            r.imported, r.skipped, r.error_count
+        ));
+    }
+    AppError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "Upload too large",
+        detail,
+    )
 }
 
 async fn write_batch(

@@ -222,6 +222,12 @@ pub struct Config {
     pub signup: SignupConfig,
     pub retention: RetentionConfig,
     pub request_timeout: Duration,
+    /// A request's headers must arrive within this (slow clients cannot hold connections).
+    pub header_read_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// The largest CSV import upload taken (a 413 past it).
+    pub import_max_bytes: u64,
     /// The list created at start-up when there is none yet (`DEFAULT_LIST=slug:Name`), so that a
     /// fresh install can take a signup.
     pub default_list: Option<DefaultList>,
@@ -595,6 +601,9 @@ impl Config {
             signup,
             retention,
             request_timeout: Duration::from_secs(s.parsed("REQUEST_TIMEOUT_SECONDS", 30u64)?.max(1)),
+            header_read_timeout: Duration::from_secs(s.parsed("HEADER_READ_TIMEOUT_SECONDS", 10u64)?.max(1)),
+            max_connections: s.parsed("MAX_CONNECTIONS", 768usize)?.max(1),
+            import_max_bytes: s.parsed("IMPORT_MAX_MB", 1024u64)?.max(1) * 1024 * 1024,
             brand: Brand {
                 logo_url: s.get("BRAND_LOGO_URL").map(parse_logo_url).transpose()?,
                 accent_color: accent_color(s)?,

@@ -112,12 +112,18 @@ impl App {
 
 /// Verifies link tokens against the shared keyring. A key id we do not know may be a key
 /// another instance just rotated in: the keys are then reloaded from the database (at most
-/// every few seconds) and the token tried once more. Keys from `TOKEN_KEYS` are never reloaded.
+/// every few seconds) and the token tried once more. The service also reloads them every
+/// [`KEY_REFRESH_EVERY`], so that a key retired anywhere stops verifying everywhere within that
+/// time. Keys from `TOKEN_KEYS` are never reloaded.
 pub struct TokenVerifier {
     keyring: SharedKeyring,
     from_database: bool,
     last_reload: Mutex<Option<Instant>>,
 }
+
+/// How often a running service rereads the link-signing keys (rotations and retirements made
+/// by `letterhead keys` or another instance).
+pub const KEY_REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 impl TokenVerifier {
     pub fn new(keyring: SharedKeyring, from_database: bool) -> Self {
@@ -131,14 +137,16 @@ impl TokenVerifier {
     /// Verifies a token of the purpose `T` stands for and gives its typed claims.
     pub async fn verify<T: PurposeClaims>(&self, db: &Db, token: &str) -> Result<T, TokenError> {
         match self.keyring.current().verify::<T>(token) {
-            Err(TokenError::UnknownKey) if self.from_database && self.reload(db).await => {
+            Err(TokenError::UnknownKey) if self.from_database && self.reload_soon(db).await => {
                 self.keyring.current().verify::<T>(token)
             }
             other => other,
         }
     }
 
-    async fn reload(&self, db: &Db) -> bool {
+    /// Reloads unless a reload happened in the last few seconds (an unknown key id is cheap to
+    /// send; it must not make every request read the database).
+    async fn reload_soon(&self, db: &Db) -> bool {
         {
             let mut last = self.last_reload.lock().expect("reload lock");
             if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
@@ -146,9 +154,23 @@ impl TokenVerifier {
             }
             *last = Some(Instant::now());
         }
-        match keys::load(db, KeyPurpose::Token).await {
-            Ok(k) if !k.is_empty() => {
-                self.keyring.replace(Keyring::new(&k));
+        self.reload(db).await
+    }
+
+    /// Rereads the keys and the retired key ids from the database. Returns whether it did.
+    pub async fn reload(&self, db: &Db) -> bool {
+        if !self.from_database {
+            return false;
+        }
+        let loaded = async {
+            Ok::<_, crate::store::Error>((
+                keys::load(db, KeyPurpose::Token).await?,
+                keys::retired(db, KeyPurpose::Token).await?,
+            ))
+        };
+        match loaded.await {
+            Ok((k, retired)) if !k.is_empty() => {
+                self.keyring.replace(Keyring::new(&k).with_retired(retired));
                 true
             }
             Ok(_) => false,
@@ -168,6 +190,12 @@ pub fn token_rejected(err: TokenError, way_on: WayOn) -> AppError {
             StatusCode::GONE,
             "This link has expired",
             "Links in our emails work only for a limited time, and this one is past it.",
+        ),
+        TokenError::RetiredKey => AppError::new(
+            StatusCode::GONE,
+            "This link no longer works",
+            "To keep your data safe we withdrew the key this link was signed with. The same link in \
+             any email we send from now on works.",
         ),
         TokenError::Invalid | TokenError::UnknownKey | TokenError::WrongPurpose => AppError::new(
             StatusCode::BAD_REQUEST,

@@ -71,6 +71,55 @@ pub async fn load(db: &Db, purpose: KeyPurpose) -> Result<Vec<(String, String)>,
         .collect())
 }
 
+/// The ids of keys of one purpose that were retired: links signed with them are refused with a
+/// page of their own, not as forgeries.
+pub async fn retired(db: &Db, purpose: KeyPurpose) -> Result<Vec<String>, DbErr> {
+    Ok(signing_key::Entity::find()
+        .filter(signing_key::Column::Purpose.eq(purpose.as_str()))
+        .filter(signing_key::Column::RetiredAt.is_not_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|k| k.kid)
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireOutcome {
+    Retired,
+    Unknown,
+    AlreadyRetired,
+    /// The only key left: something must sign new links.
+    OnlyKey,
+}
+
+/// Retires a key (say, one that leaked): its secret is deleted, so nothing signed with it
+/// verifies again, and the newest other key signs from now on.
+pub async fn retire(db: &Db, purpose: KeyPurpose, kid: &str) -> Result<RetireOutcome, DbErr> {
+    let tx = begin_write(db).await?;
+    let keys = signing_key::Entity::find()
+        .filter(signing_key::Column::Purpose.eq(purpose.as_str()))
+        .all(&tx)
+        .await?;
+    let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+        return Ok(RetireOutcome::Unknown);
+    };
+    if key.retired_at.is_some() {
+        return Ok(RetireOutcome::AlreadyRetired);
+    }
+    if keys.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
+        return Ok(RetireOutcome::OnlyKey);
+    }
+    tx.execute_raw(Statement::from_sql_and_values(
+        tx.get_database_backend(),
+        "UPDATE signing_keys SET retired_at = $1, secret = '' WHERE id = $2",
+        [super::now().into(), key.id.into()],
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(RetireOutcome::Retired)
+}
+
 /// Adds a new signing key that becomes the signer; older keys keep verifying.
 pub async fn rotate(db: &Db, purpose: KeyPurpose) -> Result<String, DbErr> {
     load_or_create(db, purpose).await?;

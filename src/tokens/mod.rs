@@ -13,7 +13,7 @@ mod links;
 
 pub use links::Links;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub enum TokenError {
     Invalid,
     #[error("the link was signed with a key we do not know")]
     UnknownKey,
+    #[error("the link was signed with a key that was retired")]
+    RetiredKey,
     #[error("the link is meant for something else")]
     WrongPurpose,
     #[error("the link has expired")]
@@ -201,6 +203,8 @@ pub struct Keyring {
     signing_kid: String,
     signing_key: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
+    /// Keys withdrawn (`letterhead keys retire`): named, so their links get a page of their own.
+    retired: HashSet<String>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -247,7 +251,14 @@ impl Keyring {
                 .iter()
                 .map(|(k, s)| (k.clone(), DecodingKey::from_secret(s.as_bytes())))
                 .collect(),
+            retired: HashSet::new(),
         }
+    }
+
+    /// The same keyring, knowing these key ids as retired.
+    pub fn with_retired(mut self, retired: impl IntoIterator<Item = String>) -> Self {
+        self.retired = retired.into_iter().collect();
+        self
     }
 
     pub fn issue(&self, pur: Purpose, sub: &str, aux: Option<&str>, ttl: Option<Duration>) -> String {
@@ -282,6 +293,9 @@ impl Keyring {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
+        if self.retired.contains(&kid) {
+            return Err(TokenError::RetiredKey);
+        }
         let key = self.verifying.get(&kid).ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims.clear();

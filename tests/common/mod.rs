@@ -271,6 +271,9 @@ pub async fn spawn(opts: Spawn) -> TestApp {
         settings,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // The server closes a connection idle for HEADER_READ_TIMEOUT_SECONDS (10 s); a
+            // client must let go of it sooner, or a request sent just then meets a reset.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .unwrap(),
         shutdown: Some(tx),
