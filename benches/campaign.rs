@@ -230,6 +230,10 @@ async fn main() {
     if let Some(c) = &concurrency {
         pairs.push(("DELIVERY_CONCURRENCY", c));
     }
+    // Metrics on, as a scraped service runs: the recorder installed, /metrics served.
+    if env("BENCH_METRICS", "0") == "1" {
+        pairs.push(("METRICS_ADDR", "127.0.0.1:0"));
+    }
     if dkim {
         pairs.extend([
             ("DKIM_DOMAIN", "example.com"),

@@ -2,6 +2,8 @@
 //! graceful shutdown. `Application::build` takes a checked [`Config`] and nothing else, so tests
 //! build exactly what production runs (on port 0, with their own database and SMTP sink).
 
+mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +15,12 @@ use axum::middleware;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 mod serve;
 
@@ -217,17 +220,30 @@ pub fn router(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 // Spans name the route pattern, never the concrete path: paths carry tokens.
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
-                }))
+                // Each request ends with one line in its span: status and latency.
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+                            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                            tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
+                        })
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(LatencyUnit::Micros),
+                        ),
+                )
                 .layer(security_headers)
                 .layer(middleware::from_fn_with_state(state.clone(), crate::edge::error::render_errors))
                 // Innermost, so it sees the matched route; its 405 and 404 are rendered like any
                 // error.
                 .layer(middleware::from_fn(crate::api::only_documented_methods)),
         )
+        // Outermost, so it counts every answer, a caught panic's too.
+        .layer(tower::util::option_layer(
+            state.config.metrics_addr.map(|_| middleware::from_fn(metrics::count_request)),
+        ))
         .with_state(state)
 }
 
@@ -247,6 +263,8 @@ fn content_security_policy(config: &Config) -> HeaderValue {
 
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_ADDR`'s listener and the recorder it renders, when metrics are on.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     state: AppState,
     delivery: Arc<delivery::Context>,
 }
@@ -257,9 +275,19 @@ impl Application {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("METRICS_ADDR: cannot listen on {addr}: {e}"))?;
+                Some((listener, metrics::recorder()?))
+            }
+            None => None,
+        };
         let Parts { state, delivery } = build_parts(config).await?;
         Ok(Self {
             listener,
+            metrics,
             state,
             delivery,
         })
@@ -269,6 +297,12 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `GET /metrics` is served, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let (listener, _) = self.metrics.as_ref()?;
+        listener.local_addr().ok()
     }
 
     pub fn state(&self) -> AppState {
@@ -298,6 +332,9 @@ impl Application {
         tracing::info!("signup form: {}", self.state.links.page("subscribe"));
         tracing::info!("database: {database}");
         tracing::info!("mail: {mail}");
+        if let Some(addr) = self.metrics_addr() {
+            tracing::info!("metrics: http://{addr}/metrics");
+        }
     }
 
     /// Serves HTTP and runs the delivery worker until `shutdown` resolves; then stops taking
@@ -311,8 +348,17 @@ impl Application {
             let stop = stop_rx.clone();
             async move { scrubber.run(stop).await }
         });
-        let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx));
+        let retention = tokio::spawn(run_retention(self.state.clone(), stop_rx.clone()));
         self.announce();
+        let metrics = self.metrics.map(|(listener, handle)| {
+            let upkeep = tokio::spawn(metrics::upkeep(handle.clone(), stop_rx.clone()));
+            let mut stop = stop_rx.clone();
+            let server = axum::serve(listener, metrics::router(handle, self.state.db.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                });
+            (upkeep, tokio::spawn(server.into_future()))
+        });
         let limits = serve::ServerLimits {
             header_read_timeout: self.state.config.header_read_timeout,
             max_connections: self.state.config.max_connections,
@@ -327,6 +373,10 @@ impl Application {
         let _ = housekeeping.await;
         let _ = retention.await;
         let _ = scrubs.await;
+        if let Some((upkeep, server)) = metrics {
+            let _ = upkeep.await;
+            let _ = server.await;
+        }
         Ok(())
     }
 }

@@ -185,20 +185,30 @@ fn main() -> ExitCode {
 fn init_tracing(serving: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let default = if serving {
         "info,sqlx=warn,sea_orm=warn"
     } else {
         "warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Whatever RUST_LOG asks for, two sources of trace lines stay off: sea-orm's spans record
+    // its connection options, the database password among them, and axum's rejections quote
+    // the body that failed to parse, which may be an address. (The pool never logs statements
+    // or their values: `store::connect` turns sqlx's statement logging off.)
+    let no_secrets = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("sea_orm", LevelFilter::DEBUG)
+        .with_target("axum::rejection", LevelFilter::DEBUG);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
+        builder.json().finish().with(no_secrets).init();
     } else {
-        builder.init();
+        builder.finish().with(no_secrets).init();
     }
 }
 

@@ -146,6 +146,7 @@ async fn load(state: &AppState, id: i64) -> Result<campaign::Model, AppError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", summary = "Create a draft", request_body = CampaignInput, responses((status = 201, description = "Created", body = CampaignView), super::openapi::JsonBodyErrors))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(input): JsonObject<CampaignInput>,
@@ -156,6 +157,7 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", summary = "All campaigns", responses((status = 200, description = "Campaigns", body = [CampaignView])))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>, AppError> {
     let mut out = Vec::new();
     for c in db::all(&state.db).await? {
@@ -165,12 +167,14 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<CampaignView>>,
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "One campaign, with status and counts", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     let c = load(&state, id).await?;
     Ok(Json(view(&state, c).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Change a draft", params(("id" = i64, Path, description = "Campaign id")), request_body = CampaignInput, responses((status = 200, description = "The campaign", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -185,6 +189,7 @@ async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", summary = "Delete a draft", params(("id" = i64, Path, description = "Campaign id")), responses((status = 204, description = "Deleted"), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, AppError> {
     load(&state, id).await?;
     if !state.campaigns.delete_draft(id).await? {
@@ -203,6 +208,7 @@ struct Preview {
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/preview", tag = "campaigns", summary = "Render with sample fields", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Rendered", body = Preview), (status = 400, description = "The id is not a number, or the campaign does not render", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn preview(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Preview>, AppError> {
     load(&state, id).await?;
     let prepared = state.campaigns.prepare(id).await.map_err(|e| match e {
@@ -252,6 +258,7 @@ struct TestQueued {
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/test", tag = "campaigns", summary = "Send to team test recipients", params(("id" = i64, Path, description = "Campaign id")), request_body = TestSend, responses((status = 202, description = "Queued", body = TestQueued), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -289,6 +296,7 @@ async fn test_send(
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/send", tag = "campaigns", summary = "Start sending now", params(("id" = i64, Path, description = "Campaign id")), responses((status = 202, description = "Sending", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn send(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -330,6 +338,7 @@ impl utoipa::PartialSchema for ScheduleInput {
 impl utoipa::ToSchema for ScheduleInput {}
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/schedule", tag = "campaigns", summary = "Send at a time", params(("id" = i64, Path, description = "Campaign id")), request_body = ScheduleInput, responses((status = 202, description = "Scheduled", body = CampaignView), super::openapi::JsonBodyErrors, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn schedule(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -375,6 +384,7 @@ async fn transition(
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns", summary = "Pause sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Paused", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = state.campaigns.pause(id).await;
@@ -382,6 +392,7 @@ async fn pause(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Jso
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns", summary = "Resume sending", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Sending", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = state.campaigns.resume(id).await;
@@ -389,6 +400,7 @@ async fn resume(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Js
 }
 
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns", summary = "Cancel: what is not sent stays unsent", params(("id" = i64, Path, description = "Campaign id")), responses((status = 200, description = "Cancelled", body = CampaignView), super::openapi::BadRequest, super::openapi::NotFound, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<CampaignView>, AppError> {
     load(&state, id).await?;
     let ok = state.campaigns.cancel(id).await;
@@ -421,6 +433,7 @@ struct TestRecipient {
 }
 
 #[utoipa::path(post, path = "/api/v1/test-recipients", tag = "campaigns", summary = "Mark an address as a team test recipient", request_body = NewTestRecipient, responses((status = 201, description = "Added", body = TestRecipient), super::openapi::JsonBodyErrors))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn add_test_recipient(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewTestRecipient>,

@@ -81,6 +81,7 @@ impl From<list::Model> for ListView {
 }
 
 #[utoipa::path(post, path = "/api/v1/lists", tag = "lists", summary = "Create a list", request_body = NewList, responses((status = 201, description = "Created", body = ListView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewList>,
@@ -129,6 +130,7 @@ async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/lists", tag = "lists", summary = "All lists", responses((status = 200, description = "Lists", body = [ListView])))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<ListView>>, AppError> {
     Ok(Json(
         lists::all(&state.db).await?.into_iter().map(Into::into).collect(),
@@ -136,6 +138,7 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<ListView>>, App
 }
 
 #[utoipa::path(get, path = "/api/v1/lists/{slug}", tag = "lists", summary = "One list", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "The list", body = ListView), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Json<ListView>, AppError> {
     lists::by_slug(&state.db, &slug)
         .await?
@@ -168,6 +171,7 @@ impl utoipa::PartialSchema for ListPatch {
 impl utoipa::ToSchema for ListPatch {}
 
 #[utoipa::path(patch, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Change a list", params(("slug" = String, Path, description = "List slug")), request_body = ListPatch, responses((status = 200, description = "The list", body = ListView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -206,6 +210,7 @@ async fn update(
 /// Deleting a list ends its subscriptions; consent evidence stays (its list reference is
 /// cleared), and people stay subscribed to their other lists.
 #[utoipa::path(delete, path = "/api/v1/lists/{slug}", tag = "lists", summary = "Delete a list (its subscriptions end; consent evidence stays)", params(("slug" = String, Path, description = "List slug")), responses((status = 204, description = "Deleted"), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn remove(
     State(state): State<AppState>,
     Path(slug): Path<String>,

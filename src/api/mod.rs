@@ -182,6 +182,7 @@ impl utoipa::ToSchema for Status {}
 
 /// Delivery at a glance: outbox rows by status.
 #[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Status)))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,

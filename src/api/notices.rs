@@ -123,6 +123,7 @@ struct BreachPublished {
 }
 
 #[utoipa::path(post, path = "/api/v1/notices/breach", tag = "notices", summary = "Publish a breach notice to the affected people", request_body = BreachInput, responses((status = 201, description = "Published", body = BreachPublished), super::openapi::JsonBodyErrors))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn publish(
     State(state): State<AppState>,
     JsonObject(input): JsonObject<BreachInput>,
@@ -169,6 +170,7 @@ async fn publish(
 }
 
 #[utoipa::path(get, path = "/api/v1/notices/breach", tag = "notices", summary = "All breach notices", responses((status = 200, description = "Notices", body = [BreachView])))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, AppError> {
     Ok(Json(
         crate::store::policies::breach_notices(&state.db, false)
@@ -180,6 +182,7 @@ async fn index(State(state): State<AppState>) -> Result<Json<Vec<BreachView>>, A
 }
 
 #[utoipa::path(post, path = "/api/v1/notices/breach/{id}/withdraw", tag = "notices", summary = "Withdraw a breach notice (what is not sent yet stays unsent)", params(("id" = i64, Path, description = "Notice id")), responses((status = 200, description = "Withdrawn", body = BreachView), super::openapi::BadRequest, super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn withdraw(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<BreachView>, AppError> {
     crate::store::policies::withdraw_breach_notice(&state.db, id)
         .await?

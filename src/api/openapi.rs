@@ -216,6 +216,7 @@ pub fn document_json() -> &'static str {
 }
 
 /// `GET /openapi.json`
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn serve_document() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -224,6 +225,7 @@ pub async fn serve_document() -> impl axum::response::IntoResponse {
 }
 
 /// `GET /api/docs`: the document as a page.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn serve_docs(
     axum::extract::State(state): axum::extract::State<crate::edge::AppState>,
 ) -> axum::response::Html<String> {

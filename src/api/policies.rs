@@ -139,6 +139,7 @@ pub fn parse(input: PolicyInput) -> Result<NewPolicy, Vec<FieldError>> {
 }
 
 #[utoipa::path(post, path = "/api/v1/policies", tag = "policies", summary = "Publish a privacy policy version; every user gets a notice", request_body = PolicyInput, responses((status = 201, description = "Published; notices queued", body = PolicyView), (status = 200, description = "This version was published before with the same content: nothing new is sent", body = PolicyView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn publish(
     State(state): State<AppState>,
     JsonObject(input): JsonObject<PolicyInput>,
@@ -156,6 +157,7 @@ async fn publish(
 }
 
 #[utoipa::path(get, path = "/api/v1/policies", tag = "policies", summary = "All policy versions", responses((status = 200, description = "Versions", body = [PolicyView])))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn index(State(state): State<AppState>) -> Result<Json<Vec<PolicyView>>, AppError> {
     Ok(Json(
         crate::store::policies::all(&state.db)

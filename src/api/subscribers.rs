@@ -221,6 +221,7 @@ async fn resolve_lists(
 }
 
 #[utoipa::path(post, path = "/api/v1/subscribers", tag = "subscribers", summary = "Add a subscriber (pending sends a confirmation; confirmed needs consent evidence)", request_body = NewSubscriber, responses((status = 201, description = "Added", body = SubscriberView), (status = 200, description = "Already on these lists: nothing changed", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::Conflict))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewSubscriber>,
@@ -291,6 +292,7 @@ async fn find(state: &AppState, id: &str) -> Result<crate::store::entities::subs
 }
 
 #[utoipa::path(get, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "One subscriber", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -323,6 +325,7 @@ impl utoipa::PartialSchema for SubscriberPatch {
 impl utoipa::ToSchema for SubscriberPatch {}
 
 #[utoipa::path(patch, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Correct name or address", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), request_body = SubscriberPatch, responses((status = 200, description = "The subscriber", body = SubscriberView), super::openapi::JsonBodyErrors, super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -352,6 +355,7 @@ async fn update(
 
 /// Deleting a subscriber is an erasure: only the keyed hash stays (GD-3, GD-4).
 #[utoipa::path(delete, path = "/api/v1/subscribers/{id}", tag = "subscribers", summary = "Erase a subscriber", params(("id" = uuid::Uuid, Path, description = "Subscriber id: the `id` of a subscriber (anything else is a 404)")), responses((status = 204, description = "Erased"), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn erase(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
     let s = find(&state, &id).await?;
     state.leaving.erase(&s).await?;
@@ -403,6 +407,7 @@ impl utoipa::ToSchema for SubscriptionPage {}
 /// Subscribers who may be mailed or are waiting to confirm; never opted-out or suppressed
 /// ones (CS-10). Filters: list, status (pending | confirmed). Paginated.
 #[utoipa::path(get, path = "/api/v1/subscribers", tag = "subscribers", summary = "Subscriptions, paged, by list and status (never suppressed addresses)", params(("list" = Option<String>, Query, description = "List slug"), ("status" = inline(Option<ListedStatus>), Query, description = "pending or confirmed (default)"), ("page" = Option<i64>, Query, minimum = 0, description = "From 1 (0 is 1)"), ("per_page" = Option<i64>, Query, minimum = 0, description = "Rows per page: 1-1000 (a number outside is taken as the nearest), default 100")), responses((status = 200, description = "A page of subscriptions", body = SubscriptionPage), super::openapi::BadRequest, super::openapi::Unprocessable))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn index(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -520,6 +525,7 @@ fn is_csv_body(headers: &axum::http::HeaderMap) -> bool {
 }
 
 #[utoipa::path(post, path = "/api/v1/lists/{slug}/subscribers/import", tag = "subscribers", summary = "Import CSV (email,name,consented_at,consent_source), streamed: rows with consent evidence confirmed, others refused or pending; opted-out and suppressed skipped; per-line errors", params(("slug" = String, Path, description = "List slug"), ("confirm" = inline(Option<ImportConfirm>), Query, description = "send: rows without evidence become pending and get a confirmation email (otherwise they are refused)")), request_body(content = CsvImport, content_type = "text/csv"), responses((status = 200, description = "Report", body = ImportReport), super::openapi::BadRequest, (status = 415, description = "The body is declared as something other than CSV (`text/csv`, `application/csv` or `text/plain`; no Content-Type is taken as CSV)", body = super::openapi::Problem, content_type = "application/problem+json"), super::openapi::NotFound, super::openapi::Unprocessable))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn import(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -722,6 +728,7 @@ fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// The list's confirmed, unsuppressed subscribers as CSV, streamed page by page (CS-10).
 #[utoipa::path(get, path = "/api/v1/lists/{slug}/subscribers/export", tag = "subscribers", summary = "Export a list's confirmed subscribers as CSV", description = "Columns `email,name`. A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written with a leading `'`, so that no spreadsheet runs it as a formula (CSV injection, as OWASP describes it).", params(("slug" = String, Path, description = "List slug")), responses((status = 200, description = "CSV", body = String, content_type = "text/csv"), super::openapi::NotFound))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn export(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
     let list = lists::by_slug(&state.db, &slug)
         .await?

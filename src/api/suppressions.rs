@@ -54,6 +54,7 @@ struct Suppressed {
 }
 
 #[utoipa::path(post, path = "/api/v1/suppressions", tag = "suppressions", summary = "Suppress an address (stored as a keyed hash)", request_body = NewSuppression, responses((status = 201, description = "Suppressed", body = Suppressed), super::openapi::JsonBodyErrors))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<NewSuppression>,

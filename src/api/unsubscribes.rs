@@ -49,6 +49,7 @@ struct Recorded {
 }
 
 #[utoipa::path(post, path = "/api/v1/unsubscribes", tag = "subscribers", summary = "Record an opt-out received elsewhere (all lists unless lists are named)", request_body = Unsubscribe, responses((status = 202, description = "Recorded (the same answer whether or not the address is known)", body = Recorded), super::openapi::JsonBodyErrors))]
+#[tracing::instrument(level = "debug", skip_all)]
 async fn create(
     State(state): State<AppState>,
     JsonObject(body): JsonObject<Unsubscribe>,

@@ -208,6 +208,8 @@ pub struct Brand {
 pub struct Config {
     pub database_url: Secret,
     pub listen_addr: SocketAddr,
+    /// Where `GET /metrics` is served, on a listener of its own (`METRICS_ADDR`); off when unset.
+    pub metrics_addr: Option<SocketAddr>,
     pub public_url: Url,
     pub mail_transport: MailTransportConfig,
     pub identity: SenderIdentity,
@@ -445,6 +447,17 @@ impl Config {
                 )
             })?,
         };
+        let metrics_addr = s
+            .get("METRICS_ADDR")
+            .map(|v| {
+                v.parse::<SocketAddr>().map_err(|_| {
+                    err(
+                        "METRICS_ADDR",
+                        format!("must be an IP address and a port, such as 127.0.0.1:9100, not {v:?}"),
+                    )
+                })
+            })
+            .transpose()?;
 
         let public_url = s.get("PUBLIC_URL").unwrap_or("http://127.0.0.1:3000");
         let mut public_url =
@@ -582,6 +595,7 @@ impl Config {
         Ok(Self {
             database_url: Secret::new(database_url),
             listen_addr,
+            metrics_addr,
             public_url,
             mail_transport,
             identity: SenderIdentity {
@@ -760,6 +774,7 @@ mod tests {
         let c = Config::from_settings(&minimal()).unwrap();
         assert_eq!(c.database_url.expose(), "sqlite://letterhead.db?mode=rwc");
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.metrics_addr, None, "no metrics listener unless asked for");
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:3000/");
         assert!(matches!(c.mail_transport, MailTransportConfig::File(_)));
         assert_eq!(c.notice_from, c.mail_from);
@@ -795,6 +810,21 @@ mod tests {
         for bad in ["24", "-1", "3am", "nightly"] {
             assert_eq!(at(bad).unwrap_err().setting, "COMPACTION_HOUR", "{bad}");
         }
+    }
+
+    #[test]
+    fn metrics_addr_is_an_address_and_a_port() {
+        let mut s = minimal();
+        s.set("METRICS_ADDR", "0.0.0.0:9100");
+        let c = Config::from_settings(&s).unwrap();
+        assert_eq!(
+            c.metrics_addr.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        s.set("METRICS_ADDR", "9100");
+        let e = Config::from_settings(&s).unwrap_err();
+        assert_eq!(e.setting, "METRICS_ADDR");
+        assert!(e.problem.contains("such as 127.0.0.1:9100"), "{e}");
     }
 
     #[test]

@@ -273,6 +273,7 @@ impl Job for CampaignJob {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(worker = "campaigns"))]
     async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedRecipient> {
         store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
             .await
@@ -286,6 +287,7 @@ impl Job for CampaignJob {
         &CAMPAIGN_RECIPIENTS
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(worker = "campaigns", id = row.id, campaign = row.campaign_id))]
     async fn deliver(&self, ctx: &Context, relay: &Relay, row: ClaimedRecipient) -> Delivered {
         let outcome = self.attempt(ctx, relay, &row).await;
         Delivered {

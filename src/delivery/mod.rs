@@ -76,6 +76,7 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(60);
 
 impl Relay {
     pub fn new(cfg: &DeliveryConfig) -> Self {
+        metrics::gauge!("letterhead_relay_paused").set(0.0);
         Relay {
             rate: cfg
                 .rate_per_second
@@ -98,11 +99,16 @@ impl Relay {
         let this = *pause;
         *self.paused_until.lock().expect("relay lock") = Some(Instant::now() + this);
         *pause = (this * 2).min(LONGEST_PAUSE);
+        metrics::gauge!("letterhead_relay_paused").set(1.0);
         this
     }
 
     fn reachable(&self) {
-        *self.pause.lock().expect("relay lock") = FIRST_PAUSE;
+        let mut pause = self.pause.lock().expect("relay lock");
+        if *pause != FIRST_PAUSE {
+            *pause = FIRST_PAUSE;
+            metrics::gauge!("letterhead_relay_paused").set(0.0);
+        }
     }
 }
 
@@ -309,6 +315,7 @@ async fn stamp_and_send(
 }
 
 /// Stamps (and signs) a message, then waits for its turn for a relay session.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn stamp_for_turn(
     ctx: &Context,
     composed: ComposedMessage,
@@ -328,6 +335,7 @@ async fn stamp_for_turn(
 
 /// Sends a stamped message in its turn; turns the result into an outcome (and suppresses a
 /// refused mailbox).
+#[tracing::instrument(level = "debug", skip_all)]
 async fn send_stamped(
     ctx: &Context,
     relay: &Relay,
@@ -389,6 +397,7 @@ impl Job for OutboxJob {
         "outbox"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(worker = "outbox"))]
     async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedMessage> {
         outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
             .await
@@ -402,6 +411,7 @@ impl Job for OutboxJob {
         &OUTBOX
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(worker = "outbox", id = row.id, kind = %row.kind))]
     async fn deliver(&self, ctx: &Context, relay: &Relay, row: ClaimedMessage) -> Delivered {
         let outcome = self.attempt(ctx, relay, &row).await;
         Delivered {

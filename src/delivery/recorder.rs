@@ -57,19 +57,62 @@ impl Recorder {
     }
 }
 
+/// Logs and counts an outcome. A relay's reply often quotes the recipient ("550 5.1.1
+/// <a@example.org>: Recipient address rejected"): the log line carries it without addresses.
 fn log(delivered: &Delivered) {
     let Delivered { id, kind, outcome } = delivered;
     match outcome {
         Outcome::Sent { .. } => tracing::debug!(id, kind, "sent"),
-        Outcome::Retry { error, .. } => tracing::warn!(id, kind, error = %error, "will retry"),
+        Outcome::Retry { error, .. } => {
+            tracing::warn!(id, kind, error = %without_addresses(error), "will retry")
+        }
         Outcome::Deferred { .. } => tracing::debug!(id, kind, "deferred"),
-        Outcome::Failed { error } => tracing::warn!(id, kind, error = %error, "failed"),
+        Outcome::Failed { error } => tracing::warn!(id, kind, error = %without_addresses(error), "failed"),
         Outcome::Skipped { reason } => tracing::info!(id, kind, reason = %reason, "skipped"),
         Outcome::Cancelled => tracing::debug!(id, kind, "cancelled before it was sent"),
     }
+    let outcome = match outcome {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Retry { .. } => "retried",
+        Outcome::Deferred { .. } => "deferred",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Skipped { reason } if reason.starts_with("suppressed") => "suppressed",
+        Outcome::Skipped { .. } => "skipped",
+        Outcome::Cancelled => "cancelled",
+    };
+    metrics::counter!("letterhead_messages_total", "kind" => kind_label(kind), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The kind of email as a metric label: the outbox kinds and `campaign`, a fixed set.
+fn kind_label(kind: &str) -> &'static str {
+    const KINDS: [&str; 8] = [
+        "campaign",
+        "confirmation",
+        "policy_notice",
+        "breach_notice",
+        "export_link",
+        "address_change",
+        "campaign_test",
+        "test_message",
+    ];
+    KINDS.into_iter().find(|k| *k == kind).unwrap_or("other")
+}
+
+/// `text` with every word that holds an `@` replaced: what a log line may show of a reply.
+fn without_addresses(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return text.into();
+    }
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .map(|word| if word.contains('@') { "[address]" } else { word })
+        .collect();
+    words.join(" ").into()
 }
 
 /// Writes one group, fenced by the lease, and logs what could not be recorded.
+#[tracing::instrument(level = "debug", skip_all, fields(queue = queue.name(), rows = group.len()))]
 async fn record(ctx: &Context, queue: &Queue, owner: &str, group: Vec<Delivered>) {
     let mut kinds = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
@@ -89,5 +132,26 @@ async fn record(ctx: &Context, queue: &Queue, owner: &str, group: Vec<Delivered>
                 tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_logged_without_addresses() {
+        assert_eq!(
+            without_addresses("permanent error (550): 5.1.1 <bob@example.org>: Recipient address rejected"),
+            "permanent error (550): 5.1.1 [address] Recipient address rejected"
+        );
+        assert_eq!(without_addresses("connection refused"), "connection refused");
+    }
+
+    #[test]
+    fn kinds_are_a_fixed_set() {
+        assert_eq!(kind_label("confirmation"), "confirmation");
+        assert_eq!(kind_label("campaign"), "campaign");
+        assert_eq!(kind_label("anything else"), "other");
     }
 }

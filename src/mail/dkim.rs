@@ -169,11 +169,13 @@ impl Signer {
 
     /// The `DKIM-Signature: ...\r\n` header line(s) for this message.
     pub fn sign(&self, message: &[u8]) -> Result<String, String> {
+        let started = std::time::Instant::now();
         let signature = match &self.key {
             Key::Rsa(key) => self.signer(key, message).sign(message),
             Key::Ed25519(key) => self.signer(key, message).sign(message),
         }
         .map_err(|e| format!("DKIM signing failed: {e}"))?;
+        metrics::histogram!("letterhead_dkim_sign_duration_seconds").record(started.elapsed());
         Ok(without_fold_after_b(signature.to_header()))
     }
 

@@ -78,6 +78,20 @@ impl Transport {
     /// Sends in a turn taken with [`Transport::take_turn`]; the session is free again when it
     /// returns.
     pub async fn send_in_turn(&self, message: &StampedMessage, _turn: Turn) -> Result<(), SendError> {
+        let started = std::time::Instant::now();
+        let result = self.send_on_wire(message).await;
+        let result_label = match &result {
+            Ok(()) => "ok",
+            Err(SendError::Temporary(_)) => "temporary",
+            Err(SendError::Permanent { .. }) => "permanent",
+            Err(SendError::Unavailable(_)) => "unavailable",
+        };
+        metrics::histogram!("letterhead_smtp_send_duration_seconds", "result" => result_label)
+            .record(started.elapsed());
+        result
+    }
+
+    async fn send_on_wire(&self, message: &StampedMessage) -> Result<(), SendError> {
         let (envelope, bytes) = (message.envelope(), message.bytes());
         match &self.wire {
             Wire::File(t) => t

@@ -46,6 +46,17 @@ fn event(subscriber_id: i64, list_id: i64, kind: ConsentKind, origin: &RequestOr
     }
 }
 
+/// Counts subscriptions ended, once committed, by the way the request came: the
+/// List-Unsubscribe URI, the preference page, or an operator (CLI or API).
+fn count_unsubscribes(origin: &RequestOrigin, left: u64) {
+    let via = match origin.source.as_str() {
+        "one-click" => "one_click",
+        source if source.starts_with("operator") => "operator",
+        _ => "page",
+    };
+    metrics::counter!("letterhead_unsubscribes_total", "via" => via).increment(left);
+}
+
 /// Leaves these subscriptions (those not left already); records one event per list.
 async fn leave(tx: &Tx, subscriber_id: i64, list_ids: &[i64], origin: &RequestOrigin) -> Result<u64, Error> {
     let mut changed = 0;
@@ -73,10 +84,12 @@ impl Leaving {
     ) -> Result<Option<String>, Error> {
         let list_name = lists::by_id(&self.db, list_id).await?.map(|l| l.name);
         let tx = begin_write(&self.db).await?;
+        let mut left = 0;
         if let Some(s) = subscriptions::subscriber_by_uuid(&tx, subscriber_uuid).await? {
-            leave(&tx, s.id, &[list_id], &origin).await?;
+            left = leave(&tx, s.id, &[list_id], &origin).await?;
         }
         tx.commit().await?;
+        count_unsubscribes(&origin, left);
         Ok(list_name)
     }
 
@@ -92,7 +105,7 @@ impl Leaving {
             .into_iter()
             .map(|s| s.list_id)
             .collect();
-        leave(&tx, subscriber.id, &ids, &origin).await?;
+        let left = leave(&tx, subscriber.id, &ids, &origin).await?;
         if let Ok(email) = EmailAddress::parse(&subscriber.email) {
             suppressions::add(
                 &tx,
@@ -101,7 +114,9 @@ impl Leaving {
             )
             .await?;
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        count_unsubscribes(&origin, left);
+        Ok(())
     }
 
     /// The preference form: keep the ticked lists, leave the others, and (re)join ticked lists.
@@ -124,7 +139,7 @@ impl Leaving {
             .filter(|s| s.status != SubscriptionStatus::Unsubscribed && !wanted.contains(&s.list_id))
             .map(|s| s.list_id)
             .collect();
-        leave(&tx, subscriber.id, &to_leave, &origin).await?;
+        let left = leave(&tx, subscriber.id, &to_leave, &origin).await?;
         let mut joined = false;
         for &list_id in wanted {
             let existing = current.iter().find(|s| s.list_id == list_id);
@@ -149,7 +164,9 @@ impl Leaving {
         if let Some(name) = name {
             subscriptions::set_name(&tx, subscriber.id, name.as_ref().map(DisplayName::as_str)).await?;
         }
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        count_unsubscribes(&origin, left);
+        Ok(())
     }
 
     /// Erases the person at once (GD-3): subscriber, subscriptions, consent evidence, pending
@@ -165,6 +182,7 @@ impl Leaving {
         scrub::note_deletion(&tx).await?;
         tx.commit().await?;
         self.scrubber.request();
+        metrics::counter!("letterhead_erasures_total").increment(1);
         tracing::info!("a subscriber was erased on request");
         Ok(())
     }
@@ -346,10 +364,11 @@ impl Leaving {
         };
         let tx = begin_write(&self.db).await?;
         let subscriber = subscriptions::subscriber_by_email(&tx, email).await?;
+        let mut left = 0;
         match list_ids {
             Some(ids) => {
                 if let Some(s) = &subscriber {
-                    leave(&tx, s.id, ids, &origin).await?;
+                    left = leave(&tx, s.id, ids, &origin).await?;
                 }
             }
             None => {
@@ -359,7 +378,7 @@ impl Leaving {
                         .into_iter()
                         .map(|x| x.list_id)
                         .collect();
-                    leave(&tx, s.id, &ids, &origin).await?;
+                    left = leave(&tx, s.id, &ids, &origin).await?;
                 }
                 suppressions::add(
                     &tx,
@@ -370,6 +389,7 @@ impl Leaving {
             }
         }
         tx.commit().await?;
+        count_unsubscribes(&origin, left);
         tracing::info!(source, "an opt-out was recorded by an operator");
         Ok(())
     }

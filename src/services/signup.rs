@@ -274,6 +274,7 @@ impl Signups {
     pub async fn sign_up(&self, signup: Signup) -> Result<(), Error> {
         self.writer.sign_up(signup).await?;
         self.wakeups.outbox.notify_one();
+        metrics::counter!("letterhead_signups_total").increment(1);
         Ok(())
     }
 
@@ -393,6 +394,7 @@ impl Signups {
             .map(|l| l.name)
             .collect();
         tx.commit().await?;
+        metrics::counter!("letterhead_confirmations_total").increment(1);
         Ok(ConfirmOutcome::Confirmed {
             email: subscriber.email,
             lists: names,

@@ -135,6 +135,36 @@ impl BackgroundWrites {
     }
 }
 
+/// How busy the connection pool is: connections lent out now, idle ones, and the most it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The pool's state now (no query; read from the pool itself).
+pub fn pool_state(db: &Db) -> Option<PoolState> {
+    use sea_orm::DatabaseConnectionType as Pool;
+    let (open, idle, max) = match &db.inner {
+        Pool::SqlxPostgresPoolConnection(_) => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        Pool::SqlxSqlitePoolConnection(_) => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle(), pool.options().get_max_connections())
+        }
+        _ => return None,
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    Some(PoolState {
+        in_use: open.saturating_sub(idle),
+        idle,
+        max,
+    })
+}
+
 pub async fn ping(db: &Db) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }

@@ -81,7 +81,48 @@ fn truncate(mut s: String) -> String {
     s
 }
 
+/// The rows of a queue still to be sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub queued: i64,
+    pub sending: i64,
+}
+
+#[derive(FromQueryResult)]
+struct StatusCount {
+    status: String,
+    n: i64,
+}
+
 impl Queue {
+    /// The table's name.
+    pub fn name(&self) -> &'static str {
+        self.table
+    }
+
+    /// How many rows wait (`queued`) and how many a worker holds (`sending`). It reads the
+    /// claimable index, whose condition it repeats, so its cost follows the backlog, not the
+    /// history of sent rows.
+    pub async fn backlog(&self, db: &impl ConnectionTrait) -> Result<Backlog, DbErr> {
+        let rows = StatusCount::find_by_statement(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT status, COUNT(*) AS n FROM {} WHERE status IN ('queued', 'sending') GROUP BY status",
+                self.table
+            ),
+        ))
+        .all(db)
+        .await?;
+        let mut backlog = Backlog::default();
+        for row in rows {
+            match row.status.as_str() {
+                "queued" => backlog.queued = row.n,
+                _ => backlog.sending = row.n,
+            }
+        }
+        Ok(backlog)
+    }
+
     /// The claim statement: takes up to `$4` due rows, oldest first, for owner `$1` with a
     /// lease until `$2` (due: `next_attempt_at_ms <= $3`), and returns `returning`.
     pub fn claim_sql(&self, postgres: bool, returning: &str) -> String {

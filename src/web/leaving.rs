@@ -64,6 +64,7 @@ async fn agree_target(
 }
 
 /// GET on the agreement link: a button (prefetching scanners agree to nothing).
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_agree(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     let (_, policy) = agree_target(&state, &token).await?;
     Ok(page(templates::leaving::button_page(
@@ -78,6 +79,7 @@ async fn show_agree(State(state): State<AppState>, Path(token): Path<String>) ->
     )))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn agree(
     State(state): State<AppState>,
     requester: Requester,
@@ -155,6 +157,7 @@ async fn manage_target(state: &AppState, token: &str) -> Result<subscriber::Mode
             content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn show_unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -212,6 +215,7 @@ pub(crate) async fn show_unsubscribe(
             content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     requester: Requester,
@@ -261,6 +265,7 @@ async fn render_preferences(
     Ok(page(templates::leaving::preferences(&state.site(), &view)))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_preferences(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -292,6 +297,7 @@ fn first<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     Vec::<String>::deserialize(d).map(|values| values.into_iter().next())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn save_preferences(
     State(state): State<AppState>,
     requester: Requester,
@@ -330,6 +336,7 @@ async fn save_preferences(
     render_preferences(&state, &token, &s, Some("Your preferences are saved.")).await
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn unsubscribe_all(
     State(state): State<AppState>,
     requester: Requester,
@@ -349,6 +356,7 @@ async fn unsubscribe_all(
     .await
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn request_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -366,6 +374,7 @@ async fn request_export(
 }
 
 /// GET on the erase address: what will be erased, and one button that does it.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
     let subs = subscriptions::of_subscriber(&state.db, s.id).await?;
@@ -379,6 +388,7 @@ async fn show_erase(State(state): State<AppState>, Path(token): Path<String>) ->
     Ok(page(templates::leaving::erase_page(&state.site(), &view)))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     let s = manage_target(&state, &token).await?;
     state.leaving.erase(&s).await?;
@@ -392,6 +402,7 @@ async fn erase(State(state): State<AppState>, Path(token): Path<String>) -> Resu
     )))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn change_address(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -444,6 +455,7 @@ fn export_spent(state: &AppState, claims: &ExportClaims, s: &subscriber::Model) 
     (StatusCode::GONE, Html(body.into_string())).into_response()
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, AppError> {
     Ok(match export_link(&state, &token).await? {
         ExportLink::Usable(_, s) => page(templates::leaving::export_page(&state.site(), &token, &s.email)),
@@ -451,6 +463,7 @@ async fn show_export(State(state): State<AppState>, Path(token): Path<String>) -
     })
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn download_export(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -477,6 +490,7 @@ async fn download_export(
         .into_response())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_change_address(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -491,6 +505,7 @@ async fn show_change_address(
     )))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn apply_change_address(
     State(state): State<AppState>,
     requester: Requester,

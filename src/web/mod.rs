@@ -71,6 +71,7 @@ pub fn public_openapi() -> utoipa::openapi::OpenApi {
             content((Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     crate::store::ping(&state.db).await.map_err(|e| {
         tracing::warn!(error = %e, "health check: database unavailable");
@@ -85,6 +86,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static st
 
 /// The home page: the organisation, its public lists with a subscribe link each, and links to
 /// the privacy policy and the notices.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn home(State(state): State<AppState>) -> Result<axum::response::Html<String>, AppError> {
     let lists = state.public_lists.get(&state.db).await?;
     let offered: Vec<templates::pages::OfferedList> = lists

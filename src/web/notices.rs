@@ -22,6 +22,7 @@ fn date(t: time::OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError> {
     let now = crate::store::now();
     let all = policies::all(&state.db).await?; // newest effective date first
@@ -55,6 +56,7 @@ async fn privacy(State(state): State<AppState>) -> Result<Html<String>, AppError
     ))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn notices(State(state): State<AppState>) -> Result<Html<String>, AppError> {
     let notices = policies::breach_notices(&state.db, true).await?;
     let entries: Vec<_> = notices

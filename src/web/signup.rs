@@ -55,6 +55,7 @@ pub(crate) struct FormQuery {
             content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn show_form(
     State(state): State<AppState>,
     Query(q): Query<FormQuery>,
@@ -458,6 +459,7 @@ fn source(json: bool, raw: &SignupForm, headers: &HeaderMap) -> String {
             content((crate::edge::error::Problem = "application/problem+json"), (String = "text/html"))),
     )
 )]
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     requester: Requester,
@@ -507,6 +509,7 @@ pub(crate) async fn submit(
     Ok(accepted(&state, json, &raw.email))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn show_confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -547,6 +550,7 @@ fn expired(state: &AppState) -> Response {
         .into_response()
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 async fn confirm(
     State(state): State<AppState>,
     requester: Requester,

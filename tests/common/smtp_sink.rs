@@ -188,8 +188,9 @@ impl SmtpSink {
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let to = addr(&cmd[8..]);
                 match self.scripted(Stage::Rcpt, std::slice::from_ref(&to)) {
+                    // Quoting the recipient, as relays do.
                     Some(code) => format!(
-                        "{code} {} scripted reply",
+                        "{code} {} <{to}>: Recipient address rejected: scripted reply",
                         if code >= 500 { "5.1.1" } else { "4.3.0" }
                     ),
                     None => {
