@@ -8,6 +8,7 @@ mod m20261125_000002_campaigns;
 mod m20261125_000003_claim_indexes;
 mod m20261206_000004_pending_name;
 mod m20261206_000005_no_personal_statistics;
+mod m20261206_000006_daily_counts;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_claim_indexes::Migration),
             Box::new(m20261206_000004_pending_name::Migration),
             Box::new(m20261206_000005_no_personal_statistics::Migration),
+            Box::new(m20261206_000006_daily_counts::Migration),
         ]
     }
 }

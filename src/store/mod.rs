@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod batch;
 pub mod campaigns;
+pub mod daily_counts;
 pub mod entities;
 pub mod keys;
 pub mod lists;
