@@ -11,6 +11,7 @@ pub mod lists;
 pub mod outbox;
 pub mod policies;
 pub mod queue;
+pub mod reports;
 pub mod retention;
 pub mod scrub;
 pub mod signups;
