@@ -598,19 +598,20 @@ async fn the_deliverability_page_counts_sends_deferrals_failures_and_suppression
         .await;
     // Two confirmations and Ann's message; Bob's failed; Ann's was put off once.
     assert_eq!((sent_rows, failed_rows, suppressed), (3, 1, 2));
-    assert_eq!(number(&page, "chart-delivery-total-0"), sent_rows);
+    assert_eq!(number(&page, "chart-sent-total-0"), sent_rows);
     assert_eq!(
-        number(&page, "chart-delivery-total-0"),
+        number(&page, "chart-sent-total-0"),
         app.query_i64(&counter("'sent'")).await
     );
-    assert_eq!(number(&page, "chart-delivery-total-1"), 1);
+    assert_eq!(number(&page, "chart-trouble-total-0"), 1);
     assert_eq!(
-        number(&page, "chart-delivery-total-1"),
+        number(&page, "chart-trouble-total-0"),
         app.query_i64(&counter("'retried', 'deferred'")).await
     );
-    assert_eq!(number(&page, "chart-delivery-total-2"), failed_rows);
-    assert_eq!(number(&page, "chart-delivery-total-3"), suppressed);
-    assert_eq!(day_row(&page, "chart-delivery", &today()), [3, 1, 1, 2]);
+    assert_eq!(number(&page, "chart-trouble-total-1"), failed_rows);
+    assert_eq!(number(&page, "chart-trouble-total-2"), suppressed);
+    assert_eq!(day_row(&page, "chart-sent", &today()), [3]);
+    assert_eq!(day_row(&page, "chart-trouble", &today()), [1, 1, 2]);
     assert_eq!(number(&page, "relay-due"), 0);
     assert!(page.contains("<strong>Up to date: nothing is waiting to be sent.</strong>"));
     assert!(page.contains(&format!("SMTP relay 127.0.0.1:{}", app.sink.port)));

@@ -307,15 +307,20 @@ pub(super) async fn deliverability(
                 .map(|c| (c.day.as_str(), c.n)),
         )
     };
-    let chart = DayChart {
-        id: "chart-delivery",
-        title: "Sent, deferred, failed and suppressed per day",
+    let sent = DayChart {
+        id: "chart-sent",
+        title: "Sent per day",
+        days: &days,
+        series: vec![Series {
+            name: "Sent",
+            values: series(&[Counter::Sent]),
+        }],
+    };
+    let trouble = DayChart {
+        id: "chart-trouble",
+        title: "Deferred, failed and suppressed per day",
         days: &days,
         series: vec![
-            Series {
-                name: "Sent",
-                values: series(&[Counter::Sent]),
-            },
             Series {
                 name: "Deferred",
                 values: series(&[Counter::Retried, Counter::Deferred]),
@@ -405,7 +410,8 @@ pub(super) async fn deliverability(
     .collect();
     let v = view::DeliverabilityView {
         relay,
-        chart,
+        sent,
+        trouble,
         suppressions,
     };
     Ok(html(view::deliverability(&state.site(), &session(&admin), &v)))
@@ -427,6 +433,18 @@ fn consent_label(kind: ConsentKind) -> &'static str {
         ConsentKind::AddressChange => "Change of address, confirmed",
     }
 }
+
+/// Consent events in the order of a subscription's life, as the page lists them.
+const EVIDENCE_ORDER: [ConsentKind; 8] = [
+    ConsentKind::Signup,
+    ConsentKind::Confirm,
+    ConsentKind::Import,
+    ConsentKind::ApiAdd,
+    ConsentKind::Resubscribe,
+    ConsentKind::Agree,
+    ConsentKind::AddressChange,
+    ConsentKind::Unsubscribe,
+];
 
 const RETENTION_ROWS: [(Counter, &str); 6] = [
     (Counter::RetentionUnconfirmed, "Signups never confirmed"),
@@ -488,6 +506,13 @@ pub(super) async fn compliance(
         .map(|t| t.last_at)
         .max()
         .map(when);
+    let mut by_kind = evidence.by_kind.clone();
+    by_kind.sort_by_key(|(kind, _, _)| {
+        EVIDENCE_ORDER
+            .iter()
+            .position(|k| k == kind)
+            .unwrap_or(usize::MAX)
+    });
     let r = &state.config.retention;
     let days_of = |d: std::time::Duration| d.as_secs() / 86_400;
     let v = view::ComplianceView {
@@ -514,8 +539,7 @@ pub(super) async fn compliance(
                 reach: reach(reached.breaches.get(&b.id)),
             })
             .collect(),
-        evidence: evidence
-            .by_kind
+        evidence: by_kind
             .iter()
             .map(|(kind, n, abuse)| (consent_label(*kind), *n, *abuse))
             .collect(),

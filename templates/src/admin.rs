@@ -33,13 +33,16 @@ details.confirm{display:inline-block}details.confirm summary{cursor:pointer;colo
 padding:.35rem 0}\
 details.confirm[open] summary{margin-bottom:.35rem}\
 figure{margin:.5rem 0 1.5rem}\
-svg.chart{display:block;width:100%;height:auto;max-height:16rem}\
+svg.chart{display:block;width:100%;height:auto}\
 .legend{display:flex;flex-wrap:wrap;gap:.25rem 1.25rem;margin:.25rem 0;font-size:.9rem;padding:0;list-style:none}\
 .swatch{display:inline-block;width:1.4rem;height:.3rem;vertical-align:middle;margin-right:.4rem;border-radius:1px}\
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:1rem;margin:1rem 0}\
 .card{border:1px solid #ddd;border-radius:4px;padding:.6rem 1rem}\
 .card .big{display:block;font-size:1.5rem;font-weight:700;font-variant-numeric:tabular-nums}\
-.ok{color:#006b4f}.warn{color:#a40000}\
+.ok{color:#006b4f}.warn{color:#a40000}.pending{color:#7a5200}\
+form.sign-in{max-width:32rem}\
+input[type=password]{display:block;width:100%;padding:.55rem .6rem;font:inherit;border:1px solid #767676;\
+border-radius:4px}\
 section.list{border-top:1px solid #ddd;margin-top:1.5rem}";
 
 /// The pages behind the sign-in, in the order the navigation shows them.
@@ -90,7 +93,7 @@ fn document(
     title: &str,
     header_extra: Markup,
     body: Markup,
-    foot: Markup,
+    foot: Option<Markup>,
 ) -> Markup {
     html! {
         (DOCTYPE)
@@ -111,7 +114,7 @@ fn document(
                     (header_extra)
                 }
                 main { (body) }
-                footer { (foot) }
+                @if let Some(foot) = foot { footer { (foot) } }
             }
         }
     }
@@ -143,7 +146,7 @@ pub fn layout(site: &SiteIdentity<'_>, session: &Session<'_>, current: Section, 
         p { "Signed in with the API key " strong { (session.key_name) } ". Days are UTC days. "
             "Every figure here is a count; none names a person." }
     };
-    document(site, current.title(), nav, body, foot)
+    document(site, current.title(), nav, body, Some(foot))
 }
 
 /// The sign-in form: an API key, as `letterhead api-key create` prints it.
@@ -151,7 +154,7 @@ pub fn sign_in(site: &SiteIdentity<'_>, csrf: &str, notice: Option<&str>, error:
     let body = html! {
         h1 { "Sign in" }
         @if let Some(n) = notice { p.notice role="status" { (n) } }
-        form method="post" action="/admin/sign-in" {
+        form.sign-in method="post" action="/admin/sign-in" {
             (csrf_field(csrf))
             label for="key" { "API key" }
             input id="key" type="password" name="key" autocomplete="off" required
@@ -162,7 +165,7 @@ pub fn sign_in(site: &SiteIdentity<'_>, csrf: &str, notice: Option<&str>, error:
             p { button type="submit" { "Sign in" } }
         }
     };
-    document(site, "Sign in", html! {}, body, html! {})
+    document(site, "Sign in", html! {}, body, None)
 }
 
 /// `1234567` as `1,234,567`.
@@ -241,8 +244,8 @@ fn short_day(day: &str) -> String {
 }
 
 pub fn day_chart(chart: &DayChart<'_>) -> Markup {
-    const WIDTH: f64 = 760.0;
-    const HEIGHT: f64 = 210.0;
+    const WIDTH: f64 = 1000.0;
+    const HEIGHT: f64 = 230.0;
     const LEFT: f64 = 52.0;
     const RIGHT: f64 = 12.0;
     const TOP: f64 = 10.0;
@@ -266,7 +269,18 @@ pub fn day_chart(chart: &DayChart<'_>) -> Markup {
     };
     let y = |v: i64| TOP + plot_h - plot_h * v as f64 / top as f64;
     let ticks = [0, top / 2, top];
-    let labelled: Vec<usize> = (0..days).filter(|i| i % 30 == (days - 1) % 30).collect();
+    // The first day, and every 30th back from the last.
+    let labelled: Vec<(usize, &str)> = (0..days)
+        .filter(|&i| i == 0 || i % 30 == (days - 1) % 30)
+        .map(|i| {
+            let anchor = match i {
+                0 if days > 1 => "start",
+                i if i == days - 1 && days > 1 => "end",
+                _ => "middle",
+            };
+            (i, anchor)
+        })
+        .collect();
     let title_id = format!("{}-title", chart.id);
     let totals: Vec<i64> = chart.series.iter().map(|s| s.values.iter().sum()).collect();
     let busy_days: Vec<usize> = (0..chart.days.len())
@@ -303,8 +317,8 @@ pub fn day_chart(chart: &DayChart<'_>) -> Markup {
                     line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y(t)) y2=(y(t)) stroke="#d9d9d9" stroke-width="1" {}
                     text x=(LEFT - 6.0) y=(y(t) + 4.0) text-anchor="end" font-size="12" fill="#555" { (count(t)) }
                 }
-                @for &i in &labelled {
-                    text x=(x(i)) y=(HEIGHT - 8.0) text-anchor="middle" font-size="12" fill="#555" {
+                @for &(i, anchor) in &labelled {
+                    text x=(x(i)) y=(HEIGHT - 8.0) text-anchor=(anchor) font-size="12" fill="#555" {
                         (short_day(&chart.days[i]))
                     }
                 }
@@ -516,7 +530,11 @@ pub struct RelayView {
 
 pub struct DeliverabilityView<'a> {
     pub relay: RelayView,
-    pub chart: DayChart<'a>,
+    /// Messages sent per day.
+    pub sent: DayChart<'a>,
+    /// Deferrals, failures and suppressions per day: on a scale of their own, where the sends
+    /// of a campaign day would flatten them.
+    pub trouble: DayChart<'a>,
     /// Suppressions kept, by reason (label, count).
     pub suppressions: Vec<(&'a str, i64)>,
 }
@@ -537,7 +555,8 @@ pub fn deliverability(site: &SiteIdentity<'_>, session: &Session<'_>, v: &Delive
             div.card { "Last refused for good" span.big style="font-size:1rem" { (r.last_failed.as_deref().unwrap_or("never")) } }
         }
         h2 { "The last 90 days" }
-        (day_chart(&v.chart))
+        (day_chart(&v.sent))
+        (day_chart(&v.trouble))
         p.muted { "Sent: accepted by the relay. Deferred: tried again later (a temporary refusal, an "
             "unreachable relay, a paused campaign). Failed: refused for good, or out of attempts. "
             "Suppressed: addresses that bounced, complained, or were suppressed by hand." }
@@ -618,7 +637,7 @@ fn reach_cells(prefix: &str, r: &ReachView) -> Markup {
             @if r.due == 0 && r.failed == 0 {
                 span.ok { "Everyone told" }
             } @else if r.due > 0 {
-                span.warn { "Still going out" }
+                span.pending { "Still going out" }
             } @else {
                 span.warn { (count(r.failed)) " not reached" }
             }
