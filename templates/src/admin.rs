@@ -40,7 +40,7 @@ svg.chart{display:block;width:100%;height:auto}\
 .card{border:1px solid #ddd;border-radius:4px;padding:.6rem 1rem}\
 .card .big{display:block;font-size:1.5rem;font-weight:700;font-variant-numeric:tabular-nums}\
 .ok{color:#006b4f}.warn{color:#a40000}.pending{color:#7a5200}\
-form.sign-in{max-width:32rem}\
+div.sign-in{max-width:32rem}\
 input[type=password]{display:block;width:100%;padding:.55rem .6rem;font:inherit;border:1px solid #767676;\
 border-radius:4px}\
 section.list{border-top:1px solid #ddd;margin-top:1.5rem}";
@@ -152,17 +152,19 @@ pub fn layout(site: &SiteIdentity<'_>, session: &Session<'_>, current: Section, 
 /// The sign-in form: an API key, as `letterhead api-key create` prints it.
 pub fn sign_in(site: &SiteIdentity<'_>, csrf: &str, notice: Option<&str>, error: Option<&str>) -> Markup {
     let body = html! {
-        h1 { "Sign in" }
-        @if let Some(n) = notice { p.notice role="status" { (n) } }
-        form.sign-in method="post" action="/admin/sign-in" {
-            (csrf_field(csrf))
-            label for="key" { "API key" }
-            input id="key" type="password" name="key" autocomplete="off" required
-                aria-describedby="key-help" aria-invalid=[error.map(|_| "true")];
-            @if let Some(e) = error { p.error id="key-error" role="alert" { (e) } }
-            p.muted id="key-help" { "An API key of this service (" code { "letterhead api-key create --name NAME" }
-                "). Signing in keeps you signed in for 8 hours, or until the key is revoked." }
-            p { button type="submit" { "Sign in" } }
+        div.sign-in {
+            h1 { "Sign in" }
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            form method="post" action="/admin/sign-in" {
+                (csrf_field(csrf))
+                label for="key" { "API key" }
+                input id="key" type="password" name="key" autocomplete="off" required
+                    aria-describedby="key-help" aria-invalid=[error.map(|_| "true")];
+                @if let Some(e) = error { p.error id="key-error" role="alert" { (e) } }
+                p.muted id="key-help" { "An API key of this service (" code { "letterhead api-key create --name NAME" }
+                    "). Signing in keeps you signed in for 8 hours, or until the key is revoked." }
+                p { button type="submit" { "Sign in" } }
+            }
         }
     };
     document(site, "Sign in", html! {}, body, None)
@@ -697,7 +699,7 @@ pub fn compliance(site: &SiteIdentity<'_>, session: &Session<'_>, v: &Compliance
             }
         }
         p.muted { "From the notices still on record: the notice of someone erased since goes with them. "
-            "Not sent: the address bounced or complained before its notice went out." }
+            "Not sent: the address bounced, complained or was suppressed by hand before its notice went out." }
         h2 { "Consent evidence kept" }
         p { strong id="evidence-people" { (count(v.people_with_evidence)) } " people have consent evidence on record." }
         table {
