@@ -279,9 +279,17 @@ async fn a_form_without_the_sessions_token_or_from_another_site_is_refused() {
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
-    // The sign-in form: its token is bound to its cookie.
+    // The sign-in form: its token is bound to its cookie, which a second tab shares.
     let (cookie, csrf) = sign_in_form(&app).await;
     let (other_cookie, _) = sign_in_form(&app).await;
+    let second_tab = app
+        .http
+        .get(app.url("/admin/sign-in"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csrf_in(&second_tab.text().await.unwrap()), csrf);
     for (cookie, csrf) in [
         ("", csrf.as_str()),
         (other_cookie.as_str(), csrf.as_str()),

@@ -243,9 +243,16 @@ fn html(markup: maud::Markup) -> Html<String> {
     Html(markup.into_string())
 }
 
-/// `GET /admin/sign-in`: the form, with a fresh cookie its token is bound to.
-async fn show_sign_in(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
+/// `GET /admin/sign-in`: the form, with the cookie its token is bound to (the one the browser
+/// has, so that a form open in another tab stays good, or a new one).
+async fn show_sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let nonce = cookie(&headers, SIGN_IN_COOKIE)
+        .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let notice = match query.as_deref() {
         Some("ended") => {
             Some("Your session has ended: it expired, or its API key was revoked. Sign in again.")
