@@ -182,6 +182,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::public_routes(state.clone()))
         .merge(crate::api::document_routes(state.clone()))
         .merge(crate::api::routes(state.clone()))
+        .merge(crate::admin::routes(state.clone()))
         .fallback(|| async { crate::edge::AppError::not_found() })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -3,7 +3,8 @@
 //! The modules are layers, and imports only point down (`tests/architecture.rs` keeps it so):
 //!
 //! - wiring: [`app`] (and the `letterhead` binary);
-//! - the HTTP edges: [`web`] for people, [`api`] for marketing, and [`edge`], what both share;
+//! - the HTTP edges: [`web`] for people, [`api`] for marketing, [`admin`] for the operator's
+//!   dashboard, and [`edge`], what they share;
 //! - [`services`]: one module per feature, taking a store handle and its own settings;
 //! - [`delivery`]: the workers that drain the outbox and campaign audiences;
 //! - [`store`] (the only code that speaks SQL) and [`mail`] (compose, stamp, sign, transport);
@@ -11,6 +12,7 @@
 //!
 //! Data flows one way: request -> domain types -> store -> outbox -> delivery -> mail -> SMTP.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod config;

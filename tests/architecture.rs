@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 /// fails the test.
 const LAYERS: &[(&str, &[&str])] = &[
     ("wiring", &["main", "lib", "app"]),
-    ("edges", &["web", "api"]),
+    ("edges", &["web", "api", "admin"]),
     ("shared edge", &["edge"]),
     ("services", &["services"]),
     ("workers", &["delivery"]),

@@ -9,6 +9,7 @@ mod m20261125_000003_claim_indexes;
 mod m20261206_000004_pending_name;
 mod m20261206_000005_no_personal_statistics;
 mod m20261206_000006_wipe_due;
+mod m20261206_000007_daily_counts;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000004_pending_name::Migration),
             Box::new(m20261206_000005_no_personal_statistics::Migration),
             Box::new(m20261206_000006_wipe_due::Migration),
+            Box::new(m20261206_000007_daily_counts::Migration),
         ]
     }
 }

@@ -2,7 +2,9 @@
 
 use base64::Engine;
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, Set, Statement,
+};
 use sha2::{Digest, Sha256};
 
 use super::entities::api_key;
@@ -82,4 +84,23 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<api_key::Mo
         }
     }
     Ok(found)
+}
+
+/// The name of the key a dashboard session was opened with, while the session holds: the key
+/// is not revoked and the session (its token id) was not signed out. Checked on every request,
+/// so revoking a key ends its sessions at once.
+pub async fn session_key_name(db: &Db, key_id: i64, session: &str) -> Result<Option<String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        name: String,
+    }
+    Ok(Row::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT name FROM api_keys WHERE id = $1 AND revoked_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM spent_tokens WHERE jti = $2)",
+        [key_id.into(), session.into()],
+    ))
+    .one(db)
+    .await?
+    .map(|r| r.name))
 }

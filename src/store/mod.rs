@@ -4,12 +4,14 @@
 pub mod api_keys;
 pub mod batch;
 pub mod campaigns;
+pub mod daily_counts;
 pub mod entities;
 pub mod keys;
 pub mod lists;
 pub mod outbox;
 pub mod policies;
 pub mod queue;
+pub mod reports;
 pub mod retention;
 pub mod scrub;
 pub mod signups;

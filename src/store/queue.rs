@@ -8,6 +8,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
+use super::daily_counts::{self, Counter};
 use super::entities::campaign_recipient::RecipientStatus;
 use super::entities::outbox::OutboxStatus;
 use super::is_postgres;
@@ -68,6 +69,19 @@ pub enum Outcome {
     },
     /// Not sent because what it belonged to was cancelled meanwhile.
     Cancelled,
+}
+
+impl Outcome {
+    /// The per-day counter the outcome adds to; not sending on purpose counts nowhere.
+    fn counter(&self) -> Option<Counter> {
+        match self {
+            Outcome::Sent { .. } => Some(Counter::Sent),
+            Outcome::Retry { .. } => Some(Counter::Retried),
+            Outcome::Deferred { .. } => Some(Counter::Deferred),
+            Outcome::Failed { .. } => Some(Counter::Failed),
+            Outcome::Skipped { .. } | Outcome::Cancelled => None,
+        }
+    }
 }
 
 fn truncate(mut s: String) -> String {
@@ -210,13 +224,15 @@ impl Queue {
 
     /// Records the outcomes of one owner's sends; says per outcome whether it was recorded
     /// (false: the lease was lost). Sent outcomes, nearly all of them, share one statement per
-    /// chunk; the rest are recorded one by one.
+    /// chunk; the rest are recorded one by one. What was recorded is added to the day's
+    /// counters in one more statement.
     pub async fn record_many(
         &self,
         db: &impl ConnectionTrait,
         owner: &str,
         outcomes: Vec<(i64, Outcome)>,
     ) -> Vec<Result<bool, String>> {
+        let counters: Vec<Option<Counter>> = outcomes.iter().map(|(_, o)| o.counter()).collect();
         let mut results: Vec<Result<bool, String>> = Vec::with_capacity(outcomes.len());
         let mut sent: Vec<(usize, i64, String)> = Vec::new();
         for (i, (id, outcome)) in outcomes.into_iter().enumerate() {
@@ -241,6 +257,15 @@ impl Queue {
                     }
                 }
             }
+        }
+        let recorded: Vec<(Counter, u64)> = counters
+            .into_iter()
+            .zip(&results)
+            .filter_map(|(counter, result)| counter.filter(|_| *result == Ok(true)).map(|c| (c, 1)))
+            .collect();
+        if let Err(e) = daily_counts::add(db, &recorded).await {
+            // The outcomes stand; only the day's statistics miss them.
+            tracing::warn!(error = %e, "counting delivery outcomes failed");
         }
         results
     }

@@ -15,6 +15,7 @@
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
 use super::Db;
+use super::daily_counts::{self, Counter};
 use crate::config::RetentionConfig;
 
 const BATCH: i64 = 1000;
@@ -191,5 +192,26 @@ pub async fn run(
         leaving_cutoff,
     )
     .await?;
+    if mode == Mode::Apply {
+        // What was deleted is kept as counts per day: the evidence that retention ran.
+        daily_counts::add(
+            db,
+            &[
+                (
+                    Counter::RetentionUnconfirmed,
+                    report.unconfirmed_subscriptions_deleted,
+                ),
+                (
+                    Counter::RetentionUnconfirmedNames,
+                    report.unconfirmed_names_dropped,
+                ),
+                (Counter::RetentionNeverConfirmed, report.subscribers_deleted),
+                (Counter::RetentionAbuseData, report.consent_events_anonymized),
+                (Counter::RetentionLeavers, report.leavers_deleted),
+                (Counter::RetentionBounced, report.bounced_deleted),
+            ],
+        )
+        .await?;
+    }
     Ok(report)
 }

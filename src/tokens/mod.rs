@@ -29,6 +29,8 @@ pub enum Purpose {
     Export,
     ChangeAddress,
     Agree,
+    /// A dashboard session (a cookie, never a link).
+    AdminSession,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -199,6 +201,30 @@ impl PurposeClaims for ChangeAddressClaims {
     }
 }
 
+/// A dashboard session, opened by signing in with an API key: the key (checked on every
+/// request, so revoking it ends the session) and the session's own id (`jti`), which signing
+/// out spends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSessionClaims {
+    pub key_id: i64,
+    pub session: String,
+}
+
+impl PurposeClaims for AdminSessionClaims {
+    const PURPOSE: Purpose = Purpose::AdminSession;
+
+    fn from_claims(c: Claims) -> Result<Self, TokenError> {
+        // A session always ends: a token without an expiry is not one we issued.
+        if c.exp.is_none() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(AdminSessionClaims {
+            key_id: number_of(&c.sub)?,
+            session: c.jti,
+        })
+    }
+}
+
 pub struct Keyring {
     signing_kid: String,
     signing_key: EncodingKey,
@@ -362,6 +388,7 @@ mod tests {
             (Purpose::Agree, SUBSCRIBER, None),
             (Purpose::Agree, SUBSCRIBER, Some("1.5")),
             (Purpose::ChangeAddress, "x", None),
+            (Purpose::AdminSession, "key-1", None),
         ] {
             let t = issue(purpose, sub, aux);
             assert!(r.verify_claims(&t, purpose).is_ok(), "{purpose:?} verifies");
@@ -372,9 +399,26 @@ mod tests {
                 Purpose::Export => r.verify::<ExportClaims>(&t).map(drop),
                 Purpose::Agree => r.verify::<AgreeClaims>(&t).map(drop),
                 Purpose::ChangeAddress => r.verify::<ChangeAddressClaims>(&t).map(drop),
+                Purpose::AdminSession => r.verify::<AdminSessionClaims>(&t).map(drop),
             };
             assert_eq!(typed, Err(TokenError::Invalid), "{purpose:?} {sub:?} {aux:?}");
         }
+    }
+
+    /// A session token names its key and ends; one without an expiry is refused.
+    #[test]
+    fn an_admin_session_names_its_key_and_expires() {
+        let r = ring(&[("k1", "a-secret-of-at-least-thirty-two-bytes")]);
+        let t = r.issue(Purpose::AdminSession, "7", None, Some(Duration::from_secs(60)));
+        let claims = r.verify::<AdminSessionClaims>(&t).unwrap();
+        assert_eq!(claims.key_id, 7);
+        assert_eq!(
+            claims.session,
+            r.verify_claims(&t, Purpose::AdminSession).unwrap().jti
+        );
+        let endless = r.issue(Purpose::AdminSession, "7", None, None);
+        assert_eq!(r.verify::<AdminSessionClaims>(&endless), Err(TokenError::Invalid));
+        assert_eq!(r.verify::<ManageClaims>(&t), Err(TokenError::WrongPurpose));
     }
 
     /// A confirmation link without its issue time counts from when it was signed.

@@ -9,7 +9,7 @@ const DANGER: &str = "#b3261e";
 
 /// Inline styles: the pages load nothing from third parties (and nothing from us either).
 /// `--accent` and `--on-accent` are set per site, before this.
-const STYLE: &str = "*,*::before,*::after{box-sizing:border-box}\
+pub(crate) const STYLE: &str = "*,*::before,*::after{box-sizing:border-box}\
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:40rem;\
 margin:0 auto;padding:0 1rem 1rem;line-height:1.5;color:#1a1a1a;background:#fff;\
 overflow-wrap:break-word}\
@@ -67,13 +67,18 @@ fn text_on(hex: &str) -> &'static str {
     if luminance > 0.179 { "#000" } else { "#fff" }
 }
 
-/// The layout of every public page.
-pub fn layout(site: &SiteIdentity<'_>, title: &str, body: Markup) -> Markup {
+/// The site's colours as CSS custom properties, set before [`STYLE`].
+pub(crate) fn colours(site: &SiteIdentity<'_>) -> String {
     let accent = site.accent_color.unwrap_or(DEFAULT_ACCENT);
-    let colours = format!(
+    format!(
         ":root{{--accent:{accent};--on-accent:{};--danger:{DANGER}}}",
         text_on(accent)
-    );
+    )
+}
+
+/// The layout of every public page.
+pub fn layout(site: &SiteIdentity<'_>, title: &str, body: Markup) -> Markup {
+    let colours = colours(site);
     html! {
         (DOCTYPE)
         html lang="en" {
