@@ -339,7 +339,8 @@ impl Application {
     }
 
     /// Serves HTTP and runs the delivery worker until `shutdown` resolves; then stops taking
-    /// connections, lets in-flight requests finish, and lets the worker finish its batch.
+    /// connections, lets in-flight requests finish, and lets the worker finish the sends in
+    /// progress and hand back the rows it had not started.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = tokio::spawn(delivery::run(self.delivery.clone(), stop_rx.clone()));
@@ -364,12 +365,14 @@ impl Application {
             header_read_timeout: self.state.config.header_read_timeout,
             max_connections: self.state.config.max_connections,
         };
+        // The workers stop with the listener, not after the last request: a rolling restart
+        // gets their unsent rows back at once.
         serve::serve(self.listener, router(self.state.clone()), limits, async move {
             shutdown.await;
-            tracing::info!("shutting down: finishing requests and sends in flight");
+            tracing::info!("shutting down: finishing requests and sends in flight, handing back the rest");
+            let _ = stop_tx.send(true);
         })
         .await;
-        let _ = stop_tx.send(true);
         let _ = worker.await;
         let _ = housekeeping.await;
         let _ = retention.await;

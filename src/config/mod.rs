@@ -93,7 +93,8 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// Rows claimed per batch.
     pub batch_size: u32,
-    /// How long a claimed row stays leased before another worker may take it over.
+    /// How long a claimed row stays leased before another worker may take it over; a live
+    /// worker renews its leases every third of it (`delivery::leases`).
     pub lease: Duration,
     /// Attempts before a temporarily failing message is given up.
     pub max_attempts: u32,
@@ -110,10 +111,17 @@ impl DeliveryConfig {
     /// while a session carries one message, the send checks of the next ones (which wait a
     /// millisecond for each other) and the outcome records of the last ones run beside it
     /// instead of keeping the session idle (fewer left sessions waiting in the campaign
-    /// benchmark; see docs/benchmarks.md). The outcome recorder holds at most twice as many again (its queue and the group it is writing), so
-    /// three times this bounds the duplicates after a crash: sent, not yet recorded.
+    /// benchmark; see docs/benchmarks.md).
     pub fn in_flight(&self) -> usize {
         self.concurrency.max(1) * 8
+    }
+
+    /// The most messages of one queue a crash can leave sent and not recorded, to be sent again:
+    /// the rows in flight, plus the outcome recorder's queue and the group it is writing (each
+    /// at most as many). 24 x `DELIVERY_CONCURRENCY`: 192 with the default of 8. The README
+    /// states this bound.
+    pub fn unrecorded_at_most(&self) -> usize {
+        3 * self.in_flight()
     }
 }
 
@@ -549,7 +557,7 @@ impl Config {
         let delivery = DeliveryConfig {
             concurrency: s.parsed("DELIVERY_CONCURRENCY", 8usize)?.max(1),
             batch_size: s.parsed("DELIVERY_BATCH_SIZE", 64u32)?.clamp(1, 10_000),
-            lease: Duration::from_secs(s.parsed("DELIVERY_LEASE_SECONDS", 300u64)?.max(5)),
+            lease: Duration::from_secs(s.parsed("DELIVERY_LEASE_SECONDS", 15u64)?.max(5)),
             max_attempts: s.parsed("DELIVERY_MAX_ATTEMPTS", 8u32)?.max(1),
             retry_base: Duration::from_millis(s.parsed("DELIVERY_RETRY_BASE_MS", 30_000u64)?),
             rate_per_second: match s.parsed("SMTP_RATE_PER_SECOND", 0u32)? {

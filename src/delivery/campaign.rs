@@ -260,6 +260,10 @@ impl Job for CampaignJob {
         "campaigns"
     }
 
+    fn row_id(row: &ClaimedRecipient) -> i64 {
+        row.id
+    }
+
     async fn before_claim(&self, ctx: &Context) {
         match store::start_due(&ctx.db).await {
             Ok(0) => {}

@@ -9,6 +9,7 @@
 //! at-least-once, duplicates bounded by what was in flight.
 
 mod campaign;
+mod leases;
 mod lookups;
 mod payload;
 mod prepared;
@@ -17,6 +18,7 @@ mod recorder;
 pub use payload::Payload;
 pub use prepared::{PrepareError, Prepared, prepare_campaign, source_of};
 
+use leases::Leases;
 use lookups::Lookups;
 use recorder::Recorder;
 
@@ -116,6 +118,8 @@ impl Relay {
 trait Job: Send + Sync + 'static {
     type Row: Send + 'static;
     fn name(&self) -> &'static str;
+    /// The row's id in its queue.
+    fn row_id(row: &Self::Row) -> i64;
     async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
@@ -144,24 +148,27 @@ async fn run_job<J: Job>(
     let job = Arc::new(job);
     let owner = format!("{}-{}", job.name(), uuid::Uuid::new_v4().simple());
     let cfg = ctx.cfg.clone();
+    let leases = Arc::new(Leases::new(job.queue(), owner, cfg.lease));
+    // The heartbeat runs until the worker has recorded or handed back everything it held.
+    let (held_tx, held_rx) = watch::channel(false);
+    let heartbeat = tokio::spawn({
+        let (ctx, leases) = (ctx.clone(), leases.clone());
+        async move { leases.keep_renewed(&ctx, held_rx).await }
+    });
     // Outcomes are recorded in groups, off the senders' path (see `recorder`): what is sent
     // and not yet recorded at a crash stays bounded by the rows in flight plus the recorder's.
     let in_flight_max = cfg.in_flight();
-    let recorder = Arc::new(Recorder::start(
-        ctx.clone(),
-        job.queue(),
-        owner.clone(),
-        in_flight_max,
-    ));
+    let recorder = Arc::new(Recorder::start(ctx.clone(), leases.clone(), in_flight_max));
     tracing::info!(
         worker = job.name(),
         concurrency = cfg.concurrency,
         in_flight = in_flight_max,
         batch = cfg.batch_size,
+        lease_ms = cfg.lease.as_millis() as u64,
         "delivery worker started"
     );
     loop {
-        if *shutdown.borrow() {
+        if stopping(&shutdown) {
             break;
         }
         if let Some(wait) = relay.wait() {
@@ -176,7 +183,7 @@ async fn run_job<J: Job>(
         // sessions never wait for a claim (no barrier between batches).
         let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(in_flight_max);
         let claimer = {
-            let (job, ctx, shutdown, owner, cfg, relay) = (&*job, &ctx, &shutdown, &owner, &cfg, &*relay);
+            let (job, ctx, shutdown, leases, relay) = (&*job, &ctx, &shutdown, &*leases, &*relay);
             async move {
                 let mut claimed_any = false;
                 loop {
@@ -184,19 +191,19 @@ async fn run_job<J: Job>(
                         let _turn = ctx.background_writes.turn().await;
                         job.after_batch(ctx).await;
                     }
-                    if *shutdown.borrow() || relay.wait().is_some() {
+                    if stopping(shutdown) || relay.wait().is_some() {
                         break;
                     }
                     job.before_claim(ctx).await;
                     let now = crate::store::now_ms();
-                    let lease_until = now + i64::try_from(cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
                     let batch = {
                         let _turn = ctx.background_writes.turn().await;
-                        job.claim(ctx, owner, now, lease_until).await
+                        job.claim(ctx, leases.owner(), now, leases.until_ms(now)).await
                     };
                     if batch.is_empty() {
                         break;
                     }
+                    leases.hold(batch.iter().map(J::row_id));
                     claimed_any = true;
                     for row in batch {
                         if rows_tx.send(row).await.is_err() {
@@ -211,10 +218,17 @@ async fn run_job<J: Job>(
         // what is in flight is being checked, rendered or recorded meanwhile.
         let senders = async {
             let mut rows_rx = rows_rx;
+            let mut stop = shutdown.clone();
             let mut in_flight = tokio::task::JoinSet::new();
             let mut open = true;
             loop {
                 tokio::select! {
+                    // A graceful stop takes no more rows: those not started are handed back
+                    // below, the ones in flight finish.
+                    _ = stop.wait_for(|stop| *stop), if open => {
+                        open = false;
+                        rows_rx.close();
+                    }
                     row = rows_rx.recv(), if open && in_flight.len() < in_flight_max => match row {
                         Some(row) => {
                             let (job, ctx, relay, recorder) =
@@ -251,7 +265,15 @@ async fn run_job<J: Job>(
         }
     }
     recorder.flush().await;
+    leases.release_all(&ctx).await;
+    let _ = held_tx.send(true);
+    let _ = heartbeat.await;
     tracing::info!(worker = job.name(), "delivery worker stopped");
+}
+
+/// Whether the worker is to stop: told so, or whoever could tell it is gone.
+fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
 /// Runs the outbox and campaign workers until `shutdown`.
@@ -395,6 +417,10 @@ impl Job for OutboxJob {
 
     fn name(&self) -> &'static str {
         "outbox"
+    }
+
+    fn row_id(row: &ClaimedMessage) -> i64 {
+        row.id
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(worker = "outbox"))]

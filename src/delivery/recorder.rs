@@ -13,12 +13,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::leases::Leases;
 use super::{Context, Delivered};
 use crate::store::batch::{Batcher, Grouping};
-use crate::store::queue::{Outcome, Queue};
+use crate::store::queue::Outcome;
 
 /// How long the first outcome of a group waits for more. Long enough to gather a few dozen
-/// outcomes at thousands of messages per second, short next to a lease (minutes) and to what a
+/// outcomes at thousands of messages per second, short next to a lease (seconds) and to what a
 /// person watching the progress counts notices.
 const LINGER: Duration = Duration::from_millis(5);
 
@@ -29,14 +30,13 @@ pub(super) struct Recorder {
 impl Recorder {
     /// Starts the recording task; it ends when the `Recorder` is dropped, after writing what
     /// it holds.
-    pub(super) fn start(ctx: Arc<Context>, queue: &'static Queue, owner: String, capacity: usize) -> Self {
-        let owner: Arc<str> = owner.into();
+    pub(super) fn start(ctx: Arc<Context>, leases: Arc<Leases>, capacity: usize) -> Self {
         let grouping = Grouping::up_to(capacity).lingering(LINGER);
         let outcomes = Batcher::start(grouping, move |group: Vec<Delivered>| {
-            let (ctx, owner) = (ctx.clone(), owner.clone());
+            let (ctx, leases) = (ctx.clone(), leases.clone());
             async move {
                 let n = group.len();
-                record(&ctx, queue, &owner, group).await;
+                record(&ctx, &leases, group).await;
                 vec![(); n]
             }
         });
@@ -111,9 +111,11 @@ fn without_addresses(text: &str) -> std::borrow::Cow<'_, str> {
     words.join(" ").into()
 }
 
-/// Writes one group, fenced by the lease, and logs what could not be recorded.
-#[tracing::instrument(level = "debug", skip_all, fields(queue = queue.name(), rows = group.len()))]
-async fn record(ctx: &Context, queue: &Queue, owner: &str, group: Vec<Delivered>) {
+/// Writes one group, fenced by the lease, and logs what could not be recorded. Either way
+/// the rows' leases are no longer renewed: a row not recorded is due again when its lease
+/// lapses.
+#[tracing::instrument(level = "debug", skip_all, fields(rows = group.len()))]
+async fn record(ctx: &Context, leases: &Leases, group: Vec<Delivered>) {
     let mut kinds = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for d in group {
@@ -122,8 +124,9 @@ async fn record(ctx: &Context, queue: &Queue, owner: &str, group: Vec<Delivered>
     }
     let results = {
         let _turn = ctx.background_writes.turn().await;
-        queue.record_many(&ctx.db, owner, outcomes).await
+        leases.record_many(&ctx.db, outcomes).await
     };
+    leases.let_go(kinds.iter().map(|(id, _)| *id));
     for ((id, kind), result) in kinds.into_iter().zip(results) {
         match result {
             Ok(true) => {}

@@ -175,6 +175,69 @@ impl Queue {
         .await
     }
 
+    /// Extends the leases `owner` holds on `ids` until `until_ms`: the worker's heartbeat, so
+    /// that a short lease holds for as long as a live worker needs it. Returns the rows renewed.
+    pub async fn renew(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        ids: &[i64],
+        until_ms: i64,
+    ) -> Result<u64, DbErr> {
+        self.for_held(db, "next_attempt_at_ms = $2", owner, ids, until_ms)
+            .await
+    }
+
+    /// Hands back rows `owner` claimed and did not attempt (a graceful stop): due again at
+    /// `now_ms` for any worker, the attempt their claim counted taken back.
+    pub async fn release(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        ids: &[i64],
+        now_ms: i64,
+    ) -> Result<u64, DbErr> {
+        self.for_held(
+            db,
+            "status = 'queued', lease_owner = NULL, next_attempt_at_ms = $2, attempts = attempts - 1",
+            owner,
+            ids,
+            now_ms,
+        )
+        .await
+    }
+
+    /// `UPDATE … SET {set}` on the rows of `ids` that `owner` still holds, `$2` bound to `at_ms`.
+    async fn for_held(
+        &self,
+        db: &impl ConnectionTrait,
+        set: &str,
+        owner: &str,
+        ids: &[i64],
+        at_ms: i64,
+    ) -> Result<u64, DbErr> {
+        let mut changed = 0;
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let v = super::json_rows(db.get_database_backend(), 3, &["bigint"]);
+            let sql = format!(
+                "UPDATE {t} SET {set} WHERE id IN (SELECT column1 FROM {v}) \
+                 AND lease_owner = $1 AND status = 'sending'",
+                t = self.table
+            );
+            let rows: Vec<(i64,)> = chunk.iter().map(|id| (*id,)).collect();
+            let values: Vec<Value> = vec![owner.into(), at_ms.into(), super::json_rows_value(&rows)];
+            changed += db
+                .execute_raw(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    sql,
+                    values,
+                ))
+                .await?
+                .rows_affected();
+        }
+        Ok(changed)
+    }
+
     /// Records the outcome; false when the lease was lost (another worker took the row over).
     pub async fn record(
         &self,

@@ -145,7 +145,6 @@ pub fn base_settings(db_url: &str, smtp_port: u16) -> Vec<(String, String)> {
         ),
         ("DELIVERY_POLL_MS", "50".into()),
         ("DELIVERY_RETRY_BASE_MS", "200".into()),
-        ("DELIVERY_LEASE_SECONDS", "30".into()),
         ("RATE_LIMIT_PUBLIC_PER_MINUTE", "1000".into()),
         ("RATE_LIMIT_SIGNUP_PER_MINUTE", "10000".into()),
     ]
