@@ -16,6 +16,12 @@ use crate::store::campaigns::{self as store, CheckFor, ClaimedRecipient, Outcome
 use crate::store::entities::campaign::CampaignStatus;
 use crate::store::entities::policy_version;
 use crate::store::queue::{CAMPAIGN_RECIPIENTS, Queue};
+use crate::store::trouble::Trouble;
+
+// What the campaign worker does besides claiming, each told once through an outage.
+static STARTING_SCHEDULED: Trouble = Trouble::new("starting scheduled campaigns");
+static READING_POLICY: Trouble = Trouble::new("reading the policy in force");
+static MARKING_FINISHED: Trouble = Trouble::new("marking finished campaigns");
 
 #[derive(Default)]
 pub struct CampaignJob {
@@ -268,23 +274,24 @@ impl Job for CampaignJob {
         match store::start_due(&ctx.db).await {
             Ok(0) => {}
             Ok(_) => ctx.wakeups.campaigns.notify_one(),
-            Err(e) => tracing::warn!(error = %e, "starting scheduled campaigns failed"),
+            Err(e) => STARTING_SCHEDULED.failed(&e),
         }
         match crate::store::policies::material_in_force(&ctx.db, crate::store::now()).await {
             Ok(m) => *self.material.lock().expect("material lock") = m,
             // Keep the last known state; the next batch tries again.
-            Err(e) => tracing::warn!(error = %e, "reading the policy in force failed"),
+            Err(e) => READING_POLICY.failed(&e),
         }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(worker = "campaigns"))]
-    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedRecipient> {
-        store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "claiming campaign recipients failed; retrying shortly");
-                Vec::new()
-            })
+    async fn claim(
+        &self,
+        ctx: &Context,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<ClaimedRecipient>, crate::store::Error> {
+        store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await
     }
 
     fn queue(&self) -> &'static Queue {
@@ -305,7 +312,7 @@ impl Job for CampaignJob {
         match store::finish_done(&ctx.db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(campaigns = n, "campaigns finished"),
-            Err(e) => tracing::warn!(error = %e, "marking finished campaigns failed"),
+            Err(e) => MARKING_FINISHED.failed(&e),
         }
     }
 }

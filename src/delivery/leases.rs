@@ -12,6 +12,9 @@ use tokio::sync::watch;
 
 use super::Context;
 use crate::store::queue::Queue;
+use crate::store::trouble::Trouble;
+
+static RENEWING: Trouble = Trouble::new("renewing delivery leases");
 
 pub(super) struct Leases {
     queue: &'static Queue,
@@ -81,10 +84,11 @@ impl Leases {
                 let _turn = ctx.background_writes.turn().await;
                 self.queue.renew(&ctx.db, &self.owner, &held, until).await
             };
-            if let Err(e) = renewed {
-                // The leases may lapse and another worker take the rows over; the outcome
-                // records are fenced by the lease, so nothing is recorded twice.
-                tracing::warn!(queue = self.queue.name(), error = %e, "renewing leases failed");
+            // On failure the leases may lapse and another worker take the rows over; the
+            // outcome records are fenced by the lease, so nothing is recorded twice.
+            match renewed {
+                Ok(_) => RENEWING.ok(),
+                Err(e) => RENEWING.failed(&e),
             }
         }
     }

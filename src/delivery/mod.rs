@@ -36,6 +36,7 @@ use crate::mail::{ComposedMessage, SendError, Stamp, StampedMessage, Transport, 
 use crate::store::outbox::{self, ClaimedMessage};
 use crate::store::queue::{OUTBOX, Outcome, Queue};
 use crate::store::suppressions::{self, SuppressionReason};
+use crate::store::trouble::Trouble;
 use crate::store::{BackgroundWrites, Db};
 use crate::tokens::Links;
 
@@ -75,6 +76,8 @@ pub struct Relay {
 
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+/// The longest a worker waits between claims while the database cannot be used.
+const LONGEST_DB_PAUSE: Duration = Duration::from_secs(30);
 
 impl Relay {
     pub fn new(cfg: &DeliveryConfig) -> Self {
@@ -120,7 +123,13 @@ trait Job: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The row's id in its queue.
     fn row_id(row: &Self::Row) -> i64;
-    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<Self::Row>;
+    async fn claim(
+        &self,
+        ctx: &Context,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<Self::Row>, crate::store::Error>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
     /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
@@ -167,6 +176,11 @@ async fn run_job<J: Job>(
         lease_ms = cfg.lease.as_millis() as u64,
         "delivery worker started"
     );
+    let claims = Trouble::new(match job.name() {
+        "outbox" => "claiming outbox rows",
+        _ => "claiming campaign recipients",
+    });
+    let mut db_pause = FIRST_PAUSE;
     loop {
         if stopping(&shutdown) {
             break;
@@ -183,7 +197,8 @@ async fn run_job<J: Job>(
         // sessions never wait for a claim (no barrier between batches).
         let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(in_flight_max);
         let claimer = {
-            let (job, ctx, shutdown, leases, relay) = (&*job, &ctx, &shutdown, &*leases, &*relay);
+            let (job, ctx, shutdown, leases, relay, claims) =
+                (&*job, &ctx, &shutdown, &*leases, &*relay, &claims);
             async move {
                 let mut claimed_any = false;
                 loop {
@@ -196,9 +211,19 @@ async fn run_job<J: Job>(
                     }
                     job.before_claim(ctx).await;
                     let now = crate::store::now_ms();
-                    let batch = {
+                    let claimed = {
                         let _turn = ctx.background_writes.turn().await;
                         job.claim(ctx, leases.owner(), now, leases.until_ms(now)).await
+                    };
+                    let batch = match claimed {
+                        Ok(batch) => {
+                            claims.ok();
+                            batch
+                        }
+                        Err(e) => {
+                            claims.failed(&e);
+                            break;
+                        }
                     };
                     if batch.is_empty() {
                         break;
@@ -253,6 +278,17 @@ async fn run_job<J: Job>(
         let (claimed_any, ()) = tokio::join!(claimer, senders);
         // Finished campaigns are found by their recorded outcomes.
         recorder.flush().await;
+        if claims.is_failing() {
+            // The database cannot be used: wait longer each time (1 s doubling to 30 s), spend
+            // no attempts, and say so once (`Trouble`).
+            tokio::select! {
+                _ = tokio::time::sleep(db_pause) => {}
+                _ = shutdown.changed() => {}
+            }
+            db_pause = (db_pause * 2).min(LONGEST_DB_PAUSE);
+            continue;
+        }
+        db_pause = FIRST_PAUSE;
         if claimed_any {
             let _turn = ctx.background_writes.turn().await;
             job.after_batch(&ctx).await;
@@ -424,13 +460,14 @@ impl Job for OutboxJob {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(worker = "outbox"))]
-    async fn claim(&self, ctx: &Context, owner: &str, now: i64, lease_until: i64) -> Vec<ClaimedMessage> {
-        outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "claiming outbox rows failed; retrying shortly");
-                Vec::new()
-            })
+    async fn claim(
+        &self,
+        ctx: &Context,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<ClaimedMessage>, crate::store::Error> {
+        outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await
     }
 
     fn queue(&self) -> &'static Queue {

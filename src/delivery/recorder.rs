@@ -17,6 +17,9 @@ use super::leases::Leases;
 use super::{Context, Delivered};
 use crate::store::batch::{Batcher, Grouping};
 use crate::store::queue::Outcome;
+use crate::store::trouble::Trouble;
+
+static RECORDING: Trouble = Trouble::new("recording delivery outcomes");
 
 /// How long the first outcome of a group waits for more. Long enough to gather a few dozen
 /// outcomes at thousands of messages per second, short next to a lease (seconds) and to what a
@@ -127,14 +130,19 @@ async fn record(ctx: &Context, leases: &Leases, group: Vec<Delivered>) {
         leases.record_many(&ctx.db, outcomes).await
     };
     leases.let_go(kinds.iter().map(|(id, _)| *id));
+    let mut failed = None;
     for ((id, kind), result) in kinds.into_iter().zip(results) {
         match result {
             Ok(true) => {}
             Ok(false) => tracing::warn!(id, kind, "lease was lost before the outcome was recorded"),
-            Err(e) => {
-                tracing::error!(id, kind, error = %e, "recording the outcome failed; the lease will expire")
-            }
+            Err(e) => failed = Some(e),
         }
+    }
+    // Through an outage every group fails alike: one warning, not one per row. The rows are
+    // sent again once their leases lapse.
+    match failed {
+        Some(e) => RECORDING.failed_with(e),
+        None => RECORDING.ok(),
     }
 }
 

@@ -79,6 +79,23 @@ impl AppError {
         e.retry_after = Some(retry_after.max(1));
         e
     }
+    /// The database cannot be used just now (unreachable, full, read-only): a 503 that says
+    /// to come back shortly, and a warning in the log (the outage is not a bug).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        store::trouble::note_unavailable();
+        tracing::warn!(error = %cause, "database unavailable");
+        Self::still_unavailable()
+    }
+    /// The same answer, for a check that only repeats what a write met (nothing new to log).
+    pub fn still_unavailable() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "The service cannot reach its database just now. Please try again in a minute.",
+        );
+        e.retry_after = Some(30);
+        e
+    }
     /// Something on our side failed. The cause is logged once here; the client gets no detail.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -94,6 +111,9 @@ impl From<store::Error> for AppError {
     fn from(e: store::Error) -> Self {
         if store::is_unique_violation(&e) {
             return AppError::conflict("This already exists.");
+        }
+        if store::is_unavailable(&e) {
+            return AppError::unavailable(e);
         }
         AppError::internal(e)
     }

@@ -104,6 +104,10 @@ async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Resu
     let all: Vec<&Signup> = signups.iter().collect();
     match write_batch(ctx, &all).await {
         Ok(()) => signups.iter().map(|_| Ok(())).collect(),
+        // The database cannot be used just now: every signup gets that answer (a 503), at once.
+        Err(Error::Store(e)) if store::is_unavailable(&e) => {
+            signups.iter().map(|_| Err(Error::Store(e.clone()))).collect()
+        }
         // One bad signup must not fail the others: write each alone.
         Err(e) if signups.len() > 1 => {
             tracing::warn!(error = %e, signups = signups.len(), "a signup batch failed; writing them one by one");
@@ -113,7 +117,7 @@ async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Resu
             }
             results
         }
-        Err(e) => vec![Err(store::Error::Custom(e.to_string()).into())],
+        Err(e) => vec![Err(e)],
     }
 }
 

@@ -18,6 +18,7 @@ pub mod signups;
 pub mod spent_tokens;
 pub mod subscriptions;
 pub mod suppressions;
+pub mod trouble;
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub type Tx = DatabaseTransaction;
 /// What a query can fail with. The store's callers see this name only; which driver is behind
 /// it stays in the store.
 pub type Error = DbErr;
+
+/// The longest a request waits for a database connection before it is answered 503.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a busy timeout
 /// (writers queue instead of failing) and foreign keys.
@@ -66,9 +70,12 @@ pub(crate) async fn connect_compactor(url: &str) -> Result<Db, DbErr> {
 
 async fn connect_with(url: &str, sqlite_connections: u32, busy_timeout: Duration) -> Result<Db, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
+    // A request that needs the database waits at most ACQUIRE_TIMEOUT for a connection, then
+    // answers 503: while PostgreSQL is unreachable the pool keeps trying to connect, and no
+    // request should hang on it.
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30));
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT);
     if url.starts_with("sqlite:") {
         opts.max_connections(sqlite_connections)
             .min_connections(1)
@@ -199,6 +206,52 @@ pub fn now_ms() -> i64 {
 /// True when the error is a unique-constraint violation (an idempotent repeat, or a 409).
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Whether the database cannot be used just now (unreachable, refusing connections, out of
+/// disk, read-only, locked past the busy timeout), as opposed to a statement that is wrong:
+/// the first is a 503 and a reason for the workers to back off, the second a bug.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr::SqlxError;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(SqlxError(e)) | DbErr::Query(SqlxError(e)) => match &**e {
+            sea_orm::sqlx::Error::Io(_)
+            | sea_orm::sqlx::Error::Tls(_)
+            | sea_orm::sqlx::Error::PoolTimedOut
+            | sea_orm::sqlx::Error::PoolClosed
+            | sea_orm::sqlx::Error::WorkerCrashed => true,
+            sea_orm::sqlx::Error::Database(e) => e.code().is_some_and(|code| unavailable_code(&code)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs and SQLite result codes that mean "not now" rather than "wrong".
+fn unavailable_code(code: &str) -> bool {
+    // PostgreSQL: 08 connection exception, 53 insufficient resources (disk full, out of
+    // memory, too many connections), 57P01..03 shutting down or not accepting connections yet,
+    // 25006 a read-only transaction (a standby).
+    if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006" {
+        return true;
+    }
+    // SQLite (extended codes keep the primary one in the low byte): BUSY past the busy timeout,
+    // READONLY, IOERR, FULL, CANTOPEN.
+    code.parse::<i32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 8 | 10 | 13 | 14))
+}
+
+/// A write that proves the database takes writes now (`/healthz`): a full disk or a read-only
+/// file still answers reads.
+pub async fn check_writes(db: &Db) -> Result<(), DbErr> {
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE liveness SET checked_at_ms = $1 WHERE id = 1",
+        [now_ms().into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// The `VALUES` list of a multi-row statement whose only parameters these are: `($1, $2),

@@ -26,6 +26,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 use tokio::sync::{Notify, watch};
 
+use super::trouble::Trouble;
 use super::{Db, is_postgres};
 use crate::config::CompactionSchedule;
 
@@ -88,6 +89,12 @@ async fn record_wiped(db: &impl ConnectionTrait, deletions: i64, compacted: bool
 }
 
 /// Scrubs asked for and scrubs done, counted, so that whoever asks can wait for theirs.
+/// How often a checkpoint that keeps failing (a full disk) is tried.
+const CHECKPOINT_RETRY_WHILE_FAILING: Duration = Duration::from_secs(1);
+
+static CHECKPOINTS: Trouble = Trouble::new("checkpointing the SQLite write-ahead log");
+static WIPES: Trouble = Trouble::new("wiping deleted data");
+
 pub struct Scrubber {
     /// The pool on PostgreSQL; on SQLite a connection of its own with a short busy timeout
     /// (`connect_checkpointer`), so that a checkpoint never holds the write lock for long.
@@ -163,7 +170,11 @@ impl Scrubber {
         loop {
             let pending = *self.requested.borrow() > *self.done.borrow();
             if !pending {
-                pause = PASSIVE_CHECKPOINT_EVERY;
+                pause = if CHECKPOINTS.is_failing() {
+                    CHECKPOINT_RETRY_WHILE_FAILING
+                } else {
+                    PASSIVE_CHECKPOINT_EVERY
+                };
             }
             tokio::select! {
                 _ = tokio::time::sleep(pause), if sqlite || pending => {}
@@ -179,17 +190,21 @@ impl Scrubber {
                 }
                 match self.scrub(&mut horizon).await {
                     Ok(true) => {
+                        WIPES.ok();
                         self.done.send_replace(target);
                     }
                     Ok(false) => pause = retry,
                     Err(e) => {
-                        tracing::warn!(error = %e, "wiping deleted data failed; trying again shortly");
+                        WIPES.failed(&e);
                         pause = retry;
                     }
                 }
             } else if sqlite {
-                if let Err(e) = self.db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; trying again shortly");
+                // Through a full disk the checkpoint fails every time: said once, and tried
+                // less often until it works again.
+                match self.db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    Ok(_) => CHECKPOINTS.ok(),
+                    Err(e) => CHECKPOINTS.failed(&e),
                 }
             } else if tokio::time::Instant::now() >= next_compaction_check {
                 next_compaction_check = tokio::time::Instant::now() + COMPACTION_CHECK_EVERY;

@@ -8,7 +8,6 @@ mod signup;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::get;
 
@@ -55,17 +54,21 @@ pub fn public_openapi() -> utoipa::openapi::OpenApi {
     Public::openapi()
 }
 
-/// 200 when the service is up and its database answers; 503 otherwise.
+/// How long a write that failed for want of the database keeps `/healthz` at 503.
+const WRITES_FAILED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// 200 when the service is up and its database takes writes; 503 while it does not, and for
+/// 10 s after a write last failed for want of it.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "public",
-    summary = "Up, and the database answers",
+    summary = "Up, and the database takes writes",
     responses(
         (status = 200, description = "Up", body = String, content_type = "text/plain"),
         (status = 503,
-            description = "The database does not answer (a page, or a problem to a request that asks for \
-                           JSON)",
+            description = "The database does not take writes (unreachable, full or read-only): a page, or a \
+                           problem to a request that asks for JSON",
             content((Problem = "application/problem+json"), (String = "text/html"))),
         (status = 429, description = "Too many requests from this IP; see Retry-After",
             content((Problem = "application/problem+json"), (String = "text/html"))),
@@ -73,14 +76,14 @@ pub fn public_openapi() -> utoipa::openapi::OpenApi {
 )]
 #[tracing::instrument(level = "debug", skip_all)]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    crate::store::ping(&state.db).await.map_err(|e| {
-        tracing::warn!(error = %e, "health check: database unavailable");
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            "The database does not answer.",
-        )
-    })?;
+    // A write, not a read: a full disk or a read-only database answers reads. And what the
+    // other writes met lately: a full disk takes a small write where a larger one fails.
+    crate::store::check_writes(&state.db)
+        .await
+        .map_err(AppError::unavailable)?;
+    if crate::store::trouble::unavailable_within(WRITES_FAILED_WITHIN) {
+        return Err(AppError::still_unavailable());
+    }
     Ok("ok")
 }
 

@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod dkim_check;
 pub mod flows;
 pub mod smtp_sink;
+pub mod tcp_proxy;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -90,6 +91,15 @@ impl TestDb {
                     pg: None,
                 }
             }
+        }
+    }
+
+    /// A SQLite database in `dir` (kept by the caller).
+    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+        TestDb {
+            url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+            _dir: None,
+            pg: None,
         }
     }
 
