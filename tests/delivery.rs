@@ -330,15 +330,34 @@ async fn a_permanent_550_suppresses_the_address() {
     assert_eq!(to, vec!["fine@example.org".to_string()]);
 }
 
-/// A 5xx at DATA (content refused) fails the message without suppressing the address.
+/// A 5xx after the data of a transactional email (content refused) is about the relay, not
+/// the recipient: delivery pauses as for a relay that refuses the session, the message waits
+/// its turn without spending an attempt, nobody is suppressed, and the rest of the outbox goes
+/// on once the pause ends.
 #[tokio::test]
-async fn a_permanent_554_at_data_fails_without_suppression() {
+async fn a_refused_content_of_an_outbox_message_pauses_delivery_without_suppression() {
     let app = spawn_app().await;
     app.sink.reply(Stage::Data, "picky@example.org", 554, Some(1));
     queue_test_message(&app, "picky@example.org").await;
-    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'failed'", 1, WAIT)
-        .await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts = 0 AND last_error LIKE '554%'",
+        1,
+        WAIT,
+    )
+    .await;
+    assert!(matches!(
+        app.state.relay.state(),
+        letterhead::delivery::RelayState::Paused { reason, .. } if reason.contains("554 scripted reply")
+    ));
+    queue_test_message(&app, "fine@example.org").await;
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, ["fine@example.org"]);
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM suppressions").await, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM outbox WHERE status = 'failed'")
+            .await,
+        0
+    );
 }
 
 /// A row whose worker died (lease expired) is claimed again and sent; a row whose lease is

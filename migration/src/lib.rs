@@ -10,6 +10,7 @@ mod m20261206_000004_pending_name;
 mod m20261206_000005_no_personal_statistics;
 mod m20261206_000006_wipe_due;
 mod m20261206_000007_daily_counts;
+mod m20261206_000008_campaign_paused_reason;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000005_no_personal_statistics::Migration),
             Box::new(m20261206_000006_wipe_due::Migration),
             Box::new(m20261206_000007_daily_counts::Migration),
+            Box::new(m20261206_000008_campaign_paused_reason::Migration),
         ]
     }
 }
