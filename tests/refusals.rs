@@ -272,6 +272,46 @@ async fn refused_content_pauses_that_campaign_and_suppresses_no_one() {
     assert_eq!(app.sink.messages().len(), 20);
 }
 
+/// A test send of a campaign whose content the relay refuses fails, which is what the
+/// operator testing it wants to learn: nothing pauses, no one is suppressed.
+#[tokio::test]
+async fn a_test_send_whose_content_is_refused_fails_and_pauses_nothing() {
+    let (app, key) = app_with(None, vec![]).await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &json!({"subject": "Buy now", "lists": ["news"], "markdown": "Hello {{ name }}"}),
+        )
+        .await;
+    let res = app
+        .api_post(
+            &key,
+            "/api/v1/test-recipients",
+            &json!({"email": "team@example.org"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    app.sink.refuse(Stage::Data, "554 5.7.1 content rejected as spam");
+    let res = app
+        .api_post(
+            &key,
+            &format!("/api/v1/campaigns/{id}/test"),
+            &json!({"to": ["team@example.org"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'campaign_test' AND status = 'failed' \
+         AND last_error = '554 5.7.1 content rejected as spam'",
+        1,
+        WAIT,
+    )
+    .await;
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM suppressions").await, 0);
+    assert_eq!(relay_status(&app, &key).await["state"], "sending");
+    assert_eq!(app.campaign(&key, id).await["status"], "draft");
+}
+
 /// A relay that refuses the session (its greeting) or our credentials (AUTH) holds every
 /// message, confirmations included: none fails; each arrives once the relay accepts.
 async fn a_refused_session_holds_confirmations(stage: Stage, reply: &str, expected_reason: &str) {
