@@ -240,6 +240,32 @@ async fn a_refusal_on_a_reused_session_is_final() {
     );
 }
 
+/// A session the relay closed while it idled is replaced by a new one at once: the message
+/// goes on it without spending a second attempt or pausing delivery.
+#[tokio::test]
+async fn a_session_the_relay_closed_while_idle_is_replaced_at_once() {
+    let app = spawn_app().await;
+    app.sink.close_after_each_message();
+    queue_test_message(&app, "one@example.org").await;
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 1, WAIT)
+        .await;
+    queue_test_message(&app, "two@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND attempts = 1",
+        2,
+        WAIT,
+    )
+    .await;
+    assert_eq!(app.sink.sessions(), 2, "the closed session, then a new one");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM daily_counts WHERE counter IN ('retried', 'deferred')")
+            .await,
+        0,
+        "neither retried nor put off"
+    );
+    assert_eq!(app.state.relay.state(), letterhead::delivery::RelayState::Sending);
+}
+
 /// DELIVERY_CONCURRENCY caps the sessions with the relay for the whole process: the outbox
 /// worker and any other sender (here: direct sends, as the campaign worker makes) share them.
 #[tokio::test]

@@ -270,11 +270,14 @@ impl SmtpRelay {
                     self.put_back(conn);
                     return Ok(());
                 }
-                // The relay answered (a 4xx or 5xx, or a reply we could not read): that is the
-                // outcome, whichever session it came on. (lettre's `is_response` covers only
-                // the last; a refusal on a reused session used to be sent again at once.)
-                Err((step, e)) if e.status().is_some() || e.is_response() => return Err(classify((step, e))),
-                // The session had gone stale while idle (the relay closed it): a new one.
+                // The relay answered (a 4xx or 5xx, or a reply we could not read after its
+                // first): that is the outcome, whichever session it came on. (A refusal on a
+                // reused session used to be sent again at once.)
+                Err((step, e)) if e.status().is_some() || (e.is_response() && step != Step::MailFrom) => {
+                    return Err(classify((step, e)));
+                }
+                // The session had gone stale while idle (the relay closed it, so even the
+                // first reply never came): a new one. Nothing of the message went out.
                 Err(_) => {}
             }
         }

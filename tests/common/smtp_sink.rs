@@ -60,6 +60,8 @@ pub struct SmtpSink {
     data_delay_ms: std::sync::atomic::AtomicU64,
     /// Leave PIPELINING out of the EHLO reply.
     no_pipelining: std::sync::atomic::AtomicBool,
+    /// Close each session after its first message, as a relay closes an idle session.
+    close_after_message: std::sync::atomic::AtomicBool,
     /// Transactions whose RCPT arrived together with MAIL (the client pipelined).
     pipelined: std::sync::atomic::AtomicUsize,
     /// Sessions open now, and the most ever open at once.
@@ -152,6 +154,13 @@ impl SmtpSink {
     /// Stop offering PIPELINING to new sessions.
     pub fn without_pipelining(&self) {
         self.no_pipelining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Close every session once it has carried a message (without a QUIT), as a relay does
+    /// with a session left idle.
+    pub fn close_after_each_message(&self) {
+        self.close_after_message
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -340,6 +349,9 @@ impl SmtpSink {
             };
             write.write_all(reply.as_bytes()).await?;
             write.write_all(b"\r\n").await?;
+            if upper == "DATA" && self.close_after_message.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
         }
     }
 }
