@@ -55,10 +55,9 @@ pub struct SmtpRelay {
 /// the relay and our session with it; [`Step::RcptTo`] is about the recipient; the data steps
 /// about the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Step {
-    /// TCP and, for `smtps://`, the TLS handshake.
-    Connect,
-    /// The relay's greeting and our EHLO.
+enum Step {
+    /// The relay's greeting and our EHLO. (A connection or an implicit TLS handshake that
+    /// fails has no reply to classify: it is `Unavailable` as it is.)
     Greeting,
     StartTls,
     Auth,
@@ -74,7 +73,7 @@ impl Step {
     /// What the relay refuses when it refuses this step (for the reason an operator sees).
     fn refused(self) -> &'static str {
         match self {
-            Step::Connect | Step::Greeting => "the session",
+            Step::Greeting => "the session",
             Step::StartTls => "STARTTLS",
             Step::Auth => "our credentials (AUTH)",
             Step::MailFrom => "the sender (MAIL FROM)",
@@ -88,7 +87,7 @@ impl Step {
     fn is_session(self) -> bool {
         matches!(
             self,
-            Step::Connect | Step::Greeting | Step::StartTls | Step::Auth | Step::MailFrom
+            Step::Greeting | Step::StartTls | Step::Auth | Step::MailFrom
         )
     }
 }
@@ -109,7 +108,7 @@ type StepError = (Step, SmtpError);
 ///   without an enhanced code, when it is a 550, 551 or 553;
 /// - a 5xx to DATA: this message fails, nobody is suppressed;
 /// - a 5xx after the message's data: the relay refused the content ([`SendError::ContentRefused`]).
-pub(super) fn classify((step, e): StepError) -> SendError {
+fn classify((step, e): StepError) -> SendError {
     let Some(code) = e.status() else {
         let unreadable = e.is_response() || e.is_client();
         return if unreadable && !step.is_session() {
@@ -117,8 +116,6 @@ pub(super) fn classify((step, e): StepError) -> SendError {
             SendError::Temporary(e.to_string())
         } else if e.is_timeout() {
             SendError::Unavailable("the relay did not answer in time".into())
-        } else if step == Step::Connect {
-            SendError::Unavailable(format!("connecting to the relay failed: {e}"))
         } else {
             SendError::Unavailable(format!("the session with the relay failed: {e}"))
         };
