@@ -113,6 +113,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
     let wakeups = Arc::new(Wakeups::default());
     let scrubber =
         Arc::new(Scrubber::connect(&db, config.database_url.expose(), config.retention.compaction).await?);
+    let relay = Arc::new(delivery::Relay::new(&config.delivery));
     let delivery = Arc::new(delivery::Context {
         db: db.clone(),
         stamp: Stamp::new(&config),
@@ -124,6 +125,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
         confirm_ttl: config.signup.confirm_ttl,
         background_writes: BackgroundWrites::for_db(&db),
         wakeups: wakeups.clone(),
+        relay: relay.clone(),
     });
     let state = Arc::new(App {
         tokens: TokenVerifier::new(keyring, config.token_keys.is_none()),
@@ -161,6 +163,7 @@ pub async fn build_parts(config: Config) -> anyhow::Result<Parts> {
         },
         address_hasher,
         scrubber,
+        relay,
         db,
         config,
     });

@@ -240,6 +240,32 @@ async fn a_refusal_on_a_reused_session_is_final() {
     );
 }
 
+/// A session the relay closed while it idled is replaced by a new one at once: the message
+/// goes on it without spending a second attempt or pausing delivery.
+#[tokio::test]
+async fn a_session_the_relay_closed_while_idle_is_replaced_at_once() {
+    let app = spawn_app().await;
+    app.sink.close_after_each_message();
+    queue_test_message(&app, "one@example.org").await;
+    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", 1, WAIT)
+        .await;
+    queue_test_message(&app, "two@example.org").await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND attempts = 1",
+        2,
+        WAIT,
+    )
+    .await;
+    assert_eq!(app.sink.sessions(), 2, "the closed session, then a new one");
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM daily_counts WHERE counter IN ('retried', 'deferred')")
+            .await,
+        0,
+        "neither retried nor put off"
+    );
+    assert_eq!(app.state.relay.state(), letterhead::delivery::RelayState::Sending);
+}
+
 /// DELIVERY_CONCURRENCY caps the sessions with the relay for the whole process: the outbox
 /// worker and any other sender (here: direct sends, as the campaign worker makes) share them.
 #[tokio::test]
@@ -330,15 +356,34 @@ async fn a_permanent_550_suppresses_the_address() {
     assert_eq!(to, vec!["fine@example.org".to_string()]);
 }
 
-/// A 5xx at DATA (content refused) fails the message without suppressing the address.
+/// A 5xx after the data of a transactional email (content refused) is about the relay, not
+/// the recipient: delivery pauses as for a relay that refuses the session, the message waits
+/// its turn without spending an attempt, nobody is suppressed, and the rest of the outbox goes
+/// on once the pause ends.
 #[tokio::test]
-async fn a_permanent_554_at_data_fails_without_suppression() {
+async fn a_refused_content_of_an_outbox_message_pauses_delivery_without_suppression() {
     let app = spawn_app().await;
     app.sink.reply(Stage::Data, "picky@example.org", 554, Some(1));
     queue_test_message(&app, "picky@example.org").await;
-    app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'failed'", 1, WAIT)
-        .await;
+    app.wait_until(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts = 0 AND last_error LIKE '554%'",
+        1,
+        WAIT,
+    )
+    .await;
+    assert!(matches!(
+        app.state.relay.state(),
+        letterhead::delivery::RelayState::Paused { reason, .. } if reason.contains("554 scripted reply")
+    ));
+    queue_test_message(&app, "fine@example.org").await;
+    let msgs = app.sink.wait_for(1, WAIT).await;
+    assert_eq!(msgs[0].rcpt_to, ["fine@example.org"]);
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM suppressions").await, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM outbox WHERE status = 'failed'")
+            .await,
+        0
+    );
 }
 
 /// A row whose worker died (lease expired) is claimed again and sent; a row whose lease is

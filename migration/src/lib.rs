@@ -10,6 +10,7 @@ mod m20261206_000004_pending_name;
 mod m20261206_000005_no_personal_statistics;
 mod m20261206_000006_wipe_due;
 mod m20261206_000007_daily_counts;
+mod m20261206_000008_campaign_paused_reason;
 mod m20261206_000009_liveness;
 
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000005_no_personal_statistics::Migration),
             Box::new(m20261206_000006_wipe_due::Migration),
             Box::new(m20261206_000007_daily_counts::Migration),
+            Box::new(m20261206_000008_campaign_paused_reason::Migration),
             Box::new(m20261206_000009_liveness::Migration),
         ]
     }

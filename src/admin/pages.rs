@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use super::{Admin, html};
 use crate::config::MailTransportConfig;
+use crate::delivery::RelayState;
 use crate::edge::{AppError, AppState};
 use crate::store::daily_counts::{self, Counter};
 use crate::store::entities::campaign::CampaignStatus;
@@ -123,10 +124,16 @@ pub(super) async fn campaigns(
                     Some(t) => format!("scheduled for {}", when(t)),
                     None => "scheduled".to_owned(),
                 },
-                CampaignStatus::Sending | CampaignStatus::Paused => match c.started_at {
-                    Some(t) => format!("started {}", when(t)),
-                    None => "started".to_owned(),
-                },
+                CampaignStatus::Sending | CampaignStatus::Paused => {
+                    let started = match c.started_at {
+                        Some(t) => format!("started {}", when(t)),
+                        None => "started".to_owned(),
+                    };
+                    match &c.paused_reason {
+                        Some(reason) => format!("{started}; paused: {reason}"),
+                        None => started,
+                    }
+                }
                 CampaignStatus::Sent | CampaignStatus::Cancelled => match c.finished_at {
                     Some(t) => format!("{} {}", c.status, when(t)),
                     None => c.status.to_string(),
@@ -384,6 +391,17 @@ pub(super) async fn deliverability(
                 false,
             )
         }
+    };
+    // What this instance's workers know first hand comes first: a relay that fails them.
+    let (verdict, healthy) = match state.relay.state() {
+        RelayState::Sending => (verdict, healthy),
+        RelayState::Paused { reason, since, .. } => (
+            format!(
+                "Paused for {}: {reason}. Delivery tries again by itself; nothing is lost or given up meanwhile.",
+                span(now - since)
+            ),
+            false,
+        ),
     };
     let relay = view::RelayView {
         target: relay_target(&state.config.mail_transport),

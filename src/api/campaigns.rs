@@ -38,7 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"id": 7, "status": "sending", "subject": "Our spring news", "lists": ["weekly"],
     "from": null, "send_at": null, "recipients": 1200, "queued": 700, "sent": 480, "failed": 2,
     "skipped": 18, "skipped_reasons": {"unsubscribed": 15, "suppressed": 3}, "cancelled": 0,
-    "created_at": "2027-03-01T09:00:00Z", "started_at": "2027-03-01T10:00:00Z", "finished_at": null}))]
+    "created_at": "2027-03-01T09:00:00Z", "started_at": "2027-03-01T10:00:00Z", "finished_at": null, "paused_reason": null}))]
 pub struct CampaignView {
     id: i64,
     #[schema(schema_with = campaign_status)]
@@ -59,6 +59,9 @@ pub struct CampaignView {
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
+    /// Why delivery paused the campaign (the relay refused its content); null when it is not
+    /// paused, or the operator paused it. Resuming sends again what was held.
+    paused_reason: Option<String>,
 }
 
 /// [`CampaignInput`] as `Campaigns::validate` checks it: a subject, at least one list, and
@@ -138,6 +141,7 @@ async fn view(state: &AppState, c: campaign::Model) -> Result<CampaignView, AppE
         created_at: ts(c.created_at),
         started_at: c.started_at.map(ts),
         finished_at: c.finished_at.map(ts),
+        paused_reason: c.paused_reason,
     })
 }
 

@@ -20,6 +20,7 @@ mod unsubscribes;
 
 use std::net::IpAddr;
 
+use crate::delivery::RelayState;
 use crate::edge::AppError;
 use crate::edge::AppState;
 use crate::store::{api_keys, outbox};
@@ -154,14 +155,45 @@ async fn require_api_key(State(state): State<AppState>, mut req: Request, next: 
 #[derive(serde::Serialize)]
 struct Status {
     outbox: outbox::StatusCounts,
+    relay: RelayStatus,
+}
+
+/// Whether delivery is sending, or paused because of the relay (and why, since and until when).
+#[derive(serde::Serialize)]
+struct RelayStatus {
+    state: &'static str,
+    reason: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+impl From<RelayState> for RelayStatus {
+    fn from(state: RelayState) -> Self {
+        let ts = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+        match state {
+            RelayState::Sending => RelayStatus {
+                state: "sending",
+                reason: None,
+                since: None,
+                until: None,
+            },
+            RelayState::Paused { reason, since, until } => RelayStatus {
+                state: "paused",
+                reason: Some(reason),
+                since: ts(since),
+                until: ts(until),
+            },
+        }
+    }
 }
 
 impl utoipa::PartialSchema for Status {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use crate::edge::schemas::{date_time, one_of, or_null};
         let count = |description: &str| serde_json::json!({"type": "integer", "minimum": 0, "description": description});
         crate::edge::schemas::schema(serde_json::json!({
             "type": "object",
-            "required": ["outbox"],
+            "required": ["outbox", "relay"],
             "properties": {"outbox": {
                 "type": "object",
                 "description": "Transactional emails (confirmations, notices, export links, test sends) by status",
@@ -173,19 +205,34 @@ impl utoipa::PartialSchema for Status {
                     "failed": count("Given up"),
                     "cancelled": count("Not sent, on purpose (e.g. the address was suppressed)"),
                 },
+            }, "relay": {
+                "type": "object",
+                "description": "Whether this instance's delivery is sending, or paused because the relay cannot be \
+                                reached or refuses the session, our credentials or the sender (no message \
+                                spends an attempt meanwhile)",
+                "required": ["state", "reason", "since", "until"],
+                "properties": {
+                    "state": one_of(&["sending", "paused"], "Sending, or waiting for the relay"),
+                    "reason": {"type": ["string", "null"], "description": "Why delivery is paused: the relay's reply, or what failed (null while sending)"},
+                    "since": or_null(date_time("When the pause began (null while sending)")),
+                    "until": or_null(date_time("When delivery tries the relay again (null while sending)")),
+                },
             }},
-            "example": {"outbox": {"queued": 3, "sending": 1, "sent": 1520, "failed": 2, "cancelled": 4}},
+            "example": {"outbox": {"queued": 3, "sending": 1, "sent": 1520, "failed": 2, "cancelled": 4},
+                        "relay": {"state": "paused", "reason": "the relay refused our credentials (AUTH): 535 5.7.8 authentication failed",
+                                  "since": "2027-03-01T10:00:00Z", "until": "2027-03-01T10:00:08Z"}},
         }))
     }
 }
 impl utoipa::ToSchema for Status {}
 
-/// Delivery at a glance: outbox rows by status.
-#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status", responses((status = 200, description = "Counts", body = Status)))]
+/// Delivery at a glance: outbox rows by status, and whether the relay takes mail.
+#[utoipa::path(get, path = "/api/v1/status", tag = "delivery", summary = "Outbox rows by status, and the relay's state", responses((status = 200, description = "Counts and the relay's state", body = Status)))]
 #[tracing::instrument(level = "debug", skip_all)]
 async fn status(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     Ok(Json(Status {
         outbox: outbox::counts(&state.db).await?,
+        relay: state.relay.state().into(),
     }))
 }
 

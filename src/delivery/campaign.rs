@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::prepared::{Prepared, prepare_campaign};
-use super::{Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
+use super::{ContentOf, Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::mail::content::RecipientFields;
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
@@ -186,7 +186,16 @@ impl CampaignJob {
                 };
             }
         }
-        send_stamped(ctx, relay, &stamped, turn, &hash, row.attempts).await
+        send_stamped(
+            ctx,
+            relay,
+            &stamped,
+            turn,
+            &hash,
+            row.attempts,
+            ContentOf::Campaign(row.campaign_id),
+        )
+        .await
     }
 
     /// One recipient's send check, or the outcome instead: skipped when there is no one to

@@ -2,11 +2,14 @@
 //! lease, lets go of the database, checks the recipient may still be mailed, renders, stamps,
 //! signs, sends, then records the outcome.
 //!
-//! A 4xx is retried with exponential backoff and jitter; a permanent failure is recorded, and a
-//! refused mailbox (550/551/553) is suppressed (GY-6). A relay that cannot be reached pauses all
-//! delivery for a while without spending anyone's attempts, and delivery resumes by itself. A
-//! worker that dies leaves its lease to expire, after which its rows are due again: delivery is
-//! at-least-once, duplicates bounded by what was in flight.
+//! A refusal is about what it names. A 4xx to a message is retried with exponential backoff
+//! and jitter; a 5xx to the recipient fails the message, and suppresses the address only when
+//! the mailbox does not exist (GY-6). A relay that cannot be reached, or that refuses the
+//! session, our credentials or the sender, pauses all delivery for a while (see [`Relay`])
+//! without spending anyone's attempts, and delivery resumes by itself; a refused campaign
+//! content pauses that campaign. A live worker renews its short leases; one that dies leaves
+//! them to lapse, after which its rows are due again (see `leases`): delivery is at-least-once,
+//! duplicates bounded by what was in flight.
 
 mod campaign;
 mod leases;
@@ -14,19 +17,19 @@ mod lookups;
 mod payload;
 mod prepared;
 mod recorder;
+mod relay;
 
 pub use payload::Payload;
 pub use prepared::{PrepareError, Prepared, prepare_campaign, source_of};
+pub use relay::{Relay, RelayState};
 
 use leases::Leases;
 use lookups::Lookups;
 use recorder::Recorder;
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
@@ -54,6 +57,8 @@ pub struct Context {
     /// The delivery workers' turns at SQLite's write lock (see [`BackgroundWrites`]).
     pub background_writes: BackgroundWrites,
     pub wakeups: Arc<Wakeups>,
+    /// Whether the relay takes mail, shared by the workers (and shown by the API).
+    pub relay: Arc<Relay>,
 }
 
 /// Pokes for the workers: whoever queues mail or starts a campaign in this process wakes them
@@ -66,56 +71,10 @@ pub struct Wakeups {
     pub campaigns: Notify,
 }
 
-/// What all workers of a process share about the relay: its send rate, and whether it is
-/// reachable.
-pub struct Relay {
-    rate: Option<DefaultDirectRateLimiter>,
-    paused_until: Mutex<Option<Instant>>,
-    pause: Mutex<Duration>,
-}
-
-const FIRST_PAUSE: Duration = Duration::from_secs(1);
-const LONGEST_PAUSE: Duration = Duration::from_secs(60);
-/// The longest a worker waits between claims while the database cannot be used.
+/// How long a worker waits between claims while the database cannot be used: 1 s, doubling
+/// to 30 s.
+const FIRST_DB_PAUSE: Duration = Duration::from_secs(1);
 const LONGEST_DB_PAUSE: Duration = Duration::from_secs(30);
-
-impl Relay {
-    pub fn new(cfg: &DeliveryConfig) -> Self {
-        metrics::gauge!("letterhead_relay_paused").set(0.0);
-        Relay {
-            rate: cfg
-                .rate_per_second
-                .and_then(NonZeroU32::new)
-                .map(|n| RateLimiter::direct(Quota::per_second(n))),
-            paused_until: Mutex::new(None),
-            pause: Mutex::new(FIRST_PAUSE),
-        }
-    }
-
-    /// How long to wait before claiming more work, if the relay is paused.
-    fn wait(&self) -> Option<Duration> {
-        let until = (*self.paused_until.lock().expect("relay lock"))?;
-        until.checked_duration_since(Instant::now())
-    }
-
-    /// The relay could not be reached: pause, doubling up to a minute. Returns when to retry.
-    fn unreachable(&self) -> Duration {
-        let mut pause = self.pause.lock().expect("relay lock");
-        let this = *pause;
-        *self.paused_until.lock().expect("relay lock") = Some(Instant::now() + this);
-        *pause = (this * 2).min(LONGEST_PAUSE);
-        metrics::gauge!("letterhead_relay_paused").set(1.0);
-        this
-    }
-
-    fn reachable(&self) {
-        let mut pause = self.pause.lock().expect("relay lock");
-        if *pause != FIRST_PAUSE {
-            *pause = FIRST_PAUSE;
-            metrics::gauge!("letterhead_relay_paused").set(0.0);
-        }
-    }
-}
 
 /// A queue a worker drains.
 trait Job: Send + Sync + 'static {
@@ -180,7 +139,7 @@ async fn run_job<J: Job>(
         "outbox" => "claiming outbox rows",
         _ => "claiming campaign recipients",
     });
-    let mut db_pause = FIRST_PAUSE;
+    let mut db_pause = FIRST_DB_PAUSE;
     loop {
         if stopping(&shutdown) {
             break;
@@ -288,7 +247,7 @@ async fn run_job<J: Job>(
             db_pause = (db_pause * 2).min(LONGEST_DB_PAUSE);
             continue;
         }
-        db_pause = FIRST_PAUSE;
+        db_pause = FIRST_DB_PAUSE;
         if claimed_any {
             let _turn = ctx.background_writes.turn().await;
             job.after_batch(&ctx).await;
@@ -314,7 +273,7 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
 
 /// Runs the outbox and campaign workers until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
-    let relay = Arc::new(Relay::new(&ctx.cfg));
+    let relay = ctx.relay.clone();
     tokio::join!(
         run_job(
             OutboxJob {
@@ -357,7 +316,7 @@ fn retry_later(cfg: &DeliveryConfig, attempts: i32, error: String) -> Outcome {
     Outcome::Retry { at_ms, error }
 }
 
-/// Stamps, signs and sends one composed message; turns the result into an outcome (and
+/// Stamps, signs and sends one outbox message; turns the result into an outcome (and
 /// suppresses a refused mailbox).
 async fn stamp_and_send(
     ctx: &Context,
@@ -365,9 +324,10 @@ async fn stamp_and_send(
     composed: ComposedMessage,
     hash: &AddressHash,
     attempts: i32,
+    content_of: ContentOf,
 ) -> Outcome {
     match stamp_for_turn(ctx, composed, attempts).await {
-        Ok((stamped, turn)) => send_stamped(ctx, relay, &stamped, turn, hash, attempts).await,
+        Ok((stamped, turn)) => send_stamped(ctx, relay, &stamped, turn, hash, attempts, content_of).await,
         Err(outcome) => outcome,
     }
 }
@@ -391,8 +351,28 @@ async fn stamp_for_turn(
     Ok((stamped, turn))
 }
 
-/// Sends a stamped message in its turn; turns the result into an outcome (and suppresses a
-/// refused mailbox).
+/// What a message is, for a relay that refuses its content (a 5xx after the data).
+#[derive(Clone, Copy)]
+enum ContentOf {
+    /// An email of our own making (confirmation, notice, export link...): the relay's objection
+    /// is about the relay (its filter, our account with it), so delivery pauses as for any
+    /// relay trouble, and this message waits [`REFUSED_CONTENT_WAITS`] before its next try.
+    Outbox,
+    /// A campaign's email: that campaign pauses, with the relay's reply as its reason, until
+    /// the operator resumes it.
+    Campaign(i64),
+    /// A test send of a campaign: it fails with the relay's reply, which is what the operator
+    /// testing the content wants to learn.
+    CampaignTest,
+}
+
+/// How long an outbox message whose content the relay refused waits before it is tried
+/// again (the rest of the outbox goes on once the relay's pause ends). No attempt is spent.
+const REFUSED_CONTENT_WAITS: Duration = Duration::from_secs(60);
+
+/// Sends a stamped message in its turn; turns the result into an outcome. Only a refused
+/// mailbox suppresses the address (GY-6); what is about the relay pauses delivery and what is
+/// about a campaign's content pauses that campaign, neither spending an attempt.
 #[tracing::instrument(level = "debug", skip_all)]
 async fn send_stamped(
     ctx: &Context,
@@ -401,31 +381,29 @@ async fn send_stamped(
     turn: Turn,
     hash: &AddressHash,
     attempts: i32,
+    content_of: ContentOf,
 ) -> Outcome {
     if let Some(rate) = &relay.rate {
         rate.until_ready().await;
     }
+    let deferred = |wait: Duration, error: String| Outcome::Deferred {
+        at_ms: crate::store::now_ms() + i64::try_from(wait.as_millis()).unwrap_or(0),
+        error,
+    };
     match ctx.transport.send_in_turn(stamped, turn).await {
         Ok(()) => {
-            relay.reachable();
+            relay.answered();
             Outcome::Sent {
                 message_id: stamped.message_id().to_owned(),
             }
         }
         Err(SendError::Temporary(e)) => retry_later(&ctx.cfg, attempts, e),
-        Err(SendError::Unavailable(error)) => {
-            let wait = relay.unreachable();
-            tracing::warn!(pause_ms = wait.as_millis() as u64, error = %error, "relay unavailable: delivery paused");
-            Outcome::Deferred {
-                at_ms: crate::store::now_ms() + i64::try_from(wait.as_millis()).unwrap_or(0),
-                error,
-            }
-        }
+        Err(SendError::Unavailable(error)) => deferred(relay.unavailable(&error), error),
         Err(SendError::Permanent {
             message,
             mailbox_unavailable,
         }) => {
-            relay.reachable();
+            relay.answered();
             if mailbox_unavailable
                 && let Err(e) = suppressions::add(&ctx.db, hash, SuppressionReason::HardBounce).await
             {
@@ -433,6 +411,34 @@ async fn send_stamped(
             }
             Outcome::Failed { error: message }
         }
+        Err(SendError::ContentRefused(reply)) => match content_of {
+            ContentOf::Outbox => {
+                let wait = relay.unavailable(&format!(
+                    "the relay refused the content of a transactional email: {reply}"
+                ));
+                deferred(wait.max(REFUSED_CONTENT_WAITS), reply)
+            }
+            ContentOf::Campaign(campaign) => {
+                relay.answered();
+                let reason = format!(
+                    "the relay refused the content: {}",
+                    recorder::without_addresses(&reply)
+                );
+                match crate::store::campaigns::pause_because(&ctx.db, campaign, &reason).await {
+                    Ok(true) => tracing::warn!(campaign, reason = %reason, "campaign paused"),
+                    Ok(false) => {} // paused already (another message of it), or ended
+                    Err(e) => {
+                        tracing::error!(campaign, error = %e, "pausing the campaign failed");
+                        return retry_later(&ctx.cfg, attempts, reply);
+                    }
+                }
+                deferred(Duration::ZERO, reply)
+            }
+            ContentOf::CampaignTest => {
+                relay.answered();
+                Outcome::Failed { error: reply }
+            }
+        },
     }
 }
 
@@ -512,7 +518,13 @@ impl OutboxJob {
             Err(e) => return retry_later(cfg, row.attempts, e),
         }
         match payload.render(ctx, &self.lookups, recipient, row).await {
-            Ok(Some(m)) => stamp_and_send(ctx, relay, m, &hash, row.attempts).await,
+            Ok(Some(m)) => {
+                let content_of = match payload {
+                    Payload::CampaignTest { .. } => ContentOf::CampaignTest,
+                    _ => ContentOf::Outbox,
+                };
+                stamp_and_send(ctx, relay, m, &hash, row.attempts, content_of).await
+            }
             Ok(None) => Outcome::Skipped {
                 reason: "no longer wanted".into(),
             },

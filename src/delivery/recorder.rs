@@ -103,7 +103,7 @@ fn kind_label(kind: &str) -> &'static str {
 }
 
 /// `text` with every word that holds an `@` replaced: what a log line may show of a reply.
-fn without_addresses(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn without_addresses(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains('@') {
         return text.into();
     }

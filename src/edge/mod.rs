@@ -84,6 +84,8 @@ pub struct App {
     pub campaigns: Campaigns,
     /// Wipes what erasures, address changes and retention leave on disk, off the request path.
     pub scrubber: Arc<Scrubber>,
+    /// Whether delivery is sending or waits for the relay (the workers' own view).
+    pub relay: Arc<crate::delivery::Relay>,
 }
 
 pub type AppState = Arc<App>;

@@ -1,35 +1,38 @@
-//! The wire: lettre's pooled async SMTP client (TLS as configured, GY-3) or a directory of
-//! `.eml` files. Accepts only [`StampedMessage`]s.
+//! The wire: our pooled SMTP client (TLS as configured, GY-3) or a directory of `.eml` files.
+//! Accepts only [`StampedMessage`]s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
 
 use super::relay::SmtpRelay;
 use super::stamp::StampedMessage;
-use crate::config::{Config, MailTransportConfig, SmtpTls};
+use crate::config::{Config, MailTransportConfig};
 
+/// Why a send failed, by whom it is about (see `relay::classify` for which reply is which).
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The relay answered with a 4xx: this message is worth trying again later.
+    /// A 4xx to the recipient, to DATA or to the message: worth trying again later.
     #[error("temporary failure: {0}")]
     Temporary(String),
-    /// The relay could not be reached or did not answer (down, timeout, TLS trouble): nothing
-    /// is wrong with the message; delivery as a whole should wait.
+    /// About the relay, not the message: it could not be reached or did not answer (down,
+    /// timeout, TLS trouble), or it refused the session, our credentials or the sender. Delivery
+    /// as a whole should wait; no message is to blame.
     #[error("relay unavailable: {0}")]
     Unavailable(String),
-    /// Will not succeed by retrying: a 5xx. `mailbox_unavailable` when the relay refused the
-    /// recipient itself (550/551/553), which is what suppresses an address (GY-6).
+    /// Will not succeed by retrying: a 5xx to the recipient or to DATA. `mailbox_unavailable`
+    /// when the reply says the recipient's mailbox does not exist, which is what suppresses an
+    /// address (GY-6).
     #[error("permanent failure: {message}")]
     Permanent {
         message: String,
         mailbox_unavailable: bool,
     },
+    /// A 5xx after the message's data: the relay refused the content, not the recipient.
+    #[error("content refused: {0}")]
+    ContentRefused(String),
 }
 
 /// A turn for one of the relay's sessions (see [`Transport::take_turn`]).
@@ -44,10 +47,8 @@ pub struct Transport {
 }
 
 enum Wire {
-    /// `smtp://`, `smtp+starttls://`: our pool over lettre's SMTP client, with TCP_NODELAY.
+    /// `smtp://`, `smtp+starttls://`, `smtps://`: our pool over lettre's SMTP client.
     Relay(SmtpRelay),
-    /// `smtps://`: lettre's pooled transport (implicit TLS).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -85,6 +86,7 @@ impl Transport {
             Err(SendError::Temporary(_)) => "temporary",
             Err(SendError::Permanent { .. }) => "permanent",
             Err(SendError::Unavailable(_)) => "unavailable",
+            Err(SendError::ContentRefused(_)) => "content_refused",
         };
         metrics::histogram!("letterhead_smtp_send_duration_seconds", "result" => result_label)
             .record(started.elapsed());
@@ -100,7 +102,6 @@ impl Transport {
                 .map(|_| ())
                 .map_err(|e| SendError::Unavailable(format!("writing the .eml file failed: {e}"))),
             Wire::Relay(r) => r.send(envelope, bytes).await,
-            Wire::Smtp(t) => t.send_raw(envelope, bytes).await.map(|_| ()).map_err(classify),
         }
     }
 }
@@ -122,62 +123,16 @@ impl Wire {
                 port,
                 tls,
                 credentials,
-            } if *tls != SmtpTls::Implicit => Ok(Wire::Relay(SmtpRelay::new(
+            } => Ok(Wire::Relay(SmtpRelay::new(
                 host.clone(),
                 *port,
-                *tls == SmtpTls::Required,
+                *tls,
                 credentials
                     .as_ref()
                     .map(|(u, p)| Credentials::new(u.clone(), p.expose().to_owned())),
                 ClientId::Domain(config.mail_from.domain().to_owned()),
                 config.delivery.concurrency,
-            ))),
-            // Implicit TLS (smtps://): lettre's own pool.
-            MailTransportConfig::Smtp {
-                host,
-                port,
-                credentials,
-                ..
-            } => {
-                let params = TlsParameters::new(host.clone())
-                    .map_err(|e| format!("MAIL_TRANSPORT TLS set-up failed: {e}"))?;
-                let tls = Tls::Wrapper(params);
-                let pool_size = u32::try_from(config.delivery.concurrency).unwrap_or(u32::MAX);
-                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                    .port(*port)
-                    .tls(tls)
-                    .hello_name(ClientId::Domain(config.mail_from.domain().to_owned()))
-                    .timeout(Some(Duration::from_secs(60)))
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(pool_size)
-                            .idle_timeout(Duration::from_secs(30)),
-                    );
-                if let Some((user, pass)) = credentials {
-                    builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_owned()));
-                }
-                Ok(Wire::Smtp(builder.build()))
-            }
+            )?)),
         }
-    }
-}
-
-/// What an SMTP failure means for delivery, the same for every SMTP transport: a reply is
-/// about this message (4xx try again later, 5xx give up); no reply at all (the relay cannot be
-/// reached, the connection broke, TLS failed, it timed out) is about the relay, so delivery as
-/// a whole waits and no message spends an attempt on it.
-pub(super) fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    let message = e.to_string();
-    if e.is_permanent() {
-        let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-        SendError::Permanent {
-            mailbox_unavailable: matches!(code, Some(550 | 551 | 553)),
-            message,
-        }
-    } else if e.is_transient() || e.is_response() || e.is_client() {
-        // A 4xx, a reply we could not read, or a message lettre would not send as it is.
-        SendError::Temporary(message)
-    } else {
-        SendError::Unavailable(message)
     }
 }

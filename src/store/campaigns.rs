@@ -78,7 +78,8 @@ pub async fn lists_of(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Vec
         .await
 }
 
-/// Moves a campaign from one of `from` to `to`; false when it was in none of them.
+/// Moves a campaign from one of `from` to `to`; false when it was in none of them. A reason
+/// delivery gave for a pause goes with the pause.
 pub async fn transition(
     db: &impl ConnectionTrait,
     id: i64,
@@ -87,6 +88,10 @@ pub async fn transition(
 ) -> Result<bool, DbErr> {
     let mut q = campaign::Entity::update_many()
         .col_expr(campaign::Column::Status, Expr::value(to))
+        .col_expr(
+            campaign::Column::PausedReason,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(campaign::Column::UpdatedAt, super::now().into());
     if to == CampaignStatus::Sending {
         q = q.col_expr(campaign::Column::StartedAt, super::now().into());
@@ -97,6 +102,20 @@ pub async fn transition(
     let res = q
         .filter(campaign::Column::Id.eq(id))
         .filter(campaign::Column::Status.is_in(from.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Pauses a campaign that is sending, because of `reason` (delivery's, not the operator's);
+/// false when it was not sending (paused already, or ended).
+pub async fn pause_because(db: &impl ConnectionTrait, id: i64, reason: &str) -> Result<bool, DbErr> {
+    let res = campaign::Entity::update_many()
+        .col_expr(campaign::Column::Status, Expr::value(CampaignStatus::Paused))
+        .col_expr(campaign::Column::PausedReason, Expr::value(reason))
+        .col_expr(campaign::Column::UpdatedAt, super::now().into())
+        .filter(campaign::Column::Id.eq(id))
+        .filter(campaign::Column::Status.eq(CampaignStatus::Sending))
         .exec(db)
         .await?;
     Ok(res.rows_affected > 0)

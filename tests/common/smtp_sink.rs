@@ -1,6 +1,7 @@
 //! A real SMTP server for tests: it speaks the protocol to lettre over TCP, captures every
-//! message as raw bytes with its envelope, and answers scripted codes at RCPT or DATA so tests
-//! can provoke temporary (4xx) and permanent (5xx) failures.
+//! message as raw bytes with its envelope, and answers scripted replies at the greeting, AUTH,
+//! MAIL FROM, RCPT or after the data, so tests can provoke temporary (4xx) and permanent (5xx)
+//! refusals of the session, the credentials, the sender, a recipient or the content.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,17 +23,29 @@ impl Captured {
     }
 }
 
+/// Where a scripted reply is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Instead of the 220 greeting (the session then ends).
+    Greeting,
+    /// To AUTH (the sink offers AUTH PLAIN and LOGIN).
+    Auth,
+    /// To MAIL FROM.
+    MailFrom,
+    /// To RCPT TO, for recipients containing the rule's text.
     Rcpt,
+    /// After the message's data (its final dot), for transactions to such recipients.
     Data,
 }
 
 struct Rule {
     stage: Stage,
-    /// Matches when the recipient contains this text.
+    /// Matches when the recipient contains this text (at RCPT and DATA; every rule matches
+    /// at the other stages).
     recipient: String,
     code: u16,
+    /// The whole reply line; `None`: a default text for the code.
+    line: Option<String>,
     /// How many more times the rule applies (`None`: always).
     remaining: Option<usize>,
 }
@@ -47,6 +60,8 @@ pub struct SmtpSink {
     data_delay_ms: std::sync::atomic::AtomicU64,
     /// Leave PIPELINING out of the EHLO reply.
     no_pipelining: std::sync::atomic::AtomicBool,
+    /// Close each session after its first message, as a relay closes an idle session.
+    close_after_message: std::sync::atomic::AtomicBool,
     /// Transactions whose RCPT arrived together with MAIL (the client pipelined).
     pipelined: std::sync::atomic::AtomicUsize,
     /// Sessions open now, and the most ever open at once.
@@ -54,6 +69,10 @@ pub struct SmtpSink {
     most_sessions: std::sync::atomic::AtomicUsize,
     /// RCPT commands received, refused ones too.
     rcpt_commands: std::sync::atomic::AtomicUsize,
+    /// MAIL and AUTH commands received, refused ones too, and sessions opened.
+    mail_commands: std::sync::atomic::AtomicUsize,
+    auth_commands: std::sync::atomic::AtomicUsize,
+    sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl SmtpSink {
@@ -73,6 +92,7 @@ impl SmtpSink {
                 let s = s.clone();
                 tokio::spawn(async move {
                     use std::sync::atomic::Ordering::SeqCst;
+                    s.sessions.fetch_add(1, SeqCst);
                     let open = s.open_sessions.fetch_add(1, SeqCst) + 1;
                     s.most_sessions.fetch_max(open, SeqCst);
                     let _ = s.session(stream).await;
@@ -89,13 +109,58 @@ impl SmtpSink {
             stage,
             recipient: recipient.into(),
             code,
+            line: None,
             remaining: times,
         });
+    }
+
+    /// Answer `line` (a code and its text: "550 5.7.1 sender rejected") at `stage`, to every
+    /// session, transaction or recipient, until [`SmtpSink::accept_again`].
+    pub fn refuse(&self, stage: Stage, line: &str) {
+        self.refuse_for(stage, "", line);
+    }
+
+    /// [`SmtpSink::refuse`], at RCPT or DATA only for recipients containing `recipient`.
+    pub fn refuse_for(&self, stage: Stage, recipient: &str, line: &str) {
+        self.rules.lock().unwrap().push(Rule {
+            stage,
+            recipient: recipient.into(),
+            code: line[..3].parse().expect("a reply starts with its code"),
+            line: Some(line.into()),
+            remaining: None,
+        });
+    }
+
+    /// Forget every scripted reply: accept everything from now on.
+    pub fn accept_again(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
+    /// How many MAIL FROM commands arrived, answered with whatever code.
+    pub fn mail_commands(&self) -> usize {
+        self.mail_commands.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many AUTH commands arrived, answered with whatever code.
+    pub fn auth_commands(&self) -> usize {
+        self.auth_commands.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many sessions (TCP connections) were opened.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stop offering PIPELINING to new sessions.
     pub fn without_pipelining(&self) {
         self.no_pipelining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Close every session once it has carried a message (without a QUIT), as a relay does
+    /// with a session left idle.
+    pub fn close_after_each_message(&self) {
+        self.close_after_message
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -118,17 +183,19 @@ impl SmtpSink {
         self.data_delay_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
-    fn scripted(&self, stage: Stage, recipients: &[String]) -> Option<u16> {
+    /// The scripted reply at `stage` for these recipients, if any: its code and its line.
+    fn scripted(&self, stage: Stage, recipients: &[String]) -> Option<(u16, Option<String>)> {
         let mut rules = self.rules.lock().unwrap();
+        let per_recipient = matches!(stage, Stage::Rcpt | Stage::Data);
         for rule in rules.iter_mut() {
             if rule.stage == stage
-                && recipients.iter().any(|r| r.contains(&rule.recipient))
+                && (!per_recipient || recipients.iter().any(|r| r.contains(&rule.recipient)))
                 && rule.remaining != Some(0)
             {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
                 }
-                return Some(rule.code);
+                return Some((rule.code, rule.line.clone()));
             }
         }
         None
@@ -159,6 +226,11 @@ impl SmtpSink {
     async fn session(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
+        if let Some((code, line)) = self.scripted(Stage::Greeting, &[]) {
+            let line = line.unwrap_or_else(|| format!("{code} sink.test scripted refusal"));
+            write.write_all(format!("{line}\r\n").as_bytes()).await?;
+            return Ok(());
+        }
         write.write_all(b"220 sink.test ESMTP ready\r\n").await?;
         let (mut from, mut rcpts) = (String::new(), Vec::<String>::new());
         let mut line = String::new();
@@ -171,25 +243,54 @@ impl SmtpSink {
             let upper = cmd.to_ascii_uppercase();
             let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
                 if self.no_pipelining.load(std::sync::atomic::Ordering::SeqCst) {
-                    "250-sink.test\r\n250-8BITMIME\r\n250 SIZE 52428800".into()
+                    "250-sink.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800".into()
                 } else {
-                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800".into()
+                    "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800"
+                        .into()
+                }
+            } else if upper.starts_with("AUTH ") {
+                self.auth_commands
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if upper.starts_with("AUTH LOGIN") {
+                    // The user name and the password, each asked for in base64.
+                    for prompt in ["334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n"] {
+                        write.write_all(prompt.as_bytes()).await?;
+                        line.clear();
+                        if reader.read_line(&mut line).await? == 0 {
+                            return Ok(());
+                        }
+                    }
+                }
+                match self.scripted(Stage::Auth, &[]) {
+                    Some((code, line)) => line.unwrap_or_else(|| format!("{code} 5.7.8 scripted refusal")),
+                    None => "235 2.7.0 authenticated".into(),
                 }
             } else if upper.starts_with("MAIL FROM:") {
+                self.mail_commands
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 // The next command is already here before we answered: it came in the same write.
                 if !reader.buffer().is_empty() {
                     self.pipelined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                from = addr(&cmd[10..]);
                 rcpts.clear();
-                "250 2.1.0 ok".into()
+                from.clear();
+                match self.scripted(Stage::MailFrom, &[]) {
+                    Some((code, line)) => line.unwrap_or_else(|| format!("{code} scripted refusal")),
+                    None => {
+                        from = addr(&cmd[10..]);
+                        "250 2.1.0 ok".into()
+                    }
+                }
+            } else if upper.starts_with("RCPT TO:") && from.is_empty() {
+                "503 5.5.1 MAIL first".into()
             } else if upper.starts_with("RCPT TO:") {
                 self.rcpt_commands
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let to = addr(&cmd[8..]);
                 match self.scripted(Stage::Rcpt, std::slice::from_ref(&to)) {
+                    Some((_, Some(line))) => line,
                     // Quoting the recipient, as relays do.
-                    Some(code) => format!(
+                    Some((code, None)) => format!(
                         "{code} {} <{to}>: Recipient address rejected: scripted reply",
                         if code >= 500 { "5.1.1" } else { "4.3.0" }
                     ),
@@ -223,7 +324,7 @@ impl SmtpSink {
                         tokio::time::sleep(Duration::from_millis(delay)).await;
                     }
                     match self.scripted(Stage::Data, &rcpts) {
-                        Some(code) => format!("{code} scripted reply"),
+                        Some((code, line)) => line.unwrap_or_else(|| format!("{code} scripted reply")),
                         None => {
                             self.captured.lock().unwrap().push(Captured {
                                 mail_from: from.clone(),
@@ -248,6 +349,9 @@ impl SmtpSink {
             };
             write.write_all(reply.as_bytes()).await?;
             write.write_all(b"\r\n").await?;
+            if upper == "DATA" && self.close_after_message.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(());
+            }
         }
     }
 }

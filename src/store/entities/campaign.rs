@@ -19,6 +19,9 @@ pub struct Model {
     pub updated_at: TimeDateTimeWithTimeZone,
     pub started_at: Option<TimeDateTimeWithTimeZone>,
     pub finished_at: Option<TimeDateTimeWithTimeZone>,
+    /// Why delivery paused it (the relay refused its content); none when the operator did, or
+    /// when it is not paused.
+    pub paused_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
