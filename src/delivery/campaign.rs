@@ -281,12 +281,19 @@ impl Job for CampaignJob {
 
     async fn before_claim(&self, ctx: &Context) {
         match store::start_due(&ctx.db).await {
-            Ok(0) => {}
-            Ok(_) => ctx.wakeups.campaigns.notify_one(),
+            Ok(started) => {
+                STARTING_SCHEDULED.ok();
+                if started > 0 {
+                    ctx.wakeups.campaigns.notify_one();
+                }
+            }
             Err(e) => STARTING_SCHEDULED.failed(&e),
         }
         match crate::store::policies::material_in_force(&ctx.db, crate::store::now()).await {
-            Ok(m) => *self.material.lock().expect("material lock") = m,
+            Ok(m) => {
+                READING_POLICY.ok();
+                *self.material.lock().expect("material lock") = m;
+            }
             // Keep the last known state; the next batch tries again.
             Err(e) => READING_POLICY.failed(&e),
         }
@@ -319,8 +326,12 @@ impl Job for CampaignJob {
 
     async fn after_batch(&self, ctx: &Context) {
         match store::finish_done(&ctx.db).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(campaigns = n, "campaigns finished"),
+            Ok(finished) => {
+                MARKING_FINISHED.ok();
+                if finished > 0 {
+                    tracing::info!(campaigns = finished, "campaigns finished");
+                }
+            }
             Err(e) => MARKING_FINISHED.failed(&e),
         }
     }

@@ -14,14 +14,13 @@ use super::Context;
 use crate::store::queue::Queue;
 use crate::store::trouble::Trouble;
 
-static RENEWING: Trouble = Trouble::new("renewing delivery leases");
-
 pub(super) struct Leases {
     queue: &'static Queue,
     owner: String,
     lease: Duration,
     /// Rows claimed and not yet recorded.
     held: Mutex<HashSet<i64>>,
+    renewing: Trouble,
 }
 
 impl Leases {
@@ -31,6 +30,10 @@ impl Leases {
             owner,
             lease,
             held: Mutex::new(HashSet::new()),
+            renewing: Trouble::new(match queue.name() {
+                "outbox" => "renewing outbox leases",
+                _ => "renewing campaign leases",
+            }),
         }
     }
 
@@ -77,6 +80,8 @@ impl Leases {
             }
             let held = self.held();
             if held.is_empty() {
+                // Nothing to renew, so nothing failing either.
+                self.renewing.ok();
                 continue;
             }
             let until = self.until_ms(crate::store::now_ms());
@@ -87,8 +92,8 @@ impl Leases {
             // On failure the leases may lapse and another worker take the rows over; the
             // outcome records are fenced by the lease, so nothing is recorded twice.
             match renewed {
-                Ok(_) => RENEWING.ok(),
-                Err(e) => RENEWING.failed(&e),
+                Ok(_) => self.renewing.ok(),
+                Err(e) => self.renewing.failed(&e),
             }
         }
     }
