@@ -494,3 +494,50 @@ async fn lists_can_be_renamed_hidden_and_deleted() {
     let res = app.api_get(&key, "/api/v1/lists/news").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// A long import must not starve the request path (SQLite has one write lock): each of its
+/// chunks waits while a request's writer waits for the lock. Here an import chunk and a
+/// request writer both wait for a transaction that holds the lock; when it ends, the request
+/// writer goes first, although the chunk, asking later, wakes sooner from SQLite's busy
+/// handler. (On PostgreSQL writers of different rows do not exclude each other: both go.)
+#[tokio::test]
+async fn an_import_chunk_lets_a_waiting_request_writer_go_first() {
+    use letterhead::store;
+    use std::sync::{Arc, Mutex};
+
+    let db = common::TestDb::new().await;
+    let conn = store::connect(&db.url).await.unwrap();
+    store::migrate(&conn).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let holder = store::begin_write(&conn).await.unwrap();
+    let request = tokio::spawn({
+        let (conn, order) = (conn.clone(), order.clone());
+        async move {
+            let tx = store::begin_write(&conn).await.unwrap();
+            order.lock().unwrap().push("request");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.commit().await.unwrap();
+        }
+    });
+    // The request writer is in SQLite's busy handler, by now 100 ms between tries (at about
+    // 328 and 428 ms); the chunk, new to it, tries after 1, 3, 8 and 18 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let chunk = tokio::spawn({
+        let (conn, order) = (conn.clone(), order.clone());
+        async move {
+            let tx = store::begin_bulk_write(&conn).await.unwrap();
+            order.lock().unwrap().push("import chunk");
+            tx.commit().await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    holder.commit().await.unwrap();
+    request.await.unwrap();
+    chunk.await.unwrap();
+    let order = order.lock().unwrap().clone();
+    if db.is_postgres() {
+        assert_eq!(order.len(), 2);
+    } else {
+        assert_eq!(order, ["request", "import chunk"]);
+    }
+}

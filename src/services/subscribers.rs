@@ -67,7 +67,8 @@ impl Subscribers {
 
     /// Imports people into one list in one transaction; one outcome per person, in order.
     pub async fn import(&self, people: &[PersonToAdd], list: &list::Model) -> Result<Vec<AddOutcome>, Error> {
-        let tx = begin_write(&self.db).await?;
+        // Each chunk lets waiting signups and API writes go first (SQLite).
+        let tx = store::begin_bulk_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(people.len());
         for person in people {
             outcomes.push(

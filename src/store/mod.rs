@@ -20,6 +20,7 @@ pub mod subscriptions;
 pub mod suppressions;
 pub mod trouble;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -109,6 +110,49 @@ pub async fn migrate(db: &Db) -> Result<(), DbErr> {
 /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it
 /// upgrades a read lock.
 pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
+    let _waiting = WaitingWriter::new();
+    begin_immediate(db).await
+}
+
+/// [`begin_write`] for bulk work (a CSV import's next chunk): on SQLite it first lets the
+/// writers of requests that are waiting for the lock go, for up to [`BULK_YIELDS_AT_MOST`]. A
+/// request's writer waits in SQLite's busy handler, which sleeps between tries; without this
+/// the import, ready with its next chunk the moment it commits, took the lock again and again
+/// while a signup slept.
+pub async fn begin_bulk_write(db: &Db) -> Result<DatabaseTransaction, DbErr> {
+    if !is_postgres(db) {
+        let deadline = tokio::time::Instant::now() + BULK_YIELDS_AT_MOST;
+        while WAITING_WRITERS.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    begin_immediate(db).await
+}
+
+/// The longest a bulk writer waits for request writers before each of its transactions, so
+/// that a steady stream of signups cannot stop an import.
+const BULK_YIELDS_AT_MOST: Duration = Duration::from_millis(100);
+
+/// Writers of this process waiting in [`begin_write`] for the write lock.
+static WAITING_WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a writer as waiting until it has its transaction (or gives up, or is dropped).
+struct WaitingWriter;
+
+impl WaitingWriter {
+    fn new() -> Self {
+        WAITING_WRITERS.fetch_add(1, Ordering::Relaxed);
+        WaitingWriter
+    }
+}
+
+impl Drop for WaitingWriter {
+    fn drop(&mut self) {
+        WAITING_WRITERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn begin_immediate(db: &Db) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..Default::default()
