@@ -710,6 +710,80 @@ pub async fn add_subscription(
     Ok(())
 }
 
+/// The status of each of these subscribers on one list, for those with a subscription there.
+pub async fn statuses_on(
+    db: &impl ConnectionTrait,
+    subscriber_ids: &[i64],
+    list_id: i64,
+) -> Result<HashMap<i64, SubscriptionStatus>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Found {
+        subscriber_id: i64,
+        status: SubscriptionStatus,
+    }
+    let backend = db.get_database_backend();
+    let mut out = HashMap::with_capacity(subscriber_ids.len());
+    for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT subscriber_id, status FROM subscriptions WHERE list_id = $1 \
+             AND subscriber_id IN (SELECT column1 FROM {})",
+            super::json_rows(backend, 2, &["bigint"])
+        );
+        let rows: Vec<[i64; 1]> = chunk.iter().map(|&id| [id]).collect();
+        let stmt =
+            Statement::from_sql_and_values(backend, sql, [list_id.into(), super::json_rows_value(&rows)]);
+        out.extend(
+            Found::find_by_statement(stmt)
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|f| (f.subscriber_id, f.status)),
+        );
+    }
+    Ok(out)
+}
+
+/// [`add_subscription`] for many (subscriber, list, confirmed) rows, one statement per chunk;
+/// the (subscriber, list) pairs must be distinct.
+pub async fn add_subscriptions(
+    db: &impl ConnectionTrait,
+    rows: &[(i64, i64, bool)],
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    const COLS: usize = 6;
+    let now = super::now();
+    let backend = db.get_database_backend();
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at, pending_since_ms) \
+             VALUES {} \
+             ON CONFLICT (subscriber_id, list_id) DO UPDATE SET status = excluded.status, \
+               confirmed_at = excluded.confirmed_at, pending_since_ms = excluded.pending_since_ms \
+             WHERE subscriptions.status = 'pending'",
+            super::values_list(backend, chunk.len(), COLS)
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * COLS);
+        for &(subscriber_id, list_id, confirmed) in chunk {
+            let status = if confirmed {
+                SubscriptionStatus::Confirmed
+            } else {
+                SubscriptionStatus::Pending
+            };
+            values.extend([
+                subscriber_id.into(),
+                list_id.into(),
+                status.into(),
+                now.into(),
+                confirmed.then_some(now).into(),
+                (!confirmed).then_some(now_ms).into(),
+            ]);
+        }
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A subscription as the API lists it.
 #[derive(Debug, FromQueryResult, serde::Serialize)]
 pub struct ListedSubscription {
