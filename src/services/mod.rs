@@ -31,3 +31,23 @@ impl Error {
         matches!(self, Error::Store(e) if store::is_unique_violation(e))
     }
 }
+
+/// Splits items into rounds in which every address comes at most once: the n-th occurrence of
+/// an address goes in the n-th round, in order. Multi-row statements then touch a person once
+/// each, and each round sees what the one before wrote (signups and imports).
+pub(crate) fn rounds_by_address<T>(
+    items: impl IntoIterator<Item = T>,
+    normalized_address: impl Fn(&T) -> String,
+) -> Vec<Vec<T>> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<T>> = Vec::new();
+    for item in items {
+        let n = seen.entry(normalized_address(&item)).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(item);
+        *n += 1;
+    }
+    rounds
+}

@@ -7,7 +7,6 @@
 //! confirmation: unique constraints and upserts decide, not application locks.
 
 use super::Error;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::SignupConfig;
@@ -127,7 +126,7 @@ async fn write_and_answer(ctx: &WriterContext, signups: Vec<Signup>) -> Vec<Resu
 async fn write_batch(ctx: &WriterContext, signups: &[&Signup]) -> Result<(), Error> {
     let payload = confirmation_payload();
     let rule = confirmation_rule(&ctx.cfg, &payload);
-    let rounds = rounds(signups);
+    let rounds = super::rounds_by_address(signups.iter().copied(), |s| s.email.normalized());
     let hashes: Vec<Vec<AddressHash>> = rounds
         .iter()
         .map(|round| round.iter().map(|s| ctx.hasher.hash(&s.email)).collect())
@@ -187,21 +186,6 @@ fn round_rows<'a>(round: &[&'a Signup], hashes: &'a [AddressHash]) -> signups::R
 /// The detail of a signup's consent event for one list.
 fn consent_detail(list: &list::Model) -> serde_json::Value {
     serde_json::json!({ "age_confirmed": true, "list": list.slug })
-}
-
-/// Splits signups into rounds in which every address comes at most once.
-fn rounds<'a>(signups: &[&'a Signup]) -> Vec<Vec<&'a Signup>> {
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(signups.len());
-    let mut rounds: Vec<Vec<&Signup>> = Vec::new();
-    for signup in signups {
-        let n = seen.entry(signup.email.normalized()).or_insert(0);
-        if rounds.len() <= *n {
-            rounds.push(Vec::new());
-        }
-        rounds[*n].push(signup);
-        *n += 1;
-    }
-    rounds
 }
 
 /// The lists of a signup, each once (a form may name a list twice).
@@ -429,7 +413,7 @@ mod tests {
             signup("a@example.org"),
         ];
         let refs: Vec<&Signup> = all.iter().collect();
-        let rounds = rounds(&refs);
+        let rounds = super::super::rounds_by_address(refs.iter().copied(), |s| s.email.normalized());
         let emails: Vec<Vec<&str>> = rounds
             .iter()
             .map(|r| r.iter().map(|s| s.email.as_str()).collect())

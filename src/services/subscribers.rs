@@ -4,7 +4,6 @@
 //! never brought back this way (CS-10, CS-11): only a fresh confirmed opt-in can do that.
 
 use super::Error;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::SignupConfig;
@@ -75,16 +74,7 @@ impl Subscribers {
         // Each chunk lets waiting signups and API writes go first (SQLite).
         let tx = store::begin_bulk_write(&self.db).await?;
         let mut outcomes: Vec<Option<AddOutcome>> = vec![None; people.len()];
-        let mut seen: HashMap<String, usize> = HashMap::with_capacity(people.len());
-        let mut rounds: Vec<Vec<usize>> = Vec::new();
-        for (i, person) in people.iter().enumerate() {
-            let n = seen.entry(person.email.normalized()).or_insert(0);
-            if rounds.len() <= *n {
-                rounds.push(Vec::new());
-            }
-            rounds[*n].push(i);
-            *n += 1;
-        }
+        let rounds = super::rounds_by_address(0..people.len(), |&i| people[i].email.normalized());
         for round in rounds {
             let group: Vec<&PersonToAdd> = round.iter().map(|&i| &people[i]).collect();
             for (i, outcome) in round.into_iter().zip(self.import_round(&tx, &group, list).await?) {
@@ -142,20 +132,16 @@ impl Subscribers {
                 .get(key)
                 .ok_or_else(|| store::Error::RecordNotFound("upserted subscriber".into()))?;
             let ask = matches!(person.consent, Consent::AskByEmail);
-            match statuses.get(&subscriber.id) {
-                Some(SubscriptionStatus::Unsubscribed) => {
+            match standing(statuses.get(&subscriber.id).copied(), ask) {
+                Standing::OptedOut => {
                     outcomes.push(AddOutcome::OptedOut);
                     continue;
                 }
-                Some(SubscriptionStatus::Confirmed) => {
+                Standing::AlreadyThere => {
                     outcomes.push(AddOutcome::AlreadyThere);
                     continue;
                 }
-                Some(SubscriptionStatus::Pending) if ask => {
-                    outcomes.push(AddOutcome::AlreadyThere);
-                    continue;
-                }
-                _ => {}
+                Standing::ToAdd => {}
             }
             adds.push((subscriber.id, list.id, !ask));
             events.push(consent_event(
@@ -198,14 +184,14 @@ impl Subscribers {
         let now_ms = store::now_ms();
         let (mut added, mut opted_out) = (false, false);
         for list in lists {
-            match existing.iter().find(|s| s.list_id == list.id).map(|s| s.status) {
-                Some(SubscriptionStatus::Unsubscribed) => {
+            let status = existing.iter().find(|s| s.list_id == list.id).map(|s| s.status);
+            match standing(status, matches!(consent, Consent::AskByEmail)) {
+                Standing::OptedOut => {
                     opted_out = true;
                     continue;
                 }
-                Some(SubscriptionStatus::Confirmed) => continue,
-                Some(SubscriptionStatus::Pending) if matches!(consent, Consent::AskByEmail) => continue,
-                _ => {}
+                Standing::AlreadyThere => continue,
+                Standing::ToAdd => {}
             }
             let event = consent_event(consent, subscriber.id, list.id, channel, now_ms);
             let confirmed = matches!(consent, Consent::Evidence { .. });
@@ -221,6 +207,26 @@ impl Subscribers {
             (false, true) => AddOutcome::OptedOut,
             (false, false) => AddOutcome::AlreadyThere,
         })
+    }
+}
+
+/// Where a person stands on a list they are to be added to.
+enum Standing {
+    /// They left it: only a fresh opt-in of their own brings them back (CS-11).
+    OptedOut,
+    /// Confirmed, or pending and only to be asked again.
+    AlreadyThere,
+    ToAdd,
+}
+
+/// The one rule for adding by API and by import, given the subscription's status on the list
+/// (if any) and whether the person is to be asked by email rather than added with evidence.
+fn standing(status: Option<SubscriptionStatus>, ask: bool) -> Standing {
+    match status {
+        Some(SubscriptionStatus::Unsubscribed) => Standing::OptedOut,
+        Some(SubscriptionStatus::Confirmed) => Standing::AlreadyThere,
+        Some(SubscriptionStatus::Pending) if ask => Standing::AlreadyThere,
+        _ => Standing::ToAdd,
     }
 }
 
