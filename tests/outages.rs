@@ -106,6 +106,20 @@ async fn sign_up(http: &reqwest::Client, base: &str, email: &str) -> (reqwest::R
     (res, started.elapsed())
 }
 
+/// Waits for `/healthz` to answer 200; fails with `what` after [`WAIT`].
+async fn wait_until_healthy(http: &reqwest::Client, base: &str, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn timed(request: reqwest::RequestBuilder) -> reqwest::Response {
     let started = Instant::now();
     let res = request.send().await.unwrap();
@@ -198,16 +212,7 @@ async fn the_database_going_away_gives_503s_and_everything_resumes_when_it_retur
     };
     let base = served.base.clone();
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    while !http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_healthy(&http, &base, "the service did not start").await;
 
     // Before: signups and unsubscribes answered with success, confirmations delivered.
     let mut accepted = Vec::new();
@@ -284,16 +289,7 @@ async fn the_database_going_away_gives_503s_and_everything_resumes_when_it_retur
     let outage_log = served.log_since(log_from);
 
     // Back: healthy, and writes work at once; the workers resume by themselves.
-    let deadline = Instant::now() + WAIT;
-    while !http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(Instant::now() < deadline, "/healthz did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_healthy(&http, &base, "/healthz did not recover").await;
     let (res, _) = sign_up(&http, &base, "after@example.org").await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     accepted.push("after@example.org".into());
