@@ -719,14 +719,16 @@ pub async fn statuses_on(
     #[derive(FromQueryResult)]
     struct Found {
         subscriber_id: i64,
-        status: SubscriptionStatus,
+        status: Option<SubscriptionStatus>,
     }
     let backend = db.get_database_backend();
     let mut out = HashMap::with_capacity(subscriber_ids.len());
     for chunk in subscriber_ids.chunks(super::ROWS_PER_STATEMENT) {
+        // A lookup per id, through the (subscriber, list) key: a plan PostgreSQL made while the
+        // table was small (a prepared statement keeps it) may otherwise scan the whole list.
         let sql = format!(
-            "SELECT subscriber_id, status FROM subscriptions WHERE list_id = $1 \
-             AND subscriber_id IN (SELECT column1 FROM {})",
+            "SELECT v.column1 AS subscriber_id, (SELECT x.status FROM subscriptions x \
+             WHERE x.subscriber_id = v.column1 AND x.list_id = $1) AS status FROM {}",
             super::json_rows(backend, 2, &["bigint"])
         );
         let rows: Vec<[i64; 1]> = chunk.iter().map(|&id| [id]).collect();
@@ -737,7 +739,7 @@ pub async fn statuses_on(
                 .all(db)
                 .await?
                 .into_iter()
-                .map(|f| (f.subscriber_id, f.status)),
+                .filter_map(|f| Some((f.subscriber_id, f.status?))),
         );
     }
     Ok(out)
