@@ -940,3 +940,80 @@ async fn leaving_one_of_a_campaigns_lists_keeps_the_person_on_the_other() {
     );
     assert!(text_of(&msgs[0]).contains("Hi from Special Offers"));
 }
+
+/// GD-3: erasing someone a campaign was sent to unlinks their recipient row (no key checks it
+/// any more: a trigger does what `ON DELETE SET NULL` did), and the campaign's counts stay.
+#[tokio::test]
+async fn gd3_erasing_a_recipient_unlinks_their_row_and_keeps_the_counts() {
+    let (app, key) = app_with(vec![]).await;
+    let gone = seed(&app, "gone@example.org", None, &["news"], Confirmed).await;
+    seed(&app, "stays@example.org", None, &["news"], Confirmed).await;
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
+    app.wait_for_campaign(&key, id, "sent").await;
+
+    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{gone}")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.campaign(&key, id).await["sent"], 2);
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NULL AND message_id IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NOT NULL \
+             AND subscriber_id NOT IN (SELECT id FROM subscribers)"
+        )
+        .await,
+        0,
+        "no row names someone who is gone"
+    );
+}
+
+/// Migration 000010 (the audience without foreign keys) undoes and redoes itself with every
+/// recipient row and id kept: on SQLite it rebuilds the table both ways.
+#[tokio::test]
+async fn the_audience_keeps_its_rows_through_migration_000010_down_and_up() {
+    use migration::{Migrator, MigratorTrait};
+    let (app, key) = app_with(vec![]).await;
+    for who in ["a", "b", "c"] {
+        seed(&app, &format!("{who}@example.org"), None, &["news"], Confirmed).await;
+    }
+    let id = app
+        .draft_campaign(
+            &key,
+            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(&key, id).await;
+    app.wait_for_campaign(&key, id, "sent").await;
+    let rows = "SELECT COUNT(*) FROM campaign_recipients WHERE status = 'sent' AND message_id IS NOT NULL";
+    let ids = "SELECT CAST(SUM(id) AS BIGINT) FROM campaign_recipients";
+    let id_sum = app.query_i64(ids).await;
+
+    Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    assert_eq!(app.query_i64(rows).await, 3);
+    assert_eq!(app.query_i64(ids).await, id_sum);
+    Migrator::up(&app.state.db, None).await.unwrap();
+    assert_eq!(app.query_i64(rows).await, 3);
+    assert_eq!(app.query_i64(ids).await, id_sum);
+    // The trigger is back: an erasure unlinks the person's row.
+    app.state
+        .db
+        .execute_unprepared("DELETE FROM subscribers WHERE email_key = 'a@example.org'")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NULL")
+            .await,
+        1
+    );
+}

@@ -12,6 +12,7 @@ mod m20261206_000006_wipe_due;
 mod m20261206_000007_daily_counts;
 mod m20261206_000008_campaign_paused_reason;
 mod m20261206_000009_liveness;
+mod m20261207_000010_recipients_without_foreign_keys;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000007_daily_counts::Migration),
             Box::new(m20261206_000008_campaign_paused_reason::Migration),
             Box::new(m20261206_000009_liveness::Migration),
+            Box::new(m20261207_000010_recipients_without_foreign_keys::Migration),
         ]
     }
 }

@@ -536,9 +536,10 @@ pub async fn set_name(
 }
 
 /// Deletes the subscriber; foreign keys cascade to subscriptions, consent events, address
-/// changes and outbox rows, and unlink campaign rows. Outbox rows for the address without a
-/// subscriber link (a test send, say) go too, whatever the case it was written in; campaign
-/// rows lose the relay's last reply and the Message-ID, which may name the address.
+/// changes and outbox rows, and a trigger unlinks campaign rows (migration 000010). Outbox
+/// rows for the address without a subscriber link (a test send, say) go too, whatever the case
+/// it was written in; campaign rows lose the relay's last reply and the Message-ID, which may
+/// name the address.
 pub async fn delete_subscriber(
     db: &impl ConnectionTrait,
     subscriber: &subscriber::Model,
