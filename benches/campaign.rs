@@ -12,15 +12,22 @@
 //! the delivery rate with the RSA signatures/s of the cores used: the process's CPU seconds per
 //! second of delivery, times one core's rate; and the ceiling of that ratio for a mailer that
 //! did nothing but the signature and smtp-source's own SMTP work per message.
+//!
+//! With `BENCH_INSTANCES=2` (PostgreSQL only) the bench seeds and creates the campaign as
+//! above, then starts two `letterhead serve` processes on the same database and starts the
+//! campaign for them to share. It reports each instance's messages (from its `/metrics`),
+//! rates and CPU, PostgreSQL's and the sink's CPU, and the duplicates: messages sent beyond
+//! one per recipient, and rows claimed more than once.
 
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use letterhead::app::Application;
 use letterhead::config::{Config, Settings};
 use letterhead::mail::{ComposedMessage, ListHeaders, MailClass};
 use letterhead::services::campaigns::CampaignInput;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, Statement};
 
 #[path = "../tests/common/bulk.rs"]
 mod bulk;
@@ -31,8 +38,9 @@ fn env(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Peak resident memory of a process (`self` or a pid), from `/proc/PID/status`.
+fn peak_rss_mb(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -198,6 +206,237 @@ async fn message_bytes(
     delivery.stamp.stamp(composed).unwrap().bytes().len()
 }
 
+/// Ends the bench before it starts anything, with one line saying why.
+fn refuse(why: &str) -> ! {
+    eprintln!("campaign bench: {why}");
+    std::process::exit(2)
+}
+
+/// A port nothing listens on now (the OS's pick; free again once the probe is dropped).
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// `letterhead serve` as a process of its own, for `BENCH_INSTANCES=2`.
+struct Instance {
+    number: usize,
+    child: Child,
+    pid: String,
+    base: String,
+    metrics: String,
+    log: PathBuf,
+}
+
+impl Instance {
+    /// Starts `bin` with `settings` and nothing from the bench's environment (the in-process
+    /// service reads none either), and waits until its `/healthz` answers.
+    async fn start(bin: &str, number: usize, settings: &[(&str, &str)], dir: &Path) -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let log = dir.join(format!("instance-{number}.log"));
+        let child = Command::new(bin)
+            .arg("serve")
+            .env_clear()
+            .envs(settings.iter().copied())
+            .envs([
+                ("LISTEN_ADDR", listen.as_str()),
+                ("METRICS_ADDR", metrics.as_str()),
+                ("RUST_LOG", "warn"),
+            ])
+            // A directory without a .env file, which the binary would read.
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e}"));
+        let mut instance = Instance {
+            number,
+            pid: child.id().to_string(),
+            child,
+            base: format!("http://{listen}"),
+            metrics: format!("http://{metrics}/metrics"),
+            log,
+        };
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = http.get(format!("{}/healthz", instance.base)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return instance;
+            }
+            instance.check_running();
+            assert!(
+                Instant::now() < deadline,
+                "instance {number} did not answer /healthz within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Panics with the instance's log if it has ended.
+    fn check_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("instance {} ended ({status}):\n{log}", self.number);
+        }
+    }
+
+    /// Campaign messages it has sent: the `sent` outcomes of `letterhead_messages_total`.
+    async fn sent(&self, http: &reqwest::Client) -> u64 {
+        let text = http
+            .get(&self.metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("letterhead_messages_total{")
+                    && l.contains(r#"kind="campaign""#)
+                    && l.contains(r#"outcome="sent""#)
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// SIGTERM, as a service manager stops it, and waits until it has stopped.
+    fn stop(&mut self) {
+        use rustix::process::{Pid, Signal, kill_process};
+        kill_process(Pid::from_child(&self.child), Signal::TERM).unwrap();
+        let status = self.child.wait().unwrap();
+        if !status.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            println!("instance {} stopped with {status}:\n{log}", self.number);
+        }
+    }
+}
+
+impl Drop for Instance {
+    /// A bench that panics leaves no instance sending behind it.
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `BENCH_INSTANCES=2`: two `letterhead serve` processes deliver the campaign together; this
+/// process only starts it and watches.
+async fn two_instances(
+    state: &letterhead::edge::AppState,
+    campaign_id: i64,
+    settings: &[(&str, &str)],
+    dir: &Path,
+    sink_pid: &str,
+    dkim: bool,
+) {
+    // The binary built with this bench, or another one (to compare two commits).
+    let bin = std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_letterhead").to_owned());
+    let mut settings = settings.to_vec();
+    // The start reaches the instances only through their poll (the in-process wakeup does not
+    // cross processes): a short poll keeps that wait small next to the delivery.
+    settings.push(("DELIVERY_POLL_MS", "50"));
+    let mut instances = Vec::new();
+    for number in 1..=2 {
+        instances.push(Instance::start(&bin, number, &settings, dir).await);
+    }
+    let started = Instant::now();
+    let cpu_before: Vec<f64> = instances.iter().map(|i| cpu_seconds(&i.pid)).collect();
+    let sink_before = cpu_seconds(sink_pid);
+    let postgres_before = postgres_cpu_seconds();
+    let recipients = state.campaigns.start(campaign_id).await.unwrap().unwrap();
+    let snapshot = started.elapsed();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let c = letterhead::store::campaigns::get(&state.db, campaign_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if c.status == letterhead::store::entities::campaign::CampaignStatus::Sent {
+            break;
+        }
+        for instance in &mut instances {
+            instance.check_running();
+        }
+    }
+    let elapsed = started.elapsed() - snapshot;
+    let whole = started.elapsed().as_secs_f64();
+    let sink_cores = (cpu_seconds(sink_pid) - sink_before) / whole;
+    // Before the scrapes below, which query the database.
+    let postgres_cores = (postgres_cpu_seconds() - postgres_before) / whole;
+    let http = reqwest::Client::new();
+    // Each instance's messages, CPU seconds during delivery and peak RSS.
+    let mut measured = Vec::new();
+    for (instance, before) in instances.iter().zip(cpu_before) {
+        let cpu = cpu_seconds(&instance.pid) - before;
+        measured.push((instance.sent(&http).await, cpu, peak_rss_mb(&instance.pid)));
+    }
+    let progress = letterhead::store::campaigns::progress(&state.db, campaign_id)
+        .await
+        .unwrap();
+    // A row claimed again is one whose lease lapsed and another claim took over (there are no
+    // retries: the sink takes every message).
+    let claimed_again = state
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            state.db.get_database_backend(),
+            "SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id = $1 AND attempts > 1",
+            [campaign_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    for instance in &mut instances {
+        instance.stop();
+    }
+
+    let rate = progress.sent as f64 / elapsed.as_secs_f64();
+    println!(
+        "{recipients} recipients, DKIM {}, 2 instances: snapshot {:.2} s; delivered {} in {:.1} s = \
+         {rate:.0} msg/s (failed {})",
+        if dkim { "on" } else { "off" },
+        snapshot.as_secs_f64(),
+        progress.sent,
+        elapsed.as_secs_f64(),
+        progress.failed,
+    );
+    for (instance, (sent, cpu, peak_rss)) in instances.iter().zip(&measured) {
+        println!(
+            "instance {}: {sent} messages = {:.0} msg/s; CPU {:.2} cores ({:.0} µs per message); peak RSS \
+             {peak_rss:.0} MB",
+            instance.number,
+            *sent as f64 / elapsed.as_secs_f64(),
+            cpu / whole,
+            cpu * 1e6 / (*sent).max(1) as f64,
+        );
+    }
+    // Messages sent beyond one per recipient: the instances count a message when the relay
+    // has taken it, the database records each recipient once.
+    let counts: Vec<String> = measured.iter().map(|(sent, _, _)| sent.to_string()).collect();
+    let counted: u64 = measured.iter().map(|(sent, _, _)| sent).sum();
+    println!(
+        "duplicates: {} (the instances sent {} messages for {} recipients sent; rows claimed more than \
+         once: {claimed_again})",
+        counted as i64 - progress.sent,
+        counts.join(" + "),
+        progress.sent,
+    );
+    let cpu: f64 = measured.iter().map(|(_, cpu, _)| cpu).sum();
+    let postgres_us = postgres_cores * elapsed.as_secs_f64() * 1e6 / progress.sent.max(1) as f64;
+    println!(
+        "CPU during delivery: the instances {:.2} cores ({:.0} µs per message), smtp-sink {sink_cores:.2} \
+         cores, PostgreSQL's processes {postgres_cores:.2} cores ({postgres_us:.0} µs per message)",
+        cpu / whole,
+        cpu * 1e6 / progress.sent.max(1) as f64,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let n: i64 = env("BENCH_RECIPIENTS", "10000").parse().unwrap();
@@ -205,6 +444,14 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()));
+    let two = match env("BENCH_INSTANCES", "1").as_str() {
+        "1" => false,
+        "2" => true,
+        other => refuse(&format!("BENCH_INSTANCES is 1 or 2, not {other:?}")),
+    };
+    if two && db_url.starts_with("sqlite:") {
+        refuse("BENCH_INSTANCES=2 runs on PostgreSQL only: set BENCH_DATABASE_URL=postgres://...");
+    }
     let mut sink = start_sink();
     std::thread::sleep(Duration::from_millis(300));
 
@@ -214,7 +461,6 @@ async fn main() {
     );
     let mut pairs = vec![
         ("DATABASE_URL", db_url.as_str()),
-        ("LISTEN_ADDR", "127.0.0.1:0"),
         ("ORG_NAME", "Bench Ltd"),
         ("ORG_POSTAL_ADDRESS", "1 Bench Street, 12345 Bench City"),
         ("ORG_CONTACT_EMAIL", "privacy@example.com"),
@@ -230,16 +476,19 @@ async fn main() {
     if let Some(c) = &concurrency {
         pairs.push(("DELIVERY_CONCURRENCY", c));
     }
-    // Metrics on, as a scraped service runs: the recorder installed, /metrics served.
-    if env("BENCH_METRICS", "0") == "1" {
-        pairs.push(("METRICS_ADDR", "127.0.0.1:0"));
-    }
     if dkim {
         pairs.extend([
             ("DKIM_DOMAIN", "example.com"),
             ("DKIM_SELECTOR", "bench"),
             ("DKIM_PRIVATE_KEY", key),
         ]);
+    }
+    // What the two instances of BENCH_INSTANCES=2 run with too (each with addresses of its own).
+    let shared = pairs.clone();
+    pairs.push(("LISTEN_ADDR", "127.0.0.1:0"));
+    // Metrics on, as a scraped service runs: the recorder installed, /metrics served.
+    if env("BENCH_METRICS", "0") == "1" {
+        pairs.push(("METRICS_ADDR", "127.0.0.1:0"));
     }
     let config = Config::from_settings(&Settings::from_pairs(pairs)).unwrap();
     let sessions = config.delivery.concurrency;
@@ -276,6 +525,20 @@ async fn main() {
     };
     let valid = state.campaigns.validate(input).await.unwrap();
     let campaign = state.campaigns.create(valid).await.unwrap();
+    if two {
+        two_instances(
+            &state,
+            campaign.id,
+            &shared,
+            dir.path(),
+            &sink.id().to_string(),
+            dkim,
+        )
+        .await;
+        let _ = sink.kill();
+        let _ = sink.wait();
+        return;
+    }
     let our_bytes = message_bytes(&state, &delivery, campaign.id).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -330,7 +593,7 @@ async fn main() {
         progress.sent,
         elapsed.as_secs_f64(),
         progress.failed,
-        peak_rss_mb()
+        peak_rss_mb("self")
     );
     for (how, of_8k, of_same) in [
         ("sessions kept (-d)", &kept_8k, &kept_same),
