@@ -350,3 +350,45 @@ async fn one_click_unsubscribes_answered_200_survive_kill_9() {
     );
     app.stop().await;
 }
+
+/// A lease renewal never waits for a row another statement has locked. On PostgreSQL it used
+/// to wait for a group the recorder was writing while the recorder waited for it: the deadlock's
+/// victim, the record, let its rows lapse, and another claim sent them a second time.
+#[tokio::test]
+async fn a_lease_renewal_does_not_wait_for_rows_being_recorded() {
+    use letterhead::store::{self, queue::CAMPAIGN_RECIPIENTS};
+    use sea_orm::TransactionTrait;
+    let db = TestDb::new().await;
+    let conn = store::connect(&db.url).await.unwrap();
+    if !store::is_postgres(&conn) {
+        println!("skipped: SQLite has one writer at a time and no row locks");
+        return;
+    }
+    store::migrate(&conn).await.unwrap();
+    conn.execute_unprepared(
+        "INSERT INTO campaign_recipients (id, campaign_id, list_id, status, attempts, \
+         next_attempt_at_ms, lease_owner) VALUES (1, 1, 1, 'sending', 1, 0, 'w1'), \
+         (2, 1, 1, 'sending', 1, 0, 'w1')",
+    )
+    .await
+    .unwrap();
+    // The recorder's group, not yet committed, holds row 1.
+    let recording = conn.begin().await.unwrap();
+    recording
+        .execute_unprepared("UPDATE campaign_recipients SET message_id = '<m>' WHERE id = 1")
+        .await
+        .unwrap();
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(5),
+        CAMPAIGN_RECIPIENTS.renew(&conn, "w1", &[1, 2], 99),
+    )
+    .await
+    .expect("the renewal waited for the recorder's lock")
+    .unwrap();
+    assert_eq!(renewed, 1, "row 2 renewed, row 1 (being recorded) left alone");
+    recording.rollback().await.unwrap();
+    assert_eq!(
+        CAMPAIGN_RECIPIENTS.renew(&conn, "w1", &[1, 2], 99).await.unwrap(),
+        2
+    );
+}

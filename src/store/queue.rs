@@ -184,7 +184,7 @@ impl Queue {
         ids: &[i64],
         until_ms: i64,
     ) -> Result<u64, DbErr> {
-        self.for_held(db, "next_attempt_at_ms = $2", owner, ids, until_ms)
+        self.for_held(db, "next_attempt_at_ms = $2", owner, ids, until_ms, true)
             .await
     }
 
@@ -203,11 +203,16 @@ impl Queue {
             owner,
             ids,
             now_ms,
+            false,
         )
         .await
     }
 
     /// `UPDATE … SET {set}` on the rows of `ids` that `owner` still holds, `$2` bound to `at_ms`.
+    /// With `skip_locked` (PostgreSQL), rows another statement has locked are left alone: a
+    /// renewal that waited on the recorder's locks while the recorder waited on its own could
+    /// deadlock, and the aborted record left its rows to lapse and be sent twice. A row being
+    /// recorded needs no renewal, and any other is renewed a third of a lease later.
     async fn for_held(
         &self,
         db: &impl ConnectionTrait,
@@ -215,13 +220,23 @@ impl Queue {
         owner: &str,
         ids: &[i64],
         at_ms: i64,
+        skip_locked: bool,
     ) -> Result<u64, DbErr> {
         let mut changed = 0;
+        let held = "lease_owner = $1 AND status = 'sending'";
         for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
             let v = super::json_rows(db.get_database_backend(), 3, &["bigint"]);
+            let rows = if skip_locked && is_postgres(db) {
+                format!(
+                    "SELECT id FROM {t} WHERE id IN (SELECT column1 FROM {v}) AND {held} \
+                     FOR UPDATE SKIP LOCKED",
+                    t = self.table
+                )
+            } else {
+                format!("SELECT column1 FROM {v}")
+            };
             let sql = format!(
-                "UPDATE {t} SET {set} WHERE id IN (SELECT column1 FROM {v}) \
-                 AND lease_owner = $1 AND status = 'sending'",
+                "UPDATE {t} SET {set} WHERE id IN ({rows}) AND {held}",
                 t = self.table
             );
             let rows: Vec<(i64,)> = chunk.iter().map(|id| (*id,)).collect();
