@@ -427,6 +427,13 @@ async fn two_instances(
         counts.join(" + "),
         progress.sent,
     );
+    if counted as i64 != progress.sent || claimed_again > 0 {
+        // What the instances logged is the first clue to why a row was claimed again.
+        for instance in &instances {
+            let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
+            println!("instance {} logged:\n{log}", instance.number);
+        }
+    }
     let cpu: f64 = measured.iter().map(|(_, cpu, _)| cpu).sum();
     let postgres_us = postgres_cores * elapsed.as_secs_f64() * 1e6 / progress.sent.max(1) as f64;
     println!(
