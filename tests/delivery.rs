@@ -507,6 +507,12 @@ async fn graceful_shutdown_finishes_sends_in_flight() {
     queue_test_message(&app, "late@example.org").await;
     app.wait_until("SELECT COUNT(*) FROM outbox WHERE status = 'sending'", 1, WAIT)
         .await;
+    // In flight, not only claimed: a claimed row not yet started is handed back instead.
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.sink.mail_commands() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the send never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let db = app.db.clone();
     let sink = app.sink.clone();
     app.stop().await;
