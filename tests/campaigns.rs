@@ -93,6 +93,19 @@ async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], ho
     s.uuid
 }
 
+/// Drafts a campaign with `subject` to the news list, starts it and waits until it is sent:
+/// its id and the campaign as the API then shows it.
+async fn sent_to_news(app: &TestApp, key: &str, subject: &str) -> (i64, serde_json::Value) {
+    let id = app
+        .draft_campaign(
+            key,
+            &serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello"}),
+        )
+        .await;
+    app.send_campaign(key, id).await;
+    (id, app.wait_for_campaign(key, id, "sent").await)
+}
+
 const SUBJECT: &str = "Ünïcödé — 日本語 ✓";
 
 /// The right audience (list A only; no pending, unsubscribed, suppressed or erased addresses),
@@ -292,14 +305,7 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
     }
     app.sink.reply(Stage::Rcpt, "greylisted@", 451, Some(1));
     app.sink.reply(Stage::Rcpt, "gone@", 550, None);
-    let id = app
-        .draft_campaign(
-            &key,
-            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-        )
-        .await;
-    app.send_campaign(&key, id).await;
-    let done = app.wait_for_campaign(&key, id, "sent").await;
+    let (id, done) = sent_to_news(&app, &key, "Hi").await;
     assert_eq!(
         (done["sent"].as_i64(), done["failed"].as_i64()),
         (Some(3), Some(1))
@@ -320,14 +326,7 @@ async fn gy6_retries_and_suppressions_do_not_stop_the_campaign() {
         "{printed}"
     );
     // CS-11: the suppressed address is left out of the next campaign.
-    let id2 = app
-        .draft_campaign(
-            &key,
-            &serde_json::json!({"subject": "Again", "lists": ["news"], "markdown": "Hello"}),
-        )
-        .await;
-    app.send_campaign(&key, id2).await;
-    let done = app.wait_for_campaign(&key, id2, "sent").await;
+    let (_, done) = sent_to_news(&app, &key, "Again").await;
     assert_eq!(done["recipients"].as_i64(), Some(3));
 }
 
@@ -948,14 +947,7 @@ async fn gd3_erasing_a_recipient_unlinks_their_row_and_keeps_the_counts() {
     let (app, key) = app_with(vec![]).await;
     let gone = seed(&app, "gone@example.org", None, &["news"], Confirmed).await;
     seed(&app, "stays@example.org", None, &["news"], Confirmed).await;
-    let id = app
-        .draft_campaign(
-            &key,
-            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-        )
-        .await;
-    app.send_campaign(&key, id).await;
-    app.wait_for_campaign(&key, id, "sent").await;
+    let (id, _) = sent_to_news(&app, &key, "Hi").await;
 
     let res = app.api_delete(&key, &format!("/api/v1/subscribers/{gone}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -987,14 +979,7 @@ async fn the_audience_keeps_its_rows_through_migration_000010_down_and_up() {
     for who in ["a", "b", "c"] {
         seed(&app, &format!("{who}@example.org"), None, &["news"], Confirmed).await;
     }
-    let id = app
-        .draft_campaign(
-            &key,
-            &serde_json::json!({"subject": "Hi", "lists": ["news"], "markdown": "Hello"}),
-        )
-        .await;
-    app.send_campaign(&key, id).await;
-    app.wait_for_campaign(&key, id, "sent").await;
+    sent_to_news(&app, &key, "Hi").await;
     let rows = "SELECT COUNT(*) FROM campaign_recipients WHERE status = 'sent' AND message_id IS NOT NULL";
     let ids = "SELECT CAST(SUM(id) AS BIGINT) FROM campaign_recipients";
     let id_sum = app.query_i64(ids).await;
