@@ -274,11 +274,15 @@ impl Instance {
         }
     }
 
+    /// What it has written to stderr (warnings and errors) so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Panics with the instance's log if it has ended.
     fn check_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            panic!("instance {} ended ({status}):\n{log}", self.number);
+            panic!("instance {} ended ({status}):\n{}", self.number, self.log());
         }
     }
 
@@ -308,8 +312,7 @@ impl Instance {
         kill_process(Pid::from_child(&self.child), Signal::TERM).unwrap();
         let status = self.child.wait().unwrap();
         if !status.success() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            println!("instance {} stopped with {status}:\n{log}", self.number);
+            println!("instance {} stopped with {status}:\n{}", self.number, self.log());
         }
     }
 }
@@ -430,8 +433,7 @@ async fn two_instances(
     if counted as i64 != progress.sent || claimed_again > 0 {
         // What the instances logged is the first clue to why a row was claimed again.
         for instance in &instances {
-            let log = std::fs::read_to_string(&instance.log).unwrap_or_default();
-            println!("instance {} logged:\n{log}", instance.number);
+            println!("instance {} logged:\n{}", instance.number, instance.log());
         }
     }
     let cpu: f64 = measured.iter().map(|(_, cpu, _)| cpu).sum();

@@ -226,7 +226,7 @@ impl Queue {
         let held = "lease_owner = $1 AND status = 'sending'";
         for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
             let v = super::json_rows(db.get_database_backend(), 3, &["bigint"]);
-            let rows = if skip_locked && is_postgres(db) {
+            let targets = if skip_locked && is_postgres(db) {
                 format!(
                     "SELECT id FROM {t} WHERE id IN (SELECT column1 FROM {v}) AND {held} \
                      FOR UPDATE SKIP LOCKED",
@@ -236,7 +236,7 @@ impl Queue {
                 format!("SELECT column1 FROM {v}")
             };
             let sql = format!(
-                "UPDATE {t} SET {set} WHERE id IN ({rows}) AND {held}",
+                "UPDATE {t} SET {set} WHERE id IN ({targets}) AND {held}",
                 t = self.table
             );
             let rows: Vec<(i64,)> = chunk.iter().map(|id| (*id,)).collect();
