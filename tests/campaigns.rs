@@ -639,14 +639,16 @@ async fn a_preview_the_database_fails_is_a_server_error() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
-/// Each worker claims its next batch in the order of the partial index of claimable rows, on
-/// either database, so a claim stops after its batch instead of sorting every due row. Regression: PostgreSQL was
-/// given SQLite's `+campaign_id` (which keeps SQLite off another index), misjudged the join
-/// from it, and read and sorted every due row for each claim.
+/// Each worker claims its next block in the order of the claim index, on either database, so
+/// a claim stops after its blocks instead of sorting every due one, and reads a block's rows by
+/// the primary key, not every row of its campaign. Regressions: PostgreSQL was given SQLite's
+/// `+campaign_id` (which keeps SQLite off another index), misjudged the join from it, and read
+/// and sorted every due row for each claim; SQLite reads a campaign's rows through the
+/// (campaign, subscriber) index unless told not to.
 #[tokio::test]
-async fn a_claim_takes_the_claimable_index_on_either_database() {
+async fn a_claim_reads_the_claim_index_and_the_primary_key_on_either_database() {
     use letterhead::services::campaigns::CampaignInput;
-    use letterhead::store::queue::CAMPAIGN_RECIPIENTS;
+    use letterhead::store::campaigns::{BLOCK_ROWS, BLOCK_ROWS_SQL, claim_sql};
 
     let db = common::TestDb::new().await;
     let settings = common::base_settings(&db.url, 9); // nothing is sent: no server runs
@@ -669,38 +671,85 @@ async fn a_claim_takes_the_claimable_index_on_either_database() {
     let campaign = state.campaigns.create(valid).await.unwrap();
     // The start snapshots the audience (and, on PostgreSQL, refreshes the statistics).
     assert_eq!(state.campaigns.start(campaign.id).await.unwrap(), Some(10_000));
+    // Blocks of at most BLOCK_ROWS that cover every recipient once.
+    let blocks = |sql: &str| {
+        let (db, sql) = (state.db.clone(), sql.to_owned());
+        async move {
+            db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    let covered = "SELECT COUNT(*) FROM campaign_recipients r WHERE (SELECT COUNT(*) FROM campaign_blocks b \
+                   WHERE r.id BETWEEN b.first_id AND b.last_id AND b.campaign_id = r.campaign_id) = 1";
+    assert_eq!(
+        blocks(covered).await,
+        10_000,
+        "every recipient in exactly one block"
+    );
+    let widest = "SELECT MAX(last_id - first_id + 1) FROM campaign_blocks";
+    assert!(blocks(widest).await <= BLOCK_ROWS);
+    assert!(blocks("SELECT COUNT(*) FROM campaign_blocks").await >= 10_000 / BLOCK_ROWS);
 
     let postgres = db.is_postgres();
-    let sql = CAMPAIGN_RECIPIENTS.claim_sql(postgres, "id");
-    let explain = if postgres { "EXPLAIN" } else { "EXPLAIN QUERY PLAN" };
-    let backend = state.db.get_database_backend();
-    let values: [sea_orm::Value; 4] = ["w".into(), i64::MAX.into(), i64::MAX.into(), 200i64.into()];
-    let plan: Vec<String> = state
-        .db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!("{explain} {sql}"),
-            values,
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| {
-            // PostgreSQL: one column of text; SQLite: (id, parent, notused, detail).
-            let column = if postgres { 0 } else { 3 };
-            row.try_get_by_index::<String>(column).unwrap()
-        })
-        .collect();
-    let plan = plan.join("\n");
+    let plan = |sql: String, values: Vec<sea_orm::Value>| {
+        let db = state.db.clone();
+        async move {
+            let explain = if postgres { "EXPLAIN" } else { "EXPLAIN QUERY PLAN" };
+            let plan: Vec<String> = db
+                .query_all_raw(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    format!("{explain} {sql}"),
+                    values,
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    // PostgreSQL: one column of text; SQLite: (id, parent, notused, detail).
+                    let column = if postgres { 0 } else { 3 };
+                    row.try_get_by_index::<String>(column).unwrap()
+                })
+                .collect();
+            plan.join("\n")
+        }
+    };
+    let claim = plan(
+        claim_sql(postgres),
+        vec!["w".into(), i64::MAX.into(), i64::MAX.into(), 1i64.into()],
+    )
+    .await;
     assert!(
-        plan.contains("campaign_recipients_claimable"),
-        "the claim reads the claimable index:\n{plan}"
+        claim.contains("campaign_blocks_claimable"),
+        "the claim reads the claim index:\n{claim}"
     );
-    // The index gives the claim order: no sort of the due rows (PostgreSQL's `Sort`, SQLite's
-    // temporary B-tree).
+    // The index gives the claim order: no sort of the due blocks (PostgreSQL's `Sort`,
+    // SQLite's temporary B-tree).
     assert!(
-        !plan.contains("Sort Key: ") && !plan.contains("TEMP B-TREE"),
-        "the claim sorts nothing:\n{plan}"
+        !claim.contains("Sort Key: ") && !claim.contains("TEMP B-TREE"),
+        "the claim sorts nothing:\n{claim}"
+    );
+    let rows = plan(
+        BLOCK_ROWS_SQL.into(),
+        vec![
+            1i64.into(),
+            1i64.into(),
+            256i64.into(),
+            campaign.id.into(),
+            i64::MAX.into(),
+        ],
+    )
+    .await;
+    assert!(
+        rows.contains("campaign_recipients_pkey") || rows.contains("INTEGER PRIMARY KEY"),
+        "a block's rows are read by the primary key:\n{rows}"
+    );
+    assert!(
+        !rows.contains("campaign_recipients_once"),
+        "not through the campaign's every row:\n{rows}"
     );
 }
 
@@ -984,7 +1033,8 @@ async fn the_audience_keeps_its_rows_through_migration_000010_down_and_up() {
     let ids = "SELECT CAST(SUM(id) AS BIGINT) FROM campaign_recipients";
     let id_sum = app.query_i64(ids).await;
 
-    Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    // 000011, then 000010.
+    Migrator::down(&app.state.db, Some(2)).await.unwrap();
     assert_eq!(app.query_i64(rows).await, 3);
     assert_eq!(app.query_i64(ids).await, id_sum);
     Migrator::up(&app.state.db, None).await.unwrap();
@@ -1000,5 +1050,60 @@ async fn the_audience_keeps_its_rows_through_migration_000010_down_and_up() {
         app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE subscriber_id IS NULL")
             .await,
         1
+    );
+}
+
+/// Migration 000011 takes over a campaign in flight: rows a worker of the earlier version held
+/// (`sending`, its lease lapsed) are queued again, and they and the queued ones get blocks,
+/// which the workers then send; what was sent stays sent. Down and up, every row and id stays.
+#[tokio::test]
+async fn a_campaign_in_flight_goes_on_through_migration_000011() {
+    use migration::{Migrator, MigratorTrait};
+    let (app, key) = app_with(vec![]).await;
+    for who in ["a", "b", "c"] {
+        seed(&app, &format!("{who}@example.org"), None, &["news"], Confirmed).await;
+    }
+    let (id, _) = sent_to_news(&app, &key, "Hi").await;
+    let ids = "SELECT CAST(SUM(id) AS BIGINT) FROM campaign_recipients";
+    let id_sum = app.query_i64(ids).await;
+    assert_eq!(app.sink.messages().len(), 3);
+
+    Migrator::down(&app.state.db, Some(1)).await.unwrap();
+    assert_eq!(app.query_i64(ids).await, id_sum);
+    // As 000010 left a campaign mid-way: a held by a worker that is gone, b queued, c sent.
+    for sql in [
+        "UPDATE campaign_recipients SET status = 'sending', lease_owner = 'campaigns-gone', \
+         next_attempt_at_ms = 0, message_id = NULL, attempts = 1 \
+         WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'a@example.org')",
+        "UPDATE campaign_recipients SET status = 'queued', next_attempt_at_ms = 0, message_id = NULL, \
+         attempts = 0 WHERE subscriber_id = (SELECT id FROM subscribers WHERE email_key = 'b@example.org')",
+        &format!("UPDATE campaigns SET status = 'sending', finished_at = NULL WHERE id = {id}"),
+    ] {
+        app.state.db.execute_unprepared(sql).await.unwrap();
+    }
+    Migrator::up(&app.state.db, None).await.unwrap();
+    assert_eq!(app.query_i64(ids).await, id_sum);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE status = 'queued'")
+            .await,
+        2,
+        "the held row is queued again"
+    );
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM campaign_blocks").await, 1);
+    app.delivery.wakeups.campaigns.notify_one();
+    let done = app.wait_for_campaign(&key, id, "sent").await;
+    assert_eq!(done["sent"].as_i64(), Some(3), "{done}");
+    let again: Vec<String> = app.sink.messages()[3..]
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.contains(&"a@example.org".to_owned()) && again.contains(&"b@example.org".to_owned()));
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM campaign_blocks").await, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM campaign_recipients WHERE attempts = 1")
+            .await,
+        3,
+        "one attempt each: the old claim's count was taken back"
     );
 }

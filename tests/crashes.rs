@@ -171,7 +171,7 @@ async fn killed_mid_campaign(second_already_running: bool) {
     }
     let owners_before = count(
         &db,
-        "SELECT COUNT(DISTINCT lease_owner) FROM campaign_recipients WHERE status = 'sending'",
+        "SELECT COUNT(DISTINCT lease_owner) FROM campaign_blocks WHERE lease_owner IS NOT NULL",
     )
     .await;
     assert_eq!(owners_before, 1, "only the binary holds rows");
@@ -184,7 +184,7 @@ async fn killed_mid_campaign(second_already_running: bool) {
     let killed_at = Instant::now();
     let held_by_the_dead = count(
         &db,
-        "SELECT COUNT(*) FROM campaign_recipients WHERE status = 'sending'",
+        "SELECT COUNT(*) FROM campaign_blocks WHERE lease_owner IS NOT NULL",
     )
     .await;
     assert!(held_by_the_dead > 0, "the binary died holding leases");
@@ -280,7 +280,7 @@ async fn a_graceful_stop_hands_back_what_it_had_not_started() {
     assert_eq!(
         count(
             &db,
-            "SELECT COUNT(*) FROM campaign_recipients WHERE status = 'sending'"
+            "SELECT COUNT(*) FROM campaign_blocks WHERE lease_owner IS NOT NULL"
         )
         .await,
         0,
@@ -356,7 +356,7 @@ async fn one_click_unsubscribes_answered_200_survive_kill_9() {
 /// victim, the record, let its rows lapse, and another claim sent them a second time.
 #[tokio::test]
 async fn a_lease_renewal_does_not_wait_for_rows_being_recorded() {
-    use letterhead::store::{self, queue::CAMPAIGN_RECIPIENTS};
+    use letterhead::store::{self, queue::OUTBOX};
     use sea_orm::TransactionTrait;
     let db = TestDb::new().await;
     let conn = store::connect(&db.url).await.unwrap();
@@ -366,29 +366,24 @@ async fn a_lease_renewal_does_not_wait_for_rows_being_recorded() {
     }
     store::migrate(&conn).await.unwrap();
     conn.execute_unprepared(
-        "INSERT INTO campaign_recipients (id, campaign_id, list_id, status, attempts, \
-         next_attempt_at_ms, lease_owner) VALUES (1, 1, 1, 'sending', 1, 0, 'w1'), \
-         (2, 1, 1, 'sending', 1, 0, 'w1')",
+        "INSERT INTO outbox (id, kind, recipient, payload, status, attempts, next_attempt_at_ms, \
+         lease_owner, created_at) VALUES \
+         (1, 'test_message', 'a@example.org', '{}', 'sending', 1, 0, 'w1', CURRENT_TIMESTAMP), \
+         (2, 'test_message', 'b@example.org', '{}', 'sending', 1, 0, 'w1', CURRENT_TIMESTAMP)",
     )
     .await
     .unwrap();
     // The recorder's group, not yet committed, holds row 1.
     let recording = conn.begin().await.unwrap();
     recording
-        .execute_unprepared("UPDATE campaign_recipients SET message_id = '<m>' WHERE id = 1")
+        .execute_unprepared("UPDATE outbox SET message_id = '<m>' WHERE id = 1")
         .await
         .unwrap();
-    let renewed = tokio::time::timeout(
-        Duration::from_secs(5),
-        CAMPAIGN_RECIPIENTS.renew(&conn, "w1", &[1, 2], 99),
-    )
-    .await
-    .expect("the renewal waited for the recorder's lock")
-    .unwrap();
+    let renewed = tokio::time::timeout(Duration::from_secs(5), OUTBOX.renew(&conn, "w1", &[1, 2], 99))
+        .await
+        .expect("the renewal waited for the recorder's lock")
+        .unwrap();
     assert_eq!(renewed, 1, "row 2 renewed, row 1 (being recorded) left alone");
     recording.rollback().await.unwrap();
-    assert_eq!(
-        CAMPAIGN_RECIPIENTS.renew(&conn, "w1", &[1, 2], 99).await.unwrap(),
-        2
-    );
+    assert_eq!(OUTBOX.renew(&conn, "w1", &[1, 2], 99).await.unwrap(), 2);
 }

@@ -227,7 +227,7 @@ async fn refused_content_pauses_that_campaign_and_suppresses_no_one() {
         "the relay refused the content: 550 5.7.1 content rejected as spam"
     );
     app.wait_until(
-        "SELECT COUNT(*) FROM campaign_recipients WHERE status = 'sending'",
+        "SELECT COUNT(*) FROM campaign_blocks WHERE lease_owner IS NOT NULL",
         0,
         WAIT,
     )

@@ -13,6 +13,7 @@ mod m20261206_000007_daily_counts;
 mod m20261206_000008_campaign_paused_reason;
 mod m20261206_000009_liveness;
 mod m20261207_000010_recipients_without_foreign_keys;
+mod m20261207_000011_campaign_blocks;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_campaign_paused_reason::Migration),
             Box::new(m20261206_000009_liveness::Migration),
             Box::new(m20261207_000010_recipients_without_foreign_keys::Migration),
+            Box::new(m20261207_000011_campaign_blocks::Migration),
         ]
     }
 }

@@ -60,11 +60,15 @@ CREATE TRIGGER subscribers_unlink_campaign_recipients AFTER DELETE ON subscriber
 END;
 "#;
 
+/// The table's columns, named: a later migration that adds one back appends it at the end.
+const SQLITE_COLUMNS: &str = "id, campaign_id, subscriber_id, list_id, status, attempts, \
+    next_attempt_at_ms, lease_owner, last_error, message_id, sent_at";
+
 /// Rebuilds the SQLite table with or without its foreign keys, rows, ids and id sequence kept.
 fn sqlite_rebuild(keys: &str) -> String {
     format!(
         "{table};
-INSERT INTO campaign_recipients_rebuilt SELECT * FROM campaign_recipients;
+INSERT INTO campaign_recipients_rebuilt ({SQLITE_COLUMNS}) SELECT {SQLITE_COLUMNS} FROM campaign_recipients;
 UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'campaign_recipients')
     WHERE name = 'campaign_recipients_rebuilt';
 DROP TABLE campaign_recipients;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::prepared::{Prepared, prepare_campaign};
-use super::{ContentOf, Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
+use super::{Claimed, ContentOf, Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
 use crate::domain::{DisplayName, EmailAddress};
 use crate::mail::content::RecipientFields;
 use crate::mail::{ComposedMessage, ListHeaders, MailClass};
@@ -279,6 +279,10 @@ impl Job for CampaignJob {
         row.id
     }
 
+    fn lease_id(row: &ClaimedRecipient) -> i64 {
+        row.block_id
+    }
+
     async fn before_claim(&self, ctx: &Context) {
         match store::start_due(&ctx.db).await {
             Ok(started) => {
@@ -306,8 +310,9 @@ impl Job for CampaignJob {
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Vec<ClaimedRecipient>, crate::store::Error> {
-        store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await
+    ) -> Result<Claimed<ClaimedRecipient>, crate::store::Error> {
+        let (leases, rows) = store::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await?;
+        Ok(Claimed { leases, rows })
     }
 
     fn queue(&self) -> &'static Queue {

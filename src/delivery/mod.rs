@@ -82,13 +82,15 @@ trait Job: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The row's id in its queue.
     fn row_id(row: &Self::Row) -> i64;
+    /// The lease that covers the row: the row itself, or its block.
+    fn lease_id(row: &Self::Row) -> i64;
     async fn claim(
         &self,
         ctx: &Context,
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Vec<Self::Row>, crate::store::Error>;
+    ) -> Result<Claimed<Self::Row>, crate::store::Error>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
     /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
@@ -174,22 +176,24 @@ async fn run_job<J: Job>(
                         let _turn = ctx.background_writes.turn().await;
                         job.claim(ctx, leases.owner(), now, leases.until_ms(now)).await
                     };
-                    let batch = match claimed {
-                        Ok(batch) => {
+                    let Claimed { leases: leased, rows } = match claimed {
+                        Ok(claimed) => {
                             claims.ok();
-                            batch
+                            claimed
                         }
                         Err(e) => {
                             claims.failed(&e);
                             break;
                         }
                     };
-                    if batch.is_empty() {
+                    if leased.is_empty() {
                         break;
                     }
-                    leases.hold(batch.iter().map(J::row_id));
+                    let empty =
+                        leases.hold(&leased, rows.iter().map(|row| (J::row_id(row), J::lease_id(row))));
+                    leases.close(ctx, &empty).await;
                     claimed_any = true;
-                    for row in batch {
+                    for row in rows {
                         if rows_tx.send(row).await.is_err() {
                             return claimed_any;
                         }
@@ -264,6 +268,12 @@ async fn run_job<J: Job>(
     let _ = held_tx.send(true);
     let _ = heartbeat.await;
     tracing::info!(worker = job.name(), "delivery worker stopped");
+}
+
+/// What one claim leased, and the rows to send under those leases.
+struct Claimed<R> {
+    leases: Vec<i64>,
+    rows: Vec<R>,
 }
 
 /// Whether the worker is to stop: told so, or whoever could tell it is gone.
@@ -465,6 +475,10 @@ impl Job for OutboxJob {
         row.id
     }
 
+    fn lease_id(row: &ClaimedMessage) -> i64 {
+        row.id
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(worker = "outbox"))]
     async fn claim(
         &self,
@@ -472,8 +486,12 @@ impl Job for OutboxJob {
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Vec<ClaimedMessage>, crate::store::Error> {
-        outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await
+    ) -> Result<Claimed<ClaimedMessage>, crate::store::Error> {
+        let rows = outbox::claim(&ctx.db, owner, now, lease_until, ctx.cfg.batch_size).await?;
+        Ok(Claimed {
+            leases: rows.iter().map(|row| row.id).collect(),
+            rows,
+        })
     }
 
     fn queue(&self) -> &'static Queue {

@@ -115,8 +115,8 @@ pub(super) fn without_addresses(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Writes one group, fenced by the lease, and logs what could not be recorded. Either way
-/// the rows' leases are no longer renewed: a row not recorded is due again when its lease
-/// lapses.
+/// the rows are let go, and leases left with no row in hand are closed: a row not recorded is
+/// due again when its lease lapses or its block is closed.
 #[tracing::instrument(level = "debug", skip_all, fields(rows = group.len()))]
 async fn record(ctx: &Context, leases: &Leases, group: Vec<Delivered>) {
     let mut kinds = Vec::with_capacity(group.len());
@@ -129,7 +129,8 @@ async fn record(ctx: &Context, leases: &Leases, group: Vec<Delivered>) {
         let _turn = ctx.background_writes.turn().await;
         leases.record_many(&ctx.db, outcomes).await
     };
-    leases.let_go(kinds.iter().map(|(id, _)| *id));
+    let done = leases.let_go(kinds.iter().map(|(id, _)| *id));
+    leases.close(ctx, &done).await;
     let mut failed = None;
     for ((id, kind), result) in kinds.into_iter().zip(results) {
         match result {

@@ -12,7 +12,6 @@ use super::entities::campaign::CampaignStatus;
 use super::entities::campaign_recipient::RecipientStatus;
 use super::entities::suppression::SuppressionReason;
 use super::entities::{campaign, list, test_recipient};
-use super::queue::CAMPAIGN_RECIPIENTS;
 pub use super::queue::Outcome;
 use super::{Db, begin_write};
 
@@ -127,9 +126,15 @@ struct Bounds {
     hi: Option<i64>,
 }
 
+#[derive(FromQueryResult)]
+struct Last {
+    id: Option<i64>,
+}
+
 /// Snapshots the audience: every confirmed subscriber of the campaign's lists, once, minus
-/// suppressed addresses. Set-based, in chunks of subscriber ids so no statement grows with the
-/// audience. Returns the number of recipients.
+/// suppressed addresses, in blocks of at most [`BLOCK_ROWS`] recipients for the workers to
+/// lease. Set-based, in chunks of subscriber ids so no statement grows with the audience.
+/// Returns the number of recipients.
 ///
 /// Plain inserts: each chunk groups by subscriber and the chunks do not overlap, and the
 /// caller's move out of draft or scheduled makes this run once per campaign; the unique index
@@ -152,19 +157,44 @@ pub async fn snapshot_audience(
     };
     let (mut start, mut n) = (lo, 0);
     while start <= hi {
-        n += db.execute_raw(Statement::from_sql_and_values(
+        // The chunk's rows take ids above every id before them (the ids come from a sequence),
+        // so its blocks are read back by the primary key.
+        let before = Last::find_by_statement(Statement::from_string(
             backend,
-            "INSERT INTO campaign_recipients (campaign_id, subscriber_id, list_id, status, attempts, next_attempt_at_ms) \
-             SELECT $1, x.subscriber_id, MIN(x.list_id), 'queued', 0, $2 \
-             FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
-             WHERE x.subscriber_id >= $3 AND x.subscriber_id < $4 AND x.status = 'confirmed' \
-             AND x.list_id IN (SELECT list_id FROM campaign_lists WHERE campaign_id = $1) \
-             AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
-             GROUP BY x.subscriber_id",
-            [campaign_id.into(), now_ms.into(), start.into(), (start + CHUNK).into()],
+            "SELECT MAX(id) AS id FROM campaign_recipients",
         ))
+        .one(db)
         .await?
-        .rows_affected();
+        .and_then(|last| last.id)
+        .unwrap_or(0);
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO campaign_recipients (campaign_id, subscriber_id, list_id, status, attempts, next_attempt_at_ms) \
+                 SELECT $1, x.subscriber_id, MIN(x.list_id), 'queued', 0, $2 \
+                 FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id \
+                 WHERE x.subscriber_id >= $3 AND x.subscriber_id < $4 AND x.status = 'confirmed' \
+                 AND x.list_id IN (SELECT list_id FROM campaign_lists WHERE campaign_id = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.address_hmac = s.address_hmac) \
+                 GROUP BY x.subscriber_id",
+                [campaign_id.into(), now_ms.into(), start.into(), (start + CHUNK).into()],
+            ))
+            .await?
+            .rows_affected();
+        if inserted > 0 {
+            // `+campaign_id` keeps SQLite on the primary key (see `queue::Queue::backlog`).
+            db.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "INSERT INTO campaign_blocks (campaign_id, first_id, last_id, next_attempt_at_ms) \
+                     SELECT $1, MIN(id), MAX(id), $2 FROM campaign_recipients \
+                     WHERE id > $3 AND +campaign_id = $1 GROUP BY id / {BLOCK_ROWS}"
+                ),
+                [campaign_id.into(), now_ms.into(), before.into()],
+            ))
+            .await?;
+        }
+        n += inserted;
         start += CHUNK;
     }
     let n = i64::try_from(n).unwrap_or(i64::MAX);
@@ -203,7 +233,7 @@ pub async fn progress(db: &impl ConnectionTrait, campaign_id: i64) -> Result<Pro
     let mut p = Progress::default();
     for r in rows {
         match r.status {
-            RecipientStatus::Queued | RecipientStatus::Sending => p.queued += r.n,
+            RecipientStatus::Queued => p.queued += r.n,
             RecipientStatus::Sent => p.sent = r.n,
             RecipientStatus::Failed => p.failed = r.n,
             RecipientStatus::Skipped => p.skipped = r.n,
@@ -259,27 +289,33 @@ pub async fn audience_now(db: &impl ConnectionTrait, campaign_id: i64) -> Result
     }))
 }
 
-/// Cancels what is left of a campaign's audience.
+/// Cancels what is left of a campaign's audience, and its blocks with it.
 pub async fn cancel_remaining(db: &impl ConnectionTrait, campaign_id: i64) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
     let res = db
         .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "UPDATE campaign_recipients SET status = 'cancelled', lease_owner = NULL \
-             WHERE campaign_id = $1 AND status = 'queued'",
+            backend,
+            "UPDATE campaign_recipients SET status = 'cancelled' WHERE campaign_id = $1 AND status = 'queued'",
             [campaign_id.into()],
         ))
         .await?;
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "DELETE FROM campaign_blocks WHERE campaign_id = $1",
+        [campaign_id.into()],
+    ))
+    .await?;
     Ok(res.rows_affected())
 }
 
-/// Marks campaigns whose every recipient is done as sent.
+/// Marks campaigns whose every recipient is done as sent: no block of theirs is left (a
+/// block goes once none of its rows is queued).
 pub async fn finish_done(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     let res = db
         .execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
             "UPDATE campaigns SET status = 'sent', finished_at = $1, updated_at = $1 WHERE status = 'sending' \
-             AND NOT EXISTS (SELECT 1 FROM campaign_recipients r WHERE r.campaign_id = campaigns.id \
-             AND r.status IN ('queued', 'sending'))",
+             AND NOT EXISTS (SELECT 1 FROM campaign_blocks b WHERE b.campaign_id = campaigns.id)",
             [super::now().into()],
         ))
         .await?;
@@ -298,32 +334,99 @@ pub async fn due_scheduled(db: &impl ConnectionTrait, now: time::OffsetDateTime)
         .collect())
 }
 
+/// Recipient ids per block of an audience: the unit a worker leases. A claim, a renewal and
+/// a close cost about one statement per block, spread over this many recipients; two workers
+/// share a campaign of a few thousand.
+pub const BLOCK_ROWS: i64 = 256;
+
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct ClaimedRecipient {
     pub id: i64,
+    /// The block whose lease covers the row.
+    pub block_id: i64,
     pub campaign_id: i64,
     pub subscriber_id: Option<i64>,
     pub list_id: i64,
+    /// Including this one.
     pub attempts: i32,
 }
 
+#[derive(FromQueryResult)]
+struct ClaimedBlock {
+    id: i64,
+    campaign_id: i64,
+    first_id: i64,
+    last_id: i64,
+}
+
+/// The claim of blocks: takes up to `$4` due blocks of campaigns being sent, oldest first, for
+/// owner `$1` with a lease until `$2` (due: `next_attempt_at_ms <= $3`).
+pub fn claim_sql(postgres: bool) -> String {
+    let (sending, lock) = if postgres {
+        ("campaign_id", "FOR UPDATE SKIP LOCKED")
+    } else {
+        // The unary `+` keeps SQLite from choosing the campaign_id index, which without
+        // statistics it prefers, and then sorting every due block of the campaign.
+        ("+campaign_id", "")
+    };
+    format!(
+        "UPDATE campaign_blocks SET lease_owner = $1, next_attempt_at_ms = $2 \
+         WHERE id IN (SELECT id FROM campaign_blocks WHERE next_attempt_at_ms <= $3 \
+         AND {sending} IN (SELECT id FROM campaigns WHERE status = 'sending') \
+         ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
+         RETURNING id, campaign_id, first_id, last_id"
+    )
+}
+
+/// The due rows of block `$1`: campaign `$4`'s recipients with ids `$2..=$3`, due at `$5`.
+/// (`+campaign_id` keeps SQLite on the primary key, see `queue::Queue::backlog`.)
+pub const BLOCK_ROWS_SQL: &str = "SELECT id, CAST($1 AS BIGINT) AS block_id, campaign_id, subscriber_id, list_id, \
+     attempts + 1 AS attempts FROM campaign_recipients WHERE id BETWEEN $2 AND $3 \
+     AND +campaign_id = $4 AND status = 'queued' AND next_attempt_at_ms <= $5 ORDER BY id";
+
+/// Claims due blocks of campaigns being sent, enough for about `limit` rows (at least one
+/// block), for `owner` until `lease_until_ms`, and returns their due rows. Also returns the
+/// blocks claimed: one may have no row due (recorded meanwhile by a worker that had lost it),
+/// and is then the caller's to close.
 pub async fn claim(
     db: &impl ConnectionTrait,
     owner: &str,
     now_ms: i64,
     lease_until_ms: i64,
     limit: u32,
-) -> Result<Vec<ClaimedRecipient>, DbErr> {
-    CAMPAIGN_RECIPIENTS
-        .claim(
-            db,
-            owner,
-            now_ms,
-            lease_until_ms,
-            limit,
-            "id, campaign_id, subscriber_id, list_id, attempts",
-        )
-        .await
+) -> Result<(Vec<i64>, Vec<ClaimedRecipient>), DbErr> {
+    let backend = db.get_database_backend();
+    let blocks = ClaimedBlock::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        claim_sql(super::is_postgres(db)),
+        [
+            owner.into(),
+            lease_until_ms.into(),
+            now_ms.into(),
+            (i64::from(limit) / BLOCK_ROWS).max(1).into(),
+        ],
+    ))
+    .all(db)
+    .await?;
+    let mut rows = Vec::new();
+    for block in &blocks {
+        rows.extend(
+            ClaimedRecipient::find_by_statement(Statement::from_sql_and_values(
+                backend,
+                BLOCK_ROWS_SQL,
+                [
+                    block.id.into(),
+                    block.first_id.into(),
+                    block.last_id.into(),
+                    block.campaign_id.into(),
+                    now_ms.into(),
+                ],
+            ))
+            .all(db)
+            .await?,
+        );
+    }
+    Ok((blocks.into_iter().map(|b| b.id).collect(), rows))
 }
 
 /// Everything the last check before a send needs, read in one query (CS-7): the person, a list
@@ -510,11 +613,12 @@ pub async fn start(db: &Db, id: i64) -> Result<Option<i64>, DbErr> {
     let n = snapshot_audience(&tx, id, super::now_ms()).await?;
     tx.commit().await?;
     if n >= FRESH_STATISTICS_FROM && super::is_postgres(db) {
-        // A bulk load: until autovacuum gets to it, PostgreSQL would plan the workers' claims
-        // on the table's old size and sort every due row per claim. The claim joins the
-        // campaigns that are sending, a table too small for autovacuum ever to analyze.
+        // A bulk load: until autovacuum gets to it, PostgreSQL would plan the workers' reads
+        // and records on the tables' old sizes (a scan where the primary key serves) and sort
+        // every due block per claim. The claim joins the campaigns that are sending, a table
+        // too small for autovacuum ever to analyze.
         if let Err(e) = db
-            .execute_unprepared("ANALYZE campaigns, campaign_recipients")
+            .execute_unprepared("ANALYZE campaigns, campaign_blocks, campaign_recipients")
             .await
         {
             tracing::warn!(error = %e, "refreshing the audience statistics failed");

@@ -1,10 +1,17 @@
-//! The claim-and-record protocol shared by the outbox and campaign recipients.
+//! The claim-and-record protocol shared by the outbox and campaign audiences.
 //!
-//! A row is due when `status` is `queued` (or `sending` with an expired lease) and
-//! `next_attempt_at_ms <= now`. Claiming sets `sending`, the owner, the lease expiry (into
-//! `next_attempt_at_ms`) and counts the attempt. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets
-//! several instances claim at once without waiting on each other; SQLite serializes writers.
-//! Outcomes are recorded only while the owner still holds the lease.
+//! A worker leases what it sends: an outbox row, or a block of a campaign's recipient rows
+//! (`campaign_blocks`: a range of ids, a few hundred rows). A lease is due when it is free or
+//! expired and `next_attempt_at_ms <= now`. Claiming sets the owner and the lease expiry (into
+//! `next_attempt_at_ms`). On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several instances claim
+//! at once without waiting on each other; SQLite serializes writers.
+//!
+//! Outbox rows carry their own lease (`status = 'sending'`), the claim counts the attempt, and
+//! an outcome is recorded only while the owner still holds it. Recipient rows stay `queued`
+//! under their block's lease until an outcome is recorded, which counts the attempt and moves
+//! them on once: that one write per recipient touches no indexed column, so on PostgreSQL it is
+//! a heap-only update. A block whose rows are all recorded is closed: deleted, or due again
+//! when its earliest retry is.
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 
@@ -17,32 +24,28 @@ pub struct Queue {
     table: &'static str,
     /// The status of rows deliberately not sent.
     skipped_status: &'static str,
-    /// Extra condition on claimable rows, per database (`true`: PostgreSQL).
-    claim_filter: fn(bool) -> &'static str,
+    leases: Leased,
+}
+
+/// Where a queue keeps its leases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leased {
+    /// On each row (`status = 'sending'`, `lease_owner`).
+    Rows,
+    /// On blocks of rows in this table (`first_id`, `last_id`, `campaign_id`).
+    Blocks(&'static str),
 }
 
 pub static OUTBOX: Queue = Queue {
     table: "outbox",
     skipped_status: OutboxStatus::Cancelled.as_str(),
-    claim_filter: |_| "",
+    leases: Leased::Rows,
 };
 
 pub static CAMPAIGN_RECIPIENTS: Queue = Queue {
     table: "campaign_recipients",
     skipped_status: RecipientStatus::Skipped.as_str(),
-    claim_filter: |postgres| {
-        if postgres {
-            // PostgreSQL estimates the join from campaign_id's statistics and takes the
-            // claimable index. (With SQLite's `+` below it cannot: it misjudges the join and
-            // sorts every due row for each claim.)
-            "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')"
-        } else {
-            // The unary `+` keeps SQLite from choosing the (campaign_id, …) index, which
-            // without statistics it prefers, and then sorting every due row of the campaign
-            // for each claim.
-            "AND +campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')"
-        }
-    },
+    leases: Leased::Blocks("campaign_blocks"),
 };
 
 /// The outcome of one send.
@@ -96,16 +99,10 @@ fn truncate(mut s: String) -> String {
 }
 
 /// The rows of a queue still to be sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromQueryResult)]
 pub struct Backlog {
     pub queued: i64,
     pub sending: i64,
-}
-
-#[derive(FromQueryResult)]
-struct StatusCount {
-    status: String,
-    n: i64,
 }
 
 impl Queue {
@@ -114,41 +111,65 @@ impl Queue {
         self.table
     }
 
-    /// How many rows wait (`queued`) and how many a worker holds (`sending`). It reads the
-    /// claimable index, whose condition it repeats, so its cost follows the backlog, not the
-    /// history of sent rows.
-    pub async fn backlog(&self, db: &impl ConnectionTrait) -> Result<Backlog, DbErr> {
-        let rows = StatusCount::find_by_statement(Statement::from_string(
-            db.get_database_backend(),
-            format!(
-                "SELECT status, COUNT(*) AS n FROM {} WHERE status IN ('queued', 'sending') GROUP BY status",
-                self.table
-            ),
-        ))
-        .all(db)
-        .await?;
-        let mut backlog = Backlog::default();
-        for row in rows {
-            match row.status.as_str() {
-                "queued" => backlog.queued = row.n,
-                _ => backlog.sending = row.n,
-            }
+    /// The table that holds the leases.
+    fn lease_table(&self) -> &'static str {
+        match self.leases {
+            Leased::Rows => self.table,
+            Leased::Blocks(blocks) => blocks,
         }
-        Ok(backlog)
     }
 
-    /// The claim statement: takes up to `$4` due rows, oldest first, for owner `$1` with a
-    /// lease until `$2` (due: `next_attempt_at_ms <= $3`), and returns `returning`.
+    /// The leases owner `$1` holds, in [`Self::lease_table`].
+    fn held_by_owner(&self) -> &'static str {
+        match self.leases {
+            Leased::Rows => "lease_owner = $1 AND status = 'sending'",
+            Leased::Blocks(_) => "lease_owner = $1",
+        }
+    }
+
+    /// How many rows wait (`queued`) and how many a worker holds (`sending`). Its cost
+    /// follows the backlog, not the history of sent rows: on the outbox it reads the
+    /// claimable index, whose condition it repeats; for campaigns it reads the rows of the
+    /// blocks left.
+    pub async fn backlog(&self, db: &impl ConnectionTrait) -> Result<Backlog, DbErr> {
+        let sql = match self.leases {
+            Leased::Rows => format!(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
+                 CAST(COALESCE(SUM(CASE WHEN status = 'sending' THEN 1 ELSE 0 END), 0) AS BIGINT) AS sending \
+                 FROM {} WHERE status IN ('queued', 'sending')",
+                self.table
+            ),
+            // `+r.campaign_id`: SQLite would otherwise read every row of the campaign through
+            // the (campaign_id, subscriber_id) index instead of the block's ids.
+            Leased::Blocks(blocks) => format!(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN b.lease_owner IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
+                 CAST(COALESCE(SUM(CASE WHEN b.lease_owner IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS sending \
+                 FROM {blocks} b JOIN {t} r ON r.id BETWEEN b.first_id AND b.last_id \
+                 AND +r.campaign_id = b.campaign_id AND r.status = 'queued'",
+                t = self.table
+            ),
+        };
+        Ok(
+            Backlog::find_by_statement(Statement::from_string(db.get_database_backend(), sql))
+                .one(db)
+                .await?
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The claim statement of a queue leased by rows: takes up to `$4` due rows, oldest
+    /// first, for owner `$1` with a lease until `$2` (due: `next_attempt_at_ms <= $3`), and
+    /// returns `returning`.
     pub fn claim_sql(&self, postgres: bool, returning: &str) -> String {
+        debug_assert!(self.leases == Leased::Rows, "{} is leased by blocks", self.table);
         let lock = if postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         format!(
             "UPDATE {t} SET status = 'sending', lease_owner = $1, next_attempt_at_ms = $2, \
              attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM {t} WHERE status IN ('queued', 'sending') \
-             AND next_attempt_at_ms <= $3 {f} ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
+             AND next_attempt_at_ms <= $3 ORDER BY next_attempt_at_ms, id LIMIT $4 {lock}) \
              RETURNING {returning}",
             t = self.table,
-            f = (self.claim_filter)(postgres),
         )
     }
 
@@ -175,8 +196,9 @@ impl Queue {
         .await
     }
 
-    /// Extends the leases `owner` holds on `ids` until `until_ms`: the worker's heartbeat, so
-    /// that a short lease holds for as long as a live worker needs it. Returns the rows renewed.
+    /// Extends the leases `owner` holds on `ids` (rows or blocks) until `until_ms`: the
+    /// worker's heartbeat, so that a short lease holds for as long as a live worker needs it.
+    /// Returns the leases renewed.
     pub async fn renew(
         &self,
         db: &impl ConnectionTrait,
@@ -188,8 +210,9 @@ impl Queue {
             .await
     }
 
-    /// Hands back rows `owner` claimed and did not attempt (a graceful stop): due again at
-    /// `now_ms` for any worker, the attempt their claim counted taken back.
+    /// Hands back leases `owner` holds and did not finish (a graceful stop): due again at
+    /// `now_ms` for any worker. An outbox row's attempt, counted by its claim, is taken back;
+    /// a block's rows have counted none.
     pub async fn release(
         &self,
         db: &impl ConnectionTrait,
@@ -197,22 +220,21 @@ impl Queue {
         ids: &[i64],
         now_ms: i64,
     ) -> Result<u64, DbErr> {
-        self.for_held(
-            db,
-            "status = 'queued', lease_owner = NULL, next_attempt_at_ms = $2, attempts = attempts - 1",
-            owner,
-            ids,
-            now_ms,
-            false,
-        )
-        .await
+        let set = match self.leases {
+            Leased::Rows => {
+                "status = 'queued', lease_owner = NULL, next_attempt_at_ms = $2, attempts = attempts - 1"
+            }
+            Leased::Blocks(_) => "lease_owner = NULL, next_attempt_at_ms = $2",
+        };
+        self.for_held(db, set, owner, ids, now_ms, false).await
     }
 
-    /// `UPDATE … SET {set}` on the rows of `ids` that `owner` still holds, `$2` bound to `at_ms`.
-    /// With `skip_locked` (PostgreSQL), rows another statement has locked are left alone: a
-    /// renewal that waited on the recorder's locks while the recorder waited on its own could
-    /// deadlock, and the aborted record left its rows to lapse and be sent twice. A row being
-    /// recorded needs no renewal, and any other is renewed a third of a lease later.
+    /// `UPDATE … SET {set}` on the leases of `ids` that `owner` still holds, `$2` bound to
+    /// `at_ms`. With `skip_locked` (PostgreSQL), leases another statement has locked are left
+    /// alone: an outbox renewal that waited on the recorder's locks while the recorder waited
+    /// on its own could deadlock, and the aborted record left its rows to lapse and be sent
+    /// twice. A row being recorded needs no renewal, and any other is renewed a third of a
+    /// lease later.
     async fn for_held(
         &self,
         db: &impl ConnectionTrait,
@@ -223,22 +245,18 @@ impl Queue {
         skip_locked: bool,
     ) -> Result<u64, DbErr> {
         let mut changed = 0;
-        let held = "lease_owner = $1 AND status = 'sending'";
+        let (table, held) = (self.lease_table(), self.held_by_owner());
         for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
             let v = super::json_rows(db.get_database_backend(), 3, &["bigint"]);
             let targets = if skip_locked && is_postgres(db) {
                 format!(
-                    "SELECT id FROM {t} WHERE id IN (SELECT column1 FROM {v}) AND {held} \
-                     FOR UPDATE SKIP LOCKED",
-                    t = self.table
+                    "SELECT id FROM {table} WHERE id IN (SELECT column1 FROM {v}) AND {held} \
+                     FOR UPDATE SKIP LOCKED"
                 )
             } else {
                 format!("SELECT column1 FROM {v}")
             };
-            let sql = format!(
-                "UPDATE {t} SET {set} WHERE id IN ({targets}) AND {held}",
-                t = self.table
-            );
+            let sql = format!("UPDATE {table} SET {set} WHERE id IN ({targets}) AND {held}");
             let rows: Vec<(i64,)> = chunk.iter().map(|id| (*id,)).collect();
             let values: Vec<Value> = vec![owner.into(), at_ms.into(), super::json_rows_value(&rows)];
             changed += db
@@ -253,7 +271,20 @@ impl Queue {
         Ok(changed)
     }
 
-    /// Records the outcome; false when the lease was lost (another worker took the row over).
+    /// What an outcome's record adds to the row's attempts: an outbox claim counted the
+    /// attempt (taken back when the relay could not be reached); a recipient's is counted now.
+    fn attempts_change(&self, outcome: &Outcome) -> &'static str {
+        let deferred = matches!(outcome, Outcome::Deferred { .. });
+        match (self.leases, deferred) {
+            (Leased::Rows, true) => ", attempts = attempts - 1",
+            (Leased::Blocks(_), false) => ", attempts = attempts + 1",
+            _ => "",
+        }
+    }
+
+    /// Records the outcome; false when it was not the owner's to record: an outbox row's
+    /// lease was lost, or a recipient's outcome was recorded already (by a worker that took
+    /// over a lapsed block).
     pub async fn record(
         &self,
         db: &impl ConnectionTrait,
@@ -261,35 +292,50 @@ impl Queue {
         owner: &str,
         outcome: Outcome,
     ) -> Result<bool, DbErr> {
-        let (set, values): (String, Vec<Value>) = match outcome {
-            Outcome::Sent { message_id } => (
-                "status = 'sent', sent_at = $3, message_id = $4, last_error = NULL".into(),
-                vec![super::now().into(), message_id.into()],
-            ),
-            Outcome::Retry { at_ms, error } => (
-                "status = 'queued', next_attempt_at_ms = $3, last_error = $4".into(),
-                vec![at_ms.into(), truncate(error).into()],
-            ),
-            Outcome::Deferred { at_ms, error } => (
-                "status = 'queued', next_attempt_at_ms = $3, last_error = $4, attempts = attempts - 1".into(),
-                vec![at_ms.into(), truncate(error).into()],
-            ),
-            Outcome::Failed { error } => (
-                "status = 'failed', last_error = $3".into(),
-                vec![truncate(error).into()],
-            ),
-            Outcome::Skipped { reason } => (
-                format!("status = '{}', last_error = $3", self.skipped_status),
-                vec![truncate(reason).into()],
-            ),
-            Outcome::Cancelled => ("status = 'cancelled', last_error = NULL".into(), vec![]),
+        let attempts = self.attempts_change(&outcome);
+        // $1 the id; outbox rows: $2 the owner; then the outcome's values.
+        let mut all: Vec<Value> = vec![id.into()];
+        let (let_go, fence) = match self.leases {
+            Leased::Rows => {
+                all.push(owner.into());
+                (", lease_owner = NULL", "lease_owner = $2 AND status = 'sending'")
+            }
+            Leased::Blocks(_) => ("", "status = 'queued'"),
+        };
+        let n = all.len();
+        let p = |k: usize| format!("${}", n + k);
+        let set: String = match outcome {
+            Outcome::Sent { message_id } => {
+                let set = format!(
+                    "status = 'sent', sent_at = {}, message_id = {}, last_error = NULL",
+                    p(1),
+                    p(2)
+                );
+                all.extend([super::now().into(), message_id.into()]);
+                set
+            }
+            Outcome::Retry { at_ms, error } | Outcome::Deferred { at_ms, error } => {
+                all.extend([at_ms.into(), truncate(error).into()]);
+                format!(
+                    "status = 'queued', next_attempt_at_ms = {}, last_error = {}",
+                    p(1),
+                    p(2)
+                )
+            }
+            Outcome::Failed { error } => {
+                all.push(truncate(error).into());
+                format!("status = 'failed', last_error = {}", p(1))
+            }
+            Outcome::Skipped { reason } => {
+                all.push(truncate(reason).into());
+                format!("status = '{}', last_error = {}", self.skipped_status, p(1))
+            }
+            Outcome::Cancelled => "status = 'cancelled', last_error = NULL".into(),
         };
         let sql = format!(
-            "UPDATE {} SET {set}, lease_owner = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
+            "UPDATE {} SET {set}{attempts}{let_go} WHERE id = $1 AND {fence}",
             self.table
         );
-        let mut all: Vec<Value> = vec![id.into(), owner.into()];
-        all.extend(values);
         let res = db
             .execute_raw(Statement::from_sql_and_values(
                 db.get_database_backend(),
@@ -299,7 +345,6 @@ impl Queue {
             .await?;
         Ok(res.rows_affected() > 0)
     }
-
     /// Records the outcomes of one owner's sends; says per outcome whether it was recorded
     /// (false: the lease was lost). Sent outcomes, nearly all of them, share one statement per
     /// chunk; the rest are recorded one by one. What was recorded is added to the day's
@@ -348,7 +393,8 @@ impl Queue {
         results
     }
 
-    /// Marks rows sent with their Message-IDs, fenced by the lease; returns the ids recorded.
+    /// Marks rows sent with their Message-IDs, fenced as [`Self::record`] is; returns the ids
+    /// recorded.
     async fn record_sent(
         &self,
         db: &impl ConnectionTrait,
@@ -359,23 +405,79 @@ impl Queue {
         struct Recorded {
             id: i64,
         }
+        let backend = db.get_database_backend();
+        let rows: Vec<(i64, &str)> = sent.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
+        let (sql, all): (String, Vec<Value>) = match self.leases {
+            Leased::Rows => (
+                format!(
+                    "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
+                     lease_owner = NULL FROM {v} \
+                     WHERE {t}.id = v.column1 AND {t}.lease_owner = $1 AND {t}.status = 'sending' RETURNING id",
+                    t = self.table,
+                    v = super::json_rows(backend, 3, &["bigint", "text"]),
+                ),
+                vec![owner.into(), super::now().into(), super::json_rows_value(&rows)],
+            ),
+            Leased::Blocks(_) => (
+                format!(
+                    "UPDATE {t} SET status = 'sent', sent_at = $1, message_id = v.column2, last_error = NULL, \
+                     attempts = attempts + 1 FROM {v} \
+                     WHERE {t}.id = v.column1 AND {t}.status = 'queued' RETURNING id",
+                    t = self.table,
+                    v = super::json_rows(backend, 2, &["bigint", "text"]),
+                ),
+                vec![super::now().into(), super::json_rows_value(&rows)],
+            ),
+        };
         // A repeated row matches the same recipient row, which is updated once.
-        let v = super::json_rows(db.get_database_backend(), 3, &["bigint", "text"]);
-        let sql = format!(
-            "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
-             lease_owner = NULL FROM {v} \
-             WHERE {t}.id = v.column1 AND {t}.lease_owner = $1 AND {t}.status = 'sending' RETURNING id",
+        let rows = Recorded::find_by_statement(Statement::from_sql_and_values(backend, sql, all))
+            .all(db)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Closes blocks `owner` holds whose claimed rows are all recorded: a block with no row
+    /// left to send is deleted; one with rows to retry is let go, due when the first of them
+    /// is. (Nothing to do for a queue leased by rows: the record let go of the row.)
+    pub async fn close(
+        &self,
+        db: &impl ConnectionTrait,
+        owner: &str,
+        blocks: &[i64],
+        now_ms: i64,
+    ) -> Result<(), DbErr> {
+        let Leased::Blocks(b) = self.leases else {
+            return Ok(());
+        };
+        let backend = db.get_database_backend();
+        // `+r.campaign_id`: the block's ids, not every row of its campaign (see `backlog`).
+        let rows_left = format!(
+            "FROM {t} r WHERE r.id BETWEEN {b}.first_id AND {b}.last_id \
+             AND +r.campaign_id = {b}.campaign_id AND r.status = 'queued'",
             t = self.table
         );
-        let rows: Vec<(i64, &str)> = sent.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
-        let all: Vec<Value> = vec![owner.into(), super::now().into(), super::json_rows_value(&rows)];
-        let rows = Recorded::find_by_statement(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            all,
-        ))
-        .all(db)
-        .await?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        for id in blocks {
+            let deleted = db
+                .execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!("DELETE FROM {b} WHERE id = $1 AND lease_owner = $2 AND NOT EXISTS (SELECT 1 {rows_left})"),
+                    [(*id).into(), owner.into()],
+                ))
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                db.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!(
+                        "UPDATE {b} SET lease_owner = NULL, \
+                         next_attempt_at_ms = COALESCE((SELECT MIN(r.next_attempt_at_ms) {rows_left}), $3) \
+                         WHERE id = $1 AND lease_owner = $2"
+                    ),
+                    [(*id).into(), owner.into(), now_ms.into()],
+                ))
+                .await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -120,7 +120,7 @@ pub async fn recipient_counts(
     for r in rows {
         let c = out.entry(r.campaign_id).or_default();
         match r.status {
-            RecipientStatus::Queued | RecipientStatus::Sending => c.queued += r.n,
+            RecipientStatus::Queued => c.queued += r.n,
             RecipientStatus::Sent => c.sent += r.n,
             RecipientStatus::Failed => c.failed += r.n,
             RecipientStatus::Skipped => c.skipped += r.n,
@@ -365,20 +365,21 @@ pub async fn waiting(db: &impl ConnectionTrait, now_ms: i64) -> Result<Waiting, 
         oldest: Option<i64>,
     }
     let mut out = Waiting::default();
-    // `status IN ('queued', 'sending')` as the claim index is defined, so it serves here too.
-    for (table, only) in [
-        ("outbox", ""),
-        (
-            "campaign_recipients",
-            "AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
-        ),
-    ] {
+    let statements = [
+        // `status IN ('queued', 'sending')` as the claim index is defined, so it serves here.
+        "SELECT COUNT(*) AS n, MIN(next_attempt_at_ms) AS oldest FROM outbox \
+         WHERE status IN ('queued', 'sending') AND status = 'queued' AND next_attempt_at_ms <= $1",
+        // The due rows of blocks free to claim (`+r.campaign_id`: see `queue::Queue::backlog`).
+        "SELECT COUNT(*) AS n, MIN(r.next_attempt_at_ms) AS oldest FROM campaign_blocks b \
+         JOIN campaign_recipients r ON r.id BETWEEN b.first_id AND b.last_id \
+         AND +r.campaign_id = b.campaign_id AND r.status = 'queued' AND r.next_attempt_at_ms <= $1 \
+         WHERE b.next_attempt_at_ms <= $1 \
+         AND b.campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+    ];
+    for sql in statements {
         let row = Row::find_by_statement(Statement::from_sql_and_values(
             db.get_database_backend(),
-            format!(
-                "SELECT COUNT(*) AS n, MIN(next_attempt_at_ms) AS oldest FROM {table} \
-                 WHERE status IN ('queued', 'sending') AND status = 'queued' AND next_attempt_at_ms <= $1 {only}"
-            ),
+            sql,
             [now_ms.into()],
         ))
         .one(db)

@@ -1,5 +1,5 @@
-//! The `campaign_recipients` table: a campaign's audience, one row per person, claimed by the
-//! delivery workers like the outbox (`store::queue`).
+//! The `campaign_recipients` table: a campaign's audience, one row per person, leased by the
+//! delivery workers in blocks (`campaign_blocks`, `store::queue`).
 
 use sea_orm::entity::prelude::*;
 
@@ -15,7 +15,6 @@ pub struct Model {
     pub status: RecipientStatus,
     pub attempts: i32,
     pub next_attempt_at_ms: i64,
-    pub lease_owner: Option<String>,
     pub last_error: Option<String>,
     pub message_id: Option<String>,
     pub sent_at: Option<TimeDateTimeWithTimeZone>,
@@ -33,8 +32,6 @@ impl ActiveModelBehavior for ActiveModel {}
 pub enum RecipientStatus {
     #[sea_orm(string_value = "queued")]
     Queued,
-    #[sea_orm(string_value = "sending")]
-    Sending,
     #[sea_orm(string_value = "sent")]
     Sent,
     #[sea_orm(string_value = "failed")]
@@ -51,7 +48,6 @@ impl RecipientStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
             RecipientStatus::Queued => "queued",
-            RecipientStatus::Sending => "sending",
             RecipientStatus::Sent => "sent",
             RecipientStatus::Failed => "failed",
             RecipientStatus::Skipped => "skipped",
