@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use super::prepared::{Prepared, prepare_campaign};
 use super::{Claimed, ContentOf, Context, Delivered, Job, Relay, retry_later, send_stamped, stamp_for_turn};
@@ -28,28 +29,34 @@ pub struct CampaignJob {
     prepared: Mutex<HashMap<i64, Arc<Prepared>>>,
     /// The material policy version in force, as of the start of the current batch.
     material: Mutex<Option<policy_version::Model>>,
-    /// The send checks of rows entering the rows in flight, read together (started with the
-    /// worker; they wait up to CHECK_LINGER for each other).
-    checks: OnceLock<Batcher<CheckRequest, Result<Option<SendCheck>, String>>>,
-    /// Checks made again, without lingering, when a first one grew stale waiting for a turn.
+    /// Checks made again, one by one, when a first one grew stale waiting for a turn.
     rechecks: OnceLock<Batcher<CheckRequest, Result<Option<SendCheck>, String>>>,
+}
+
+/// A claimed recipient as it enters the rows in flight: with its send check, made together
+/// with the others of its group (one statement), and the policy state it was made under.
+pub struct Admitted {
+    row: ClaimedRecipient,
+    material: Option<policy_version::Model>,
+    /// `Ok(None)`: the person is gone (or the row names no one).
+    check: Result<Option<SendCheck>, String>,
+    checked_at: Instant,
 }
 
 /// A send check older than this when its message has a turn for a relay session is made
 /// again before the message goes (CS-7). With a fast relay, checks are a few milliseconds old
-/// and grouped; with a slow one (hundreds of ms per message), the rows ahead can take long
-/// enough to make it stale, and one check per message costs little next to the relay.
+/// (made as their group of rows enters the rows in flight); with a slow one (hundreds of ms
+/// per message), the rows ahead can take long enough to make it stale, and one check per
+/// message costs little next to the relay.
 const CHECK_FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// How long the first send check of a group waits for more: checks come in as rows enter
-/// the rows in flight, one by one, and each statement costs the database about the same
-/// whatever its row count. The wait is spent before the row's turn for a relay session, so no
-/// session idles for it as long as the rows ahead of it keep the sessions busy. A longer wait
-/// holds so many of the rows in flight that sessions run dry.
-const CHECK_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A recipient row to check, and the material policy version (and its start) in force.
 type CheckRequest = (CheckFor, Option<(String, time::OffsetDateTime)>);
+
+/// The material policy state a check counts consents under: (version, effective date).
+fn material_key(material: Option<&policy_version::Model>) -> Option<(String, time::OffsetDateTime)> {
+    material.map(|m| (m.version.clone(), m.effective_at))
+}
 
 /// Checks a group of recipients: one query per material policy state (nearly always one).
 async fn check_group(db: &Db, requests: Vec<CheckRequest>) -> Vec<Result<Option<SendCheck>, String>> {
@@ -63,6 +70,15 @@ async fn check_group(db: &Db, requests: Vec<CheckRequest>) -> Vec<Result<Option<
         }
     }
     out
+}
+
+/// What a row's send check is about; `None` when the row names no one (erased).
+fn check_for(row: &ClaimedRecipient) -> Option<CheckFor> {
+    Some(CheckFor {
+        subscriber_id: row.subscriber_id?,
+        list_id: row.list_id,
+        campaign_id: row.campaign_id,
+    })
 }
 
 impl CampaignJob {
@@ -82,34 +98,33 @@ impl CampaignJob {
         Ok(p)
     }
 
-    async fn attempt(&self, ctx: &Context, relay: &Relay, row: &ClaimedRecipient) -> Outcome {
+    async fn attempt(&self, ctx: &Context, relay: &Relay, admitted: Admitted) -> Outcome {
         let cfg = &ctx.cfg;
+        let Admitted {
+            row,
+            material,
+            check,
+            checked_at,
+        } = admitted;
         let prepared = match self.prepared(ctx, row.campaign_id).await {
             Ok(p) => p,
             Err(e) => return retry_later(cfg, row.attempts, e),
         };
-        // CS-7: the state of things now, not when the campaign was queued.
-        let Some(subscriber_id) = row.subscriber_id else {
+        // CS-7: the state of things now, not when the campaign was queued. A material policy
+        // change in force holds back people whose consent predates it.
+        let (check, Some(about)) = (check, check_for(&row)) else {
             return Outcome::Skipped {
                 reason: "erased".into(),
             };
         };
-        // A material policy change in force holds back people whose consent predates it
-        // (looked up once per batch, in `before_claim`).
-        let material = self.material.lock().expect("material lock").clone();
-        let material_key = material.as_ref().map(|m| (m.version.clone(), m.effective_at));
-        let check_for = CheckFor {
-            subscriber_id,
-            list_id: row.list_id,
-            campaign_id: row.campaign_id,
-        };
-        let checked_at = std::time::Instant::now();
-        let check = match self
-            .check(ctx, false, (check_for, material_key.clone()), row.attempts)
-            .await
-        {
-            Ok(c) => c,
-            Err(outcome) => return outcome,
+        let check = match check {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Outcome::Skipped {
+                    reason: "erased".into(),
+                };
+            }
+            Err(e) => return retry_later(cfg, row.attempts, e),
         };
         if let Some(outcome) = verdict(&check, material.as_ref()) {
             return outcome;
@@ -169,7 +184,7 @@ impl CampaignJob {
         };
         if checked_at.elapsed() > CHECK_FRESH_FOR {
             let again = match self
-                .check(ctx, true, (check_for, material_key), row.attempts)
+                .recheck(ctx, (about, material_key(material.as_ref())), row.attempts)
                 .await
             {
                 Ok(c) => c,
@@ -198,29 +213,20 @@ impl CampaignJob {
         .await
     }
 
-    /// One recipient's send check, or the outcome instead: skipped when there is no one to
-    /// check (erased), retried when the check failed.
-    async fn check(
+    /// One recipient's send check made again, or the outcome instead: skipped when there is no
+    /// one to check (erased), retried when the check failed.
+    async fn recheck(
         &self,
         ctx: &Context,
-        again: bool,
         request: CheckRequest,
         attempts: i32,
     ) -> Result<SendCheck, Outcome> {
-        let (cell, linger) = if again {
-            (&self.rechecks, std::time::Duration::ZERO)
-        } else {
-            (&self.checks, CHECK_LINGER)
-        };
-        let checks = cell.get_or_init(|| {
+        let checks = self.rechecks.get_or_init(|| {
             let db = ctx.db.clone();
-            Batcher::start(
-                Grouping::up_to(ctx.cfg.in_flight()).lingering(linger),
-                move |requests| {
-                    let db = db.clone();
-                    async move { check_group(&db, requests).await }
-                },
-            )
+            Batcher::start(Grouping::up_to(ctx.cfg.in_flight()), move |requests| {
+                let db = db.clone();
+                async move { check_group(&db, requests).await }
+            })
         });
         let retry = |e| retry_later(&ctx.cfg, attempts, e);
         match checks.call(request).await {
@@ -269,7 +275,8 @@ fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Optio
 }
 
 impl Job for CampaignJob {
-    type Row = ClaimedRecipient;
+    type Claimed = ClaimedRecipient;
+    type Row = Admitted;
 
     fn name(&self) -> &'static str {
         "campaigns"
@@ -315,15 +322,40 @@ impl Job for CampaignJob {
         Ok(Claimed { leases, rows })
     }
 
+    /// The send checks of the group, in one statement (one per material policy state).
+    async fn admit(&self, ctx: &Context, rows: Vec<ClaimedRecipient>) -> Vec<Admitted> {
+        let material = self.material.lock().expect("material lock").clone();
+        let key = material_key(material.as_ref());
+        let requests: Vec<CheckRequest> = rows
+            .iter()
+            .filter_map(check_for)
+            .map(|row| (row, key.clone()))
+            .collect();
+        let mut checks = check_group(&ctx.db, requests).await.into_iter();
+        let checked_at = Instant::now();
+        rows.into_iter()
+            .map(|row| Admitted {
+                check: match check_for(&row) {
+                    Some(_) => checks.next().unwrap_or(Ok(None)),
+                    None => Ok(None),
+                },
+                material: material.clone(),
+                checked_at,
+                row,
+            })
+            .collect()
+    }
+
     fn queue(&self) -> &'static Queue {
         &CAMPAIGN_RECIPIENTS
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(worker = "campaigns", id = row.id, campaign = row.campaign_id))]
-    async fn deliver(&self, ctx: &Context, relay: &Relay, row: ClaimedRecipient) -> Delivered {
-        let outcome = self.attempt(ctx, relay, &row).await;
+    #[tracing::instrument(level = "debug", skip_all, fields(worker = "campaigns", id = admitted.row.id, campaign = admitted.row.campaign_id))]
+    async fn deliver(&self, ctx: &Context, relay: &Relay, admitted: Admitted) -> Delivered {
+        let id = admitted.row.id;
+        let outcome = self.attempt(ctx, relay, admitted).await;
         Delivered {
-            id: row.id,
+            id,
             kind: "campaign".into(),
             outcome,
         }

@@ -78,19 +78,25 @@ const LONGEST_DB_PAUSE: Duration = Duration::from_secs(30);
 
 /// A queue a worker drains.
 trait Job: Send + Sync + 'static {
+    /// A row as claimed.
+    type Claimed: Send + 'static;
+    /// A row as it enters the rows in flight (see [`Job::admit`]).
     type Row: Send + 'static;
     fn name(&self) -> &'static str;
     /// The row's id in its queue.
-    fn row_id(row: &Self::Row) -> i64;
+    fn row_id(row: &Self::Claimed) -> i64;
     /// The lease that covers the row: the row itself, or its block.
-    fn lease_id(row: &Self::Row) -> i64;
+    fn lease_id(row: &Self::Claimed) -> i64;
     async fn claim(
         &self,
         ctx: &Context,
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Claimed<Self::Row>, crate::store::Error>;
+    ) -> Result<Claimed<Self::Claimed>, crate::store::Error>;
+    /// Readies claimed rows as they enter the rows in flight, a group at a time (campaigns:
+    /// their send checks, read together).
+    async fn admit(&self, ctx: &Context, rows: Vec<Self::Claimed>) -> Vec<Self::Row>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
     /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
@@ -157,6 +163,8 @@ async fn run_job<J: Job>(
         // batch while the last rows of the one before are still being sent, so the relay
         // sessions never wait for a claim (no barrier between batches).
         let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(in_flight_max);
+        // Half the channel: the other half keeps the senders busy while a group is admitted.
+        let admit_at_most = (in_flight_max / 2).max(1);
         let claimer = {
             let (job, ctx, shutdown, leases, relay, claims) =
                 (&*job, &ctx, &shutdown, &*leases, &*relay, &claims);
@@ -193,9 +201,16 @@ async fn run_job<J: Job>(
                         leases.hold(&leased, rows.iter().map(|row| (J::row_id(row), J::lease_id(row))));
                     leases.close(ctx, &empty).await;
                     claimed_any = true;
-                    for row in rows {
-                        if rows_tx.send(row).await.is_err() {
+                    // A group is admitted once there is room for all of it, so that what
+                    // admission read (a send check) is as fresh as it can be when the rows go.
+                    let mut rows = rows.into_iter().peekable();
+                    while rows.peek().is_some() {
+                        let group: Vec<J::Claimed> = rows.by_ref().take(admit_at_most).collect();
+                        let Ok(room) = rows_tx.reserve_many(group.len()).await else {
                             return claimed_any;
+                        };
+                        for (slot, row) in room.zip(job.admit(ctx, group).await) {
+                            slot.send(row);
                         }
                     }
                 }
@@ -465,6 +480,7 @@ struct OutboxJob {
 }
 
 impl Job for OutboxJob {
+    type Claimed = ClaimedMessage;
     type Row = ClaimedMessage;
 
     fn name(&self) -> &'static str {
@@ -492,6 +508,10 @@ impl Job for OutboxJob {
             leases: rows.iter().map(|row| row.id).collect(),
             rows,
         })
+    }
+
+    async fn admit(&self, _ctx: &Context, rows: Vec<ClaimedMessage>) -> Vec<ClaimedMessage> {
+        rows
     }
 
     fn queue(&self) -> &'static Queue {
