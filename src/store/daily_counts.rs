@@ -71,6 +71,18 @@ pub fn day_of(t: time::OffsetDateTime) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
+/// On PostgreSQL, the part of a `WITH` statement that adds the rows of `cte` to `counter` for
+/// day `day` (a parameter, see [`day_of`]), stamped `at` (a parameter): a statement that
+/// writes rows counts them itself instead of a second round trip. Nothing is added for none.
+pub fn counting(cte: &str, counter: Counter, day: &str, at: &str) -> String {
+    format!(
+        "INSERT INTO daily_counts (day, counter, n, last_at) SELECT {day}, '{}', COUNT(*), {at} FROM {cte} \
+         HAVING COUNT(*) > 0 \
+         ON CONFLICT (day, counter) DO UPDATE SET n = daily_counts.n + excluded.n, last_at = excluded.last_at",
+        counter.as_str()
+    )
+}
+
 /// Adds to today's counters (zeros are left out): one statement, whatever the count.
 pub async fn add(db: &impl ConnectionTrait, counts: &[(Counter, u64)]) -> Result<(), DbErr> {
     let mut tally: Vec<(Counter, u64)> = Vec::with_capacity(counts.len());

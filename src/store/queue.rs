@@ -367,6 +367,9 @@ impl Queue {
                 other => results.push(self.record(db, id, owner, other).await.map_err(|e| e.to_string())),
             }
         }
+        // On PostgreSQL the statement that records them counts the sent rows too (one round
+        // trip, not two).
+        let counted_sent = is_postgres(db);
         for chunk in sent.chunks(super::ROWS_PER_STATEMENT) {
             match self.record_sent(db, owner, chunk).await {
                 Ok(recorded) => {
@@ -384,7 +387,11 @@ impl Queue {
         let recorded: Vec<(Counter, u64)> = counters
             .into_iter()
             .zip(&results)
-            .filter_map(|(counter, result)| counter.filter(|_| *result == Ok(true)).map(|c| (c, 1)))
+            .filter_map(|(counter, result)| {
+                counter
+                    .filter(|c| *result == Ok(true) && !(counted_sent && *c == Counter::Sent))
+                    .map(|c| (c, 1))
+            })
             .collect();
         if let Err(e) = daily_counts::add(db, &recorded).await {
             // The outcomes stand; only the day's statistics miss them.
@@ -394,7 +401,7 @@ impl Queue {
     }
 
     /// Marks rows sent with their Message-IDs, fenced as [`Self::record`] is; returns the ids
-    /// recorded.
+    /// recorded. On PostgreSQL it also adds them to the day's `sent` counter.
     async fn record_sent(
         &self,
         db: &impl ConnectionTrait,
@@ -407,27 +414,36 @@ impl Queue {
         }
         let backend = db.get_database_backend();
         let rows: Vec<(i64, &str)> = sent.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
-        let (sql, all): (String, Vec<Value>) = match self.leases {
-            Leased::Rows => (
-                format!(
-                    "UPDATE {t} SET status = 'sent', sent_at = $2, message_id = v.column2, last_error = NULL, \
-                     lease_owner = NULL FROM {v} \
-                     WHERE {t}.id = v.column1 AND {t}.lease_owner = $1 AND {t}.status = 'sending' RETURNING id",
-                    t = self.table,
-                    v = super::json_rows(backend, 3, &["bigint", "text"]),
-                ),
-                vec![owner.into(), super::now().into(), super::json_rows_value(&rows)],
-            ),
-            Leased::Blocks(_) => (
-                format!(
-                    "UPDATE {t} SET status = 'sent', sent_at = $1, message_id = v.column2, last_error = NULL, \
-                     attempts = attempts + 1 FROM {v} \
-                     WHERE {t}.id = v.column1 AND {t}.status = 'queued' RETURNING id",
-                    t = self.table,
-                    v = super::json_rows(backend, 2, &["bigint", "text"]),
-                ),
-                vec![super::now().into(), super::json_rows_value(&rows)],
-            ),
+        let now = super::now();
+        // $1 the time; outbox rows: $2 the owner; then the rows.
+        let mut all: Vec<Value> = vec![now.into()];
+        let fence = match self.leases {
+            Leased::Rows => {
+                all.push(owner.into());
+                format!("{t}.lease_owner = $2 AND {t}.status = 'sending'", t = self.table)
+            }
+            Leased::Blocks(_) => format!("{}.status = 'queued'", self.table),
+        };
+        let (let_go, attempts) = match self.leases {
+            Leased::Rows => (", lease_owner = NULL", ""),
+            Leased::Blocks(_) => ("", ", attempts = attempts + 1"),
+        };
+        let v = super::json_rows(backend, all.len() + 1, &["bigint", "text"]);
+        all.push(super::json_rows_value(&rows));
+        let update = format!(
+            "UPDATE {t} SET status = 'sent', sent_at = $1, message_id = v.column2, last_error = NULL\
+             {let_go}{attempts} FROM {v} WHERE {t}.id = v.column1 AND {fence} RETURNING {t}.id",
+            t = self.table
+        );
+        let sql = if is_postgres(db) {
+            let day = format!("${}", all.len() + 1);
+            all.push(daily_counts::day_of(now).into());
+            format!(
+                "WITH recorded AS ({update}), counted AS ({}) SELECT id FROM recorded",
+                daily_counts::counting("recorded", Counter::Sent, &day, "$1")
+            )
+        } else {
+            update
         };
         // A repeated row matches the same recipient row, which is updated once.
         let rows = Recorded::find_by_statement(Statement::from_sql_and_values(backend, sql, all))
