@@ -91,7 +91,8 @@ pub struct DkimConfig {
 pub struct DeliveryConfig {
     /// Concurrent sends (and so SMTP connections) per process.
     pub concurrency: usize,
-    /// Rows claimed per batch.
+    /// Outbox rows claimed per batch; campaigns claim one block of recipients per
+    /// `store::campaigns::BLOCK_ROWS` of these, at least one.
     pub batch_size: u32,
     /// How long a claimed row stays leased before another worker may take it over; a live
     /// worker renews its leases every third of it (`delivery::leases`).
