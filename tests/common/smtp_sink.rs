@@ -69,6 +69,8 @@ pub struct SmtpSink {
     most_sessions: std::sync::atomic::AtomicUsize,
     /// RCPT commands received, refused ones too.
     rcpt_commands: std::sync::atomic::AtomicUsize,
+    /// Recipients accepted at RCPT, in order: messages that have started, finished or not.
+    started: Mutex<Vec<String>>,
     /// MAIL and AUTH commands received, refused ones too, and sessions opened.
     mail_commands: std::sync::atomic::AtomicUsize,
     auth_commands: std::sync::atomic::AtomicUsize,
@@ -167,6 +169,32 @@ impl SmtpSink {
     /// How many RCPT commands arrived, answered with whatever code.
     pub fn rcpt_commands(&self) -> usize {
         self.rcpt_commands.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The recipients accepted at RCPT so far: whose messages have started to arrive.
+    pub fn recipients_started(&self) -> Vec<String> {
+        self.started.lock().unwrap().clone()
+    }
+
+    /// Once `n` messages have started since `mark` (a `recipients_started().len()` taken
+    /// before), one of `candidates` whose message has not: with one relay session and a DATA
+    /// delay, its send check is made again only after the message in DATA. (The rows in flight
+    /// take relay turns in no fixed order, so "the last one" may already be gone.)
+    pub async fn one_not_started(&self, mark: usize, n: usize, candidates: &[String]) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.recipients_started().len() < mark + n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} messages never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = self.recipients_started()[mark..].to_vec();
+        candidates
+            .iter()
+            .find(|c| !started.contains(c))
+            .cloned()
+            .expect("a candidate whose message has not started")
     }
 
     /// How many transactions the client pipelined.
@@ -295,6 +323,7 @@ impl SmtpSink {
                         if code >= 500 { "5.1.1" } else { "4.3.0" }
                     ),
                     None => {
+                        self.started.lock().unwrap().push(to.clone());
                         rcpts.push(to);
                         "250 2.1.5 ok".into()
                     }
