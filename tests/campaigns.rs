@@ -588,19 +588,16 @@ async fn test_sends_go_only_to_team_test_recipients() {
     );
 }
 
-/// Two instances on one database share a campaign and never send a recipient twice.
+/// Two instances on one database share a campaign (each leases blocks of it at the same time)
+/// and never send a recipient twice.
 #[tokio::test]
 async fn two_instances_share_a_campaign_without_duplicates() {
-    let (first, key) = app_with(vec![("DELIVERY_BATCH_SIZE", "10".into())]).await;
-    let second = spawn(Spawn {
-        overrides: vec![("DELIVERY_BATCH_SIZE", "10".into())],
-        ..Spawn::sharing(first.db.clone(), first.sink.clone())
-    })
-    .await;
-    const N: usize = 120;
-    for i in 0..N {
-        seed(&first, &format!("m{i}@example.org"), None, &["news"], Confirmed).await;
-    }
+    use letterhead::store::campaigns::BLOCK_ROWS;
+    let (first, key) = app_with(vec![]).await;
+    let second = spawn(Spawn::sharing(first.db.clone(), first.sink.clone())).await;
+    // Three blocks and a part.
+    let n = 3 * BLOCK_ROWS + 40;
+    common::bulk::seed_confirmed(&first.state.db, "news", n).await;
     first.sink.delay_data(5);
     let id = first
         .draft_campaign(
@@ -610,12 +607,24 @@ async fn two_instances_share_a_campaign_without_duplicates() {
         .await;
     first.send_campaign(&key, id).await;
     second.delivery.wakeups.campaigns.notify_one();
-    let done = first.wait_for_campaign(&key, id, "sent").await;
-    assert_eq!(done["sent"].as_i64(), Some(N as i64));
+    let owners = "SELECT COUNT(DISTINCT lease_owner) FROM campaign_blocks WHERE lease_owner IS NOT NULL";
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut most_owners = 0;
+    while first.campaign(&key, id).await["status"] != "sent" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the campaign never finished"
+        );
+        most_owners = most_owners.max(first.query_i64(owners).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most_owners, 2, "both instances held blocks at once");
+    let done = first.campaign(&key, id).await;
+    assert_eq!(done["sent"].as_i64(), Some(n));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let msgs = first.sink.messages();
     let unique: HashSet<String> = msgs.iter().map(|m| m.rcpt_to[0].clone()).collect();
-    assert_eq!((msgs.len(), unique.len()), (N, N));
+    assert_eq!((msgs.len(), unique.len()), (n as usize, n as usize));
     second.stop().await;
 }
 
