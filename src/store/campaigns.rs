@@ -182,7 +182,7 @@ pub async fn snapshot_audience(
             .await?
             .rows_affected();
         if inserted > 0 {
-            // `+campaign_id` keeps SQLite on the primary key (see `queue::Queue::backlog`).
+            // `+campaign_id` keeps SQLite on the primary key (see `queue::queued_in_block`).
             db.execute_raw(Statement::from_sql_and_values(
                 backend,
                 format!(
@@ -379,7 +379,7 @@ pub fn claim_sql(postgres: bool) -> String {
 }
 
 /// The due rows of block `$1`: campaign `$4`'s recipients with ids `$2..=$3`, due at `$5`.
-/// (`+campaign_id` keeps SQLite on the primary key, see `queue::Queue::backlog`.)
+/// (`+campaign_id` keeps SQLite on the primary key, see `queue::queued_in_block`.)
 pub const BLOCK_ROWS_SQL: &str = "SELECT id, CAST($1 AS BIGINT) AS block_id, campaign_id, subscriber_id, list_id, \
      attempts + 1 AS attempts FROM campaign_recipients WHERE id BETWEEN $2 AND $3 \
      AND +campaign_id = $4 AND status = 'queued' AND next_attempt_at_ms <= $5 ORDER BY id";

@@ -105,10 +105,27 @@ pub struct Backlog {
     pub sending: i64,
 }
 
+/// The condition that row `r` of `campaign_recipients` is a queued row of `block` (a
+/// `campaign_blocks` row or its alias). `+r.campaign_id` keeps SQLite on the primary key: it
+/// would otherwise read every row of the campaign through the (campaign_id, subscriber_id)
+/// index instead of the block's ids.
+pub(super) fn queued_in_block(block: &str) -> String {
+    format!(
+        "r.id BETWEEN {block}.first_id AND {block}.last_id AND +r.campaign_id = {block}.campaign_id \
+         AND r.status = 'queued'"
+    )
+}
+
 impl Queue {
     /// The table's name.
     pub fn name(&self) -> &'static str {
         self.table
+    }
+
+    /// Whether a lease, once every row it brought is recorded, is to be closed
+    /// ([`Self::close`]): a block is; an outbox row's record let go of its lease.
+    pub fn closes_leases(&self) -> bool {
+        matches!(self.leases, Leased::Blocks(_))
     }
 
     /// The table that holds the leases.
@@ -139,13 +156,11 @@ impl Queue {
                  FROM {} WHERE status IN ('queued', 'sending')",
                 self.table
             ),
-            // `+r.campaign_id`: SQLite would otherwise read every row of the campaign through
-            // the (campaign_id, subscriber_id) index instead of the block's ids.
             Leased::Blocks(blocks) => format!(
                 "SELECT CAST(COALESCE(SUM(CASE WHEN b.lease_owner IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
                  CAST(COALESCE(SUM(CASE WHEN b.lease_owner IS NULL THEN 0 ELSE 1 END), 0) AS BIGINT) AS sending \
-                 FROM {blocks} b JOIN {t} r ON r.id BETWEEN b.first_id AND b.last_id \
-                 AND +r.campaign_id = b.campaign_id AND r.status = 'queued'",
+                 FROM {blocks} b JOIN {t} r ON {}",
+                queued_in_block("b"),
                 t = self.table
             ),
         };
@@ -271,14 +286,29 @@ impl Queue {
         Ok(changed)
     }
 
-    /// What an outcome's record adds to the row's attempts: an outbox claim counted the
-    /// attempt (taken back when the relay could not be reached); a recipient's is counted now.
-    fn attempts_change(&self, outcome: &Outcome) -> &'static str {
-        let deferred = matches!(outcome, Outcome::Deferred { .. });
-        match (self.leases, deferred) {
-            (Leased::Rows, true) => ", attempts = attempts - 1",
-            (Leased::Blocks(_), false) => ", attempts = attempts + 1",
-            _ => "",
+    /// How a record is fenced, and what it does besides the outcome's own columns, as (extra
+    /// `SET` terms, `WHERE` condition); binds the owner into `params` where the fence needs it.
+    /// An outbox row is recorded only while its owner still holds its lease, which the record
+    /// lets go; its claim counted the attempt (taken back for a deferral). A recipient is
+    /// recorded once, while still `queued`, and the record counts the attempt (not a deferral).
+    fn record_fence(&self, deferred: bool, owner: &str, params: &mut Vec<Value>) -> (&'static str, String) {
+        match self.leases {
+            Leased::Rows => {
+                params.push(owner.into());
+                let set = if deferred {
+                    ", lease_owner = NULL, attempts = attempts - 1"
+                } else {
+                    ", lease_owner = NULL"
+                };
+                (
+                    set,
+                    format!("lease_owner = ${} AND status = 'sending'", params.len()),
+                )
+            }
+            Leased::Blocks(_) => {
+                let set = if deferred { "" } else { ", attempts = attempts + 1" };
+                (set, "status = 'queued'".into())
+            }
         }
     }
 
@@ -292,16 +322,10 @@ impl Queue {
         owner: &str,
         outcome: Outcome,
     ) -> Result<bool, DbErr> {
-        let attempts = self.attempts_change(&outcome);
-        // $1 the id; outbox rows: $2 the owner; then the outcome's values.
+        // $1 the id; the fence's owner, if any; then the outcome's values.
         let mut all: Vec<Value> = vec![id.into()];
-        let (let_go, fence) = match self.leases {
-            Leased::Rows => {
-                all.push(owner.into());
-                (", lease_owner = NULL", "lease_owner = $2 AND status = 'sending'")
-            }
-            Leased::Blocks(_) => ("", "status = 'queued'"),
-        };
+        let deferred = matches!(outcome, Outcome::Deferred { .. });
+        let (extra, fence) = self.record_fence(deferred, owner, &mut all);
         let n = all.len();
         let p = |k: usize| format!("${}", n + k);
         let set: String = match outcome {
@@ -332,10 +356,7 @@ impl Queue {
             }
             Outcome::Cancelled => "status = 'cancelled', last_error = NULL".into(),
         };
-        let sql = format!(
-            "UPDATE {} SET {set}{attempts}{let_go} WHERE id = $1 AND {fence}",
-            self.table
-        );
+        let sql = format!("UPDATE {} SET {set}{extra} WHERE id = $1 AND {fence}", self.table);
         let res = db
             .execute_raw(Statement::from_sql_and_values(
                 db.get_database_backend(),
@@ -415,24 +436,14 @@ impl Queue {
         let backend = db.get_database_backend();
         let rows: Vec<(i64, &str)> = sent.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
         let now = super::now();
-        // $1 the time; outbox rows: $2 the owner; then the rows.
+        // $1 the time; the fence's owner, if any; then the rows.
         let mut all: Vec<Value> = vec![now.into()];
-        let fence = match self.leases {
-            Leased::Rows => {
-                all.push(owner.into());
-                format!("{t}.lease_owner = $2 AND {t}.status = 'sending'", t = self.table)
-            }
-            Leased::Blocks(_) => format!("{}.status = 'queued'", self.table),
-        };
-        let (let_go, attempts) = match self.leases {
-            Leased::Rows => (", lease_owner = NULL", ""),
-            Leased::Blocks(_) => ("", ", attempts = attempts + 1"),
-        };
+        let (extra, fence) = self.record_fence(false, owner, &mut all);
         let v = super::json_rows(backend, all.len() + 1, &["bigint", "text"]);
         all.push(super::json_rows_value(&rows));
         let update = format!(
             "UPDATE {t} SET status = 'sent', sent_at = $1, message_id = v.column2, last_error = NULL\
-             {let_go}{attempts} FROM {v} WHERE {t}.id = v.column1 AND {fence} RETURNING {t}.id",
+             {extra} FROM {v} WHERE {t}.id = v.column1 AND {fence} RETURNING {t}.id",
             t = self.table
         );
         let sql = if is_postgres(db) {
@@ -454,7 +465,7 @@ impl Queue {
 
     /// Closes blocks `owner` holds whose claimed rows are all recorded: a block with no row
     /// left to send is deleted; one with rows to retry is let go, due when the first of them
-    /// is. (Nothing to do for a queue leased by rows: the record let go of the row.)
+    /// is. (Nothing to do for a queue leased by rows, see [`Self::closes_leases`].)
     pub async fn close(
         &self,
         db: &impl ConnectionTrait,
@@ -466,12 +477,7 @@ impl Queue {
             return Ok(());
         };
         let backend = db.get_database_backend();
-        // `+r.campaign_id`: the block's ids, not every row of its campaign (see `backlog`).
-        let rows_left = format!(
-            "FROM {t} r WHERE r.id BETWEEN {b}.first_id AND {b}.last_id \
-             AND +r.campaign_id = {b}.campaign_id AND r.status = 'queued'",
-            t = self.table
-        );
+        let rows_left = format!("FROM {t} r WHERE {}", queued_in_block(b), t = self.table);
         for id in blocks {
             let deleted = db
                 .execute_raw(Statement::from_sql_and_values(

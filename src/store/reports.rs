@@ -368,13 +368,16 @@ pub async fn waiting(db: &impl ConnectionTrait, now_ms: i64) -> Result<Waiting, 
     let statements = [
         // `status IN ('queued', 'sending')` as the claim index is defined, so it serves here.
         "SELECT COUNT(*) AS n, MIN(next_attempt_at_ms) AS oldest FROM outbox \
-         WHERE status IN ('queued', 'sending') AND status = 'queued' AND next_attempt_at_ms <= $1",
-        // The due rows of blocks free to claim (`+r.campaign_id`: see `queue::Queue::backlog`).
-        "SELECT COUNT(*) AS n, MIN(r.next_attempt_at_ms) AS oldest FROM campaign_blocks b \
-         JOIN campaign_recipients r ON r.id BETWEEN b.first_id AND b.last_id \
-         AND +r.campaign_id = b.campaign_id AND r.status = 'queued' AND r.next_attempt_at_ms <= $1 \
-         WHERE b.next_attempt_at_ms <= $1 \
-         AND b.campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+         WHERE status IN ('queued', 'sending') AND status = 'queued' AND next_attempt_at_ms <= $1"
+            .to_owned(),
+        // The due rows of blocks free to claim.
+        format!(
+            "SELECT COUNT(*) AS n, MIN(r.next_attempt_at_ms) AS oldest FROM campaign_blocks b \
+             JOIN campaign_recipients r ON {} AND r.next_attempt_at_ms <= $1 \
+             WHERE b.next_attempt_at_ms <= $1 \
+             AND b.campaign_id IN (SELECT id FROM campaigns WHERE status = 'sending')",
+            super::queue::queued_in_block("b")
+        ),
     ];
     for sql in statements {
         let row = Row::find_by_statement(Statement::from_sql_and_values(
