@@ -112,19 +112,15 @@ impl CampaignJob {
         };
         // CS-7: the state of things now, not when the campaign was queued. A material policy
         // change in force holds back people whose consent predates it.
-        let (check, Some(about)) = (check, check_for(&row)) else {
-            return Outcome::Skipped {
-                reason: "erased".into(),
-            };
-        };
-        let check = match check {
-            Ok(Some(c)) => c,
-            Ok(None) => {
+        let (check, about) = match (check, check_for(&row)) {
+            (Ok(Some(check)), Some(about)) => (check, about),
+            (Err(e), Some(_)) => return retry_later(cfg, row.attempts, e),
+            // No one to check: the row names no one, or the person is gone.
+            _ => {
                 return Outcome::Skipped {
                     reason: "erased".into(),
                 };
             }
-            Err(e) => return retry_later(cfg, row.attempts, e),
         };
         if let Some(outcome) = verdict(&check, material.as_ref()) {
             return outcome;
@@ -275,7 +271,7 @@ fn verdict(check: &SendCheck, material: Option<&policy_version::Model>) -> Optio
 }
 
 impl Job for CampaignJob {
-    type Claimed = ClaimedRecipient;
+    type ClaimedRow = ClaimedRecipient;
     type Row = Admitted;
 
     fn name(&self) -> &'static str {

@@ -110,7 +110,7 @@ impl Leases {
     /// Closes leases with every row recorded (see [`crate::store::queue::Queue::close`]). On
     /// failure a block's lease lapses and it is claimed again, its recorded rows left alone.
     pub(super) async fn close(&self, ctx: &Context, leases: &[i64]) {
-        if leases.is_empty() {
+        if leases.is_empty() || !self.queue.closes_leases() {
             return;
         }
         let closed = {

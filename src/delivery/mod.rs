@@ -79,24 +79,24 @@ const LONGEST_DB_PAUSE: Duration = Duration::from_secs(30);
 /// A queue a worker drains.
 trait Job: Send + Sync + 'static {
     /// A row as claimed.
-    type Claimed: Send + 'static;
+    type ClaimedRow: Send + 'static;
     /// A row as it enters the rows in flight (see [`Job::admit`]).
     type Row: Send + 'static;
     fn name(&self) -> &'static str;
     /// The row's id in its queue.
-    fn row_id(row: &Self::Claimed) -> i64;
+    fn row_id(row: &Self::ClaimedRow) -> i64;
     /// The lease that covers the row: the row itself, or its block.
-    fn lease_id(row: &Self::Claimed) -> i64;
+    fn lease_id(row: &Self::ClaimedRow) -> i64;
     async fn claim(
         &self,
         ctx: &Context,
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Claimed<Self::Claimed>, crate::store::Error>;
+    ) -> Result<Claimed<Self::ClaimedRow>, crate::store::Error>;
     /// Readies claimed rows as they enter the rows in flight, a group at a time (campaigns:
     /// their send checks, read together).
-    async fn admit(&self, ctx: &Context, rows: Vec<Self::Claimed>) -> Vec<Self::Row>;
+    async fn admit(&self, ctx: &Context, rows: Vec<Self::ClaimedRow>) -> Vec<Self::Row>;
     /// The queue the rows come from (outcomes are recorded there).
     fn queue(&self) -> &'static Queue;
     /// Attempts one row: its id, a kind for the logs, and the outcome to record. (Each row is
@@ -205,7 +205,7 @@ async fn run_job<J: Job>(
                     // admission read (a send check) is as fresh as it can be when the rows go.
                     let mut rows = rows.into_iter().peekable();
                     while rows.peek().is_some() {
-                        let group: Vec<J::Claimed> = rows.by_ref().take(admit_at_most).collect();
+                        let group: Vec<J::ClaimedRow> = rows.by_ref().take(admit_at_most).collect();
                         let Ok(room) = rows_tx.reserve_many(group.len()).await else {
                             return claimed_any;
                         };
@@ -480,7 +480,7 @@ struct OutboxJob {
 }
 
 impl Job for OutboxJob {
-    type Claimed = ClaimedMessage;
+    type ClaimedRow = ClaimedMessage;
     type Row = ClaimedMessage;
 
     fn name(&self) -> &'static str {
