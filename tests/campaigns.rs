@@ -96,13 +96,7 @@ async fn seed(app: &TestApp, email: &str, name: Option<&str>, lists: &[&str], ho
 /// Drafts a campaign with `subject` to the news list, starts it and waits until it is sent:
 /// its id and the campaign as the API then shows it.
 async fn sent_to_news(app: &TestApp, key: &str, subject: &str) -> (i64, serde_json::Value) {
-    let id = app
-        .draft_campaign(
-            key,
-            &serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello"}),
-        )
-        .await;
-    app.send_campaign(key, id).await;
+    let id = app.send_to_news(key, subject, "Hello").await;
     (id, app.wait_for_campaign(key, id, "sent").await)
 }
 

@@ -22,18 +22,6 @@ async fn app(overrides: Vec<(&'static str, String)>) -> (TestApp, String) {
     (app, key)
 }
 
-/// Sends a campaign with this subject to the news list; returns its id.
-async fn send_to_news(app: &TestApp, key: &str, subject: &str) -> i64 {
-    let id = app
-        .draft_campaign(
-            key,
-            &serde_json::json!({"subject": subject, "lists": ["news"], "markdown": "Hello {{ name }}"}),
-        )
-        .await;
-    app.send_campaign(key, id).await;
-    id
-}
-
 /// Retention for people who left: exactly those past the period go (subscriber, evidence, send
 /// log), only the keyed-hash suppression stays, campaign totals stay, no import brings them
 /// back; a dry run deletes nothing; the job is idempotent. The clock is moved, not slept.
@@ -43,7 +31,9 @@ async fn retention_deletes_exactly_the_people_past_the_period() {
     for who in ["longgone", "recent", "stays", "bounced", "halfway"] {
         confirmed(&app, &format!("{who}@example.org"), &["news", "offers"]).await;
     }
-    let campaign = send_to_news(&app, &key, "Before anyone left").await;
+    let campaign = app
+        .send_to_news(&key, "Before anyone left", "Hello {{ name }}")
+        .await;
     assert_eq!(app.wait_for_campaign(&key, campaign, "sent").await["sent"], 5);
     // longgone left both lists 400 days ago, recent 100 days ago; halfway left only the news
     // list, 400 days ago; bounced hard-bounced 400 days ago.
@@ -146,7 +136,7 @@ async fn an_operator_unsubscribe_takes_effect_mid_campaign() {
     }
     let (before, mark) = (app.sink.messages().len(), app.sink.recipients_started().len());
     app.sink.delay_data(400);
-    let campaign = send_to_news(&app, &key, "News").await;
+    let campaign = app.send_to_news(&key, "News", "Hello {{ name }}").await;
     // The third message is in DATA, held there 400 ms: someone after it leaves.
     let everyone: Vec<String> = (0..6).map(|i| format!("c{i}@example.org")).collect();
     let leaver = app.sink.one_not_started(mark, 3, &everyone).await;
@@ -219,7 +209,7 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     let agree = link_in(&text_of(to_x), "/agree/");
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    let c1 = send_to_news(&app, &key, "Held").await;
+    let c1 = app.send_to_news(&key, "Held", "Hello {{ name }}").await;
     let done = app.wait_for_campaign(&key, c1, "sent").await;
     assert_eq!(
         (done["sent"].as_i64(), done["skipped"].as_i64()),
@@ -254,7 +244,9 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
     );
 
     let before = app.sink.messages().len();
-    let c2 = send_to_news(&app, &key, "After agreement").await;
+    let c2 = app
+        .send_to_news(&key, "After agreement", "Hello {{ name }}")
+        .await;
     let done = app.wait_for_campaign(&key, c2, "sent").await;
     assert_eq!(
         (done["sent"].as_i64(), done["skipped"].as_i64()),
@@ -268,7 +260,7 @@ async fn a_material_change_holds_back_marketing_until_agreement() {
 
     // A new signup under the material version is not held.
     confirmed(&app, "newcomer@example.org", &["news"]).await;
-    let c3 = send_to_news(&app, &key, "Third").await;
+    let c3 = app.send_to_news(&key, "Third", "Hello {{ name }}").await;
     assert_eq!(app.wait_for_campaign(&key, c3, "sent").await["sent"], 2);
 
     // The export shows the agreement.

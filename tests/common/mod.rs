@@ -488,6 +488,15 @@ impl TestApp {
             .expect("the campaign's id")
     }
 
+    /// Drafts a campaign of `markdown` with `subject` to the news list and starts sending it;
+    /// returns its id.
+    pub async fn send_to_news(&self, key: &str, subject: &str, markdown: &str) -> i64 {
+        let body = serde_json::json!({"subject": subject, "lists": ["news"], "markdown": markdown});
+        let id = self.draft_campaign(key, &body).await;
+        self.send_campaign(key, id).await;
+        id
+    }
+
     /// Starts sending a campaign now.
     pub async fn send_campaign(&self, key: &str, id: i64) {
         let res = self
