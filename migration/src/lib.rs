@@ -14,6 +14,7 @@ mod m20261206_000008_campaign_paused_reason;
 mod m20261206_000009_liveness;
 mod m20261207_000010_recipients_without_foreign_keys;
 mod m20261207_000011_campaign_blocks;
+mod m20261207_000012_no_subscriber_hmac_index;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_liveness::Migration),
             Box::new(m20261207_000010_recipients_without_foreign_keys::Migration),
             Box::new(m20261207_000011_campaign_blocks::Migration),
+            Box::new(m20261207_000012_no_subscriber_hmac_index::Migration),
         ]
     }
 }
