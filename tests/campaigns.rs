@@ -1026,7 +1026,10 @@ async fn gd3_erasing_a_recipient_unlinks_their_row_and_keeps_the_counts() {
 /// later one.
 fn steps_down_through(number: &str) -> u32 {
     use migration::{Migrator, MigratorTrait};
-    let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
     let at = names
         .iter()
         .position(|n| n.contains(&format!("_{number}_")))
@@ -1048,7 +1051,9 @@ async fn the_audience_keeps_its_rows_through_migration_000010_down_and_up() {
     let ids = "SELECT CAST(SUM(id) AS BIGINT) FROM campaign_recipients";
     let id_sum = app.query_i64(ids).await;
 
-    Migrator::down(&app.state.db, Some(steps_down_through("000010"))).await.unwrap();
+    Migrator::down(&app.state.db, Some(steps_down_through("000010")))
+        .await
+        .unwrap();
     assert_eq!(app.query_i64(rows).await, 3);
     assert_eq!(app.query_i64(ids).await, id_sum);
     Migrator::up(&app.state.db, None).await.unwrap();
@@ -1082,7 +1087,9 @@ async fn a_campaign_in_flight_goes_on_through_migration_000011() {
     let id_sum = app.query_i64(ids).await;
     assert_eq!(app.sink.messages().len(), 3);
 
-    Migrator::down(&app.state.db, Some(steps_down_through("000011"))).await.unwrap();
+    Migrator::down(&app.state.db, Some(steps_down_through("000011")))
+        .await
+        .unwrap();
     assert_eq!(app.query_i64(ids).await, id_sum);
     // As 000010 left a campaign mid-way: a held by a worker that is gone, b queued, c sent.
     for sql in [

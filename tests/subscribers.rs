@@ -541,3 +541,75 @@ async fn an_import_chunk_lets_a_waiting_request_writer_go_first() {
         assert_eq!(order, ["request", "import chunk"]);
     }
 }
+
+/// Subscriptions and consent events only ever name a subscriber and a list that exist (on
+/// PostgreSQL checked per statement, on SQLite by foreign keys), never move to another, and go
+/// with their subscriber; a deleted list takes its subscriptions and leaves its evidence unlinked.
+#[tokio::test]
+async fn subscriptions_and_evidence_belong_to_people_and_lists_that_exist() {
+    use sea_orm::ConnectionTrait;
+    let (app, key) = app().await;
+    let csv = "email,consented_at,consent_source\n\
+               ann@example.org,2025-01-01T00:00:00Z,fair\n\
+               bob@example.org,2025-01-01T00:00:00Z,fair\n";
+    let (status, report) = import(&app, &key, "", csv.into()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["imported"], 2, "{report}");
+    let db = &app.state.db;
+    let ann = app
+        .query_i64("SELECT id FROM subscribers WHERE email_key = 'ann@example.org'")
+        .await;
+    let list = app.query_i64("SELECT id FROM lists WHERE slug = 'news'").await;
+    let now = "'2026-01-01 00:00:00+00:00'";
+
+    for refused in [
+        format!(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at) VALUES (999999, {list}, 'confirmed', {now})"
+        ),
+        format!(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at) VALUES ({ann}, 999999, 'confirmed', {now})"
+        ),
+        format!(
+            "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source) VALUES (999999, NULL, 'import', {now}, 'x')"
+        ),
+        format!(
+            "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source) VALUES ({ann}, 999999, 'import', {now}, 'x')"
+        ),
+        format!("UPDATE subscriptions SET subscriber_id = 999999 WHERE subscriber_id = {ann}"),
+        format!("UPDATE consent_events SET list_id = 999999 WHERE subscriber_id = {ann}"),
+    ] {
+        let err = db.execute_unprepared(&refused).await.expect_err(&refused);
+        assert!(
+            err.to_string().to_lowercase().contains("foreign key"),
+            "{refused}: {err}"
+        );
+    }
+    // Evidence about no list in particular is taken.
+    db.execute_unprepared(&format!(
+        "INSERT INTO consent_events (subscriber_id, list_id, kind, occurred_at, source) VALUES ({ann}, NULL, 'import', {now}, 'x')"
+    ))
+    .await
+    .unwrap();
+
+    db.execute_unprepared(&format!("DELETE FROM subscribers WHERE id = {ann}"))
+        .await
+        .unwrap();
+    let of_ann = |table: &str| format!("SELECT COUNT(*) FROM {table} WHERE subscriber_id = {ann}");
+    assert_eq!(app.query_i64(&of_ann("subscriptions")).await, 0);
+    assert_eq!(app.query_i64(&of_ann("consent_events")).await, 0);
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscriptions").await, 1);
+
+    db.execute_unprepared(&format!("DELETE FROM lists WHERE id = {list}"))
+        .await
+        .unwrap();
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM subscriptions").await, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE list_id IS NULL")
+            .await,
+        app.query_i64("SELECT COUNT(*) FROM consent_events").await,
+    );
+    assert!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events").await >= 1,
+        "bob's evidence stays"
+    );
+}

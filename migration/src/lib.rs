@@ -15,6 +15,7 @@ mod m20261206_000009_liveness;
 mod m20261207_000010_recipients_without_foreign_keys;
 mod m20261207_000011_campaign_blocks;
 mod m20261207_000012_no_subscriber_hmac_index;
+mod m20261207_000013_parents_checked_per_statement;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_recipients_without_foreign_keys::Migration),
             Box::new(m20261207_000011_campaign_blocks::Migration),
             Box::new(m20261207_000012_no_subscriber_hmac_index::Migration),
+            Box::new(m20261207_000013_parents_checked_per_statement::Migration),
         ]
     }
 }
