@@ -170,7 +170,7 @@ fn round_rows<'a>(round: &[&'a Signup], hashes: &'a [AddressHash]) -> signups::R
             });
         }
         rows.people.push(signups::SignupPerson {
-            uuid: uuid::Uuid::new_v4(),
+            uuid: subscriptions::new_subscriber_uuid(),
             email: s.email.as_str(),
             email_key,
             name: s.name.as_ref().map(DisplayName::as_str),
