@@ -16,6 +16,7 @@ mod m20261207_000010_recipients_without_foreign_keys;
 mod m20261207_000011_campaign_blocks;
 mod m20261207_000012_no_subscriber_hmac_index;
 mod m20261207_000013_parents_checked_per_statement;
+mod m20261207_000014_recipients_room_for_every_record;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_campaign_blocks::Migration),
             Box::new(m20261207_000012_no_subscriber_hmac_index::Migration),
             Box::new(m20261207_000013_parents_checked_per_statement::Migration),
+            Box::new(m20261207_000014_recipients_room_for_every_record::Migration),
         ]
     }
 }
