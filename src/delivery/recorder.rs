@@ -21,10 +21,12 @@ use crate::store::trouble::Trouble;
 
 static RECORDING: Trouble = Trouble::new("recording delivery outcomes");
 
-/// How long the first outcome of a group waits for more. Long enough to gather a few dozen
-/// outcomes at thousands of messages per second, short next to a lease (seconds) and to what a
-/// person watching the progress counts notices.
-const LINGER: Duration = Duration::from_millis(5);
+/// How long the first outcome of a group waits for more: long enough to fill a group (the rows
+/// in flight) at a few thousand messages a second. Instances that share one database each
+/// deliver a share of its rate, and only groups as large as one instance's keep the
+/// database's work per message the same (docs/benchmarks.md, two instances). Short next to a
+/// lease (seconds) and to what a person watching the progress counts notices.
+const LINGER: Duration = Duration::from_millis(15);
 
 pub(super) struct Recorder {
     outcomes: Batcher<Delivered, ()>,
