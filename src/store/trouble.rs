@@ -37,20 +37,32 @@ impl Trouble {
         }
     }
 
-    /// The task failed; logged only if it worked before or failed differently.
+    /// The task failed; logged only if it worked before or failed differently. A lost
+    /// connection is one trouble however each retry's socket reports it (reset by peer, end of
+    /// file, refused).
     pub fn failed(&self, error: &super::Error) {
         if super::is_unavailable(error) {
             note_unavailable();
         }
-        self.failed_with(error.to_string());
+        let kind = if connection_lost(error) {
+            "no connection to the database".to_owned()
+        } else {
+            error.to_string()
+        };
+        self.failed_as(kind, error.to_string());
     }
 
     /// [`Trouble::failed`], for an error already turned into text.
     pub fn failed_with(&self, error: String) {
+        self.failed_as(error.clone(), error);
+    }
+
+    /// Logs `error` unless the task is already failing with the same `kind` of error.
+    fn failed_as(&self, kind: String, error: String) {
         let mut last = self.last.lock().expect("trouble lock");
-        if last.as_deref() != Some(error.as_str()) {
+        if last.as_deref() != Some(kind.as_str()) {
             tracing::warn!(task = self.what, error = %error, "failing; retrying quietly until it works");
-            *last = Some(error);
+            *last = Some(kind);
         }
     }
 
@@ -63,6 +75,18 @@ impl Trouble {
 
     pub fn is_failing(&self) -> bool {
         self.last.lock().expect("trouble lock").is_some()
+    }
+}
+
+/// Whether the database could not be reached or the connection broke (not an answer from it).
+fn connection_lost(error: &super::Error) -> bool {
+    use sea_orm::RuntimeErr::SqlxError;
+    match error {
+        super::Error::Conn(_) | super::Error::ConnectionAcquire(_) => true,
+        super::Error::Exec(SqlxError(e)) | super::Error::Query(SqlxError(e)) => {
+            matches!(&**e, sea_orm::sqlx::Error::Io(_))
+        }
+        _ => false,
     }
 }
 
@@ -80,5 +104,31 @@ mod tests {
         assert!(t.is_failing());
         t.ok();
         assert!(!t.is_failing());
+    }
+
+    #[test]
+    fn a_lost_connection_is_one_state_however_the_socket_says_it() {
+        let t = Trouble::new("test");
+        let lost = |kind, text| {
+            sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(
+                sea_orm::sqlx::Error::Io(std::io::Error::new(kind, text)),
+            )))
+        };
+        t.failed(&lost(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer",
+        ));
+        assert_eq!(
+            t.last.lock().unwrap().as_deref(),
+            Some("no connection to the database")
+        );
+        t.failed(&lost(std::io::ErrorKind::UnexpectedEof, "unexpected end of file"));
+        assert_eq!(
+            t.last.lock().unwrap().as_deref(),
+            Some("no connection to the database")
+        );
+        // An answer from the database is another trouble, with its own text.
+        t.failed(&sea_orm::DbErr::Custom("disk full".into()));
+        assert_eq!(t.last.lock().unwrap().as_deref(), Some("Custom Error: disk full"));
     }
 }
