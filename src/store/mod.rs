@@ -256,19 +256,28 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// disk, read-only, locked past the busy timeout), as opposed to a statement that is wrong:
 /// the first is a 503 and a reason for the workers to back off, the second a bug.
 pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error;
+    is_connection_lost(err)
+        || match sqlx_error(err) {
+            Some(Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed) => true,
+            Some(Error::Database(e)) => e.code().is_some_and(|code| unavailable_code(&code)),
+            _ => false,
+        }
+}
+
+/// Whether the database could not be reached or a connection to it broke: no answer from it
+/// at all (the first kind of [`is_unavailable`]).
+pub(crate) fn is_connection_lost(err: &DbErr) -> bool {
+    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        || matches!(sqlx_error(err), Some(sea_orm::sqlx::Error::Io(_)))
+}
+
+/// The driver's error behind a failed statement.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     use sea_orm::RuntimeErr::SqlxError;
     match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(SqlxError(e)) | DbErr::Query(SqlxError(e)) => match &**e {
-            sea_orm::sqlx::Error::Io(_)
-            | sea_orm::sqlx::Error::Tls(_)
-            | sea_orm::sqlx::Error::PoolTimedOut
-            | sea_orm::sqlx::Error::PoolClosed
-            | sea_orm::sqlx::Error::WorkerCrashed => true,
-            sea_orm::sqlx::Error::Database(e) => e.code().is_some_and(|code| unavailable_code(&code)),
-            _ => false,
-        },
-        _ => false,
+        DbErr::Exec(SqlxError(e)) | DbErr::Query(SqlxError(e)) => Some(e),
+        _ => None,
     }
 }
 

@@ -44,12 +44,13 @@ impl Trouble {
         if super::is_unavailable(error) {
             note_unavailable();
         }
-        let kind = if connection_lost(error) {
+        let error_text = error.to_string();
+        let kind = if super::is_connection_lost(error) {
             "no connection to the database".to_owned()
         } else {
-            error.to_string()
+            error_text.clone()
         };
-        self.failed_as(kind, error.to_string());
+        self.failed_as(kind, error_text);
     }
 
     /// [`Trouble::failed`], for an error already turned into text.
@@ -75,18 +76,6 @@ impl Trouble {
 
     pub fn is_failing(&self) -> bool {
         self.last.lock().expect("trouble lock").is_some()
-    }
-}
-
-/// Whether the database could not be reached or the connection broke (not an answer from it).
-fn connection_lost(error: &super::Error) -> bool {
-    use sea_orm::RuntimeErr::SqlxError;
-    match error {
-        super::Error::Conn(_) | super::Error::ConnectionAcquire(_) => true,
-        super::Error::Exec(SqlxError(e)) | super::Error::Query(SqlxError(e)) => {
-            matches!(&**e, sea_orm::sqlx::Error::Io(_))
-        }
-        _ => false,
     }
 }
 
