@@ -350,6 +350,45 @@ async fn a_large_import_streams_past_the_body_limit() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// An import of many chunks (written several at a time on PostgreSQL) takes an address given
+/// twice in the file's order, whatever its spelling: the first row creates the person, the
+/// later one's different name waits for the owner's confirmation, and every other row lands
+/// once with its evidence.
+#[tokio::test]
+async fn an_address_given_twice_far_apart_is_taken_in_the_files_order() {
+    let (app, key) = app().await;
+    const FILLER: usize = 3_000;
+    let mut csv = String::from("email,name,consented_at,consent_source\n");
+    csv.push_str("Ada@Example.org,Ada,2025-01-01,crm\n");
+    for i in 0..FILLER {
+        csv.push_str(&format!("reader{i}@example.org,Reader {i},2025-01-01,crm\n"));
+    }
+    csv.push_str("ADA@example.org,Ada Lovelace,2025-01-02,crm\n");
+    let (code, report) = import(&app, &key, "", csv).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(report["imported"], FILLER as i64 + 1, "{report}");
+    assert_eq!(report["skipped"], 1, "the second Ada is already there");
+    assert_eq!(
+        app.query_i64(
+            "SELECT COUNT(*) FROM subscribers WHERE email_key = 'ada@example.org' \
+             AND name = 'Ada' AND pending_name = 'Ada Lovelace'"
+        )
+        .await,
+        1,
+        "the later row's name waits; the first row's is on file"
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM subscriptions WHERE status = 'confirmed'")
+            .await,
+        FILLER as i64 + 1
+    );
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM consent_events WHERE kind = 'import'")
+            .await,
+        FILLER as i64 + 1
+    );
+}
+
 /// Hostile uploads: a field or a row past its bound is a per-line error naming the line it
 /// starts on (the rows around it land), and an upload past `IMPORT_MAX_MB` is a 413: at once
 /// when its length is declared, at the limit when it streams, with the rows before it taken.

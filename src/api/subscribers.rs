@@ -505,6 +505,8 @@ struct ImportError {
 }
 
 const IMPORT_BATCH: usize = 500;
+/// Chunks of an import written at once on PostgreSQL.
+const POSTGRES_IMPORT_WRITERS: usize = 2;
 const LISTED_ERRORS: usize = 1000;
 
 /// Whether the body is declared as CSV (or as plain text, or not declared at all).
@@ -579,96 +581,153 @@ async fn import(
             "The CSV needs a header row with an email column (email,name,consented_at,consent_source).",
         ));
     };
-    let (name_col, at_col, source_col) = (col("name"), col("consented_at"), col("consent_source"));
-    let mut report = ImportReport::default();
-    let mut batch: Vec<PersonToAdd> = Vec::with_capacity(IMPORT_BATCH);
-    let mut records = csv.records();
-    // The physical line a row starts on (a quoted field may span lines), as a spreadsheet or
-    // an editor numbers it; counted rows only where the reader cannot say.
-    let mut line = 1u64;
-    let error = |report: &mut ImportReport, line: u64, reason: String| {
-        report.error_count += 1;
-        if report.errors.len() < LISTED_ERRORS {
-            report.errors.push(ImportError { line, reason });
-        }
+    let columns = ImportColumns {
+        email: email_col,
+        name: col("name"),
+        consented_at: col("consented_at"),
+        consent_source: col("consent_source"),
     };
-    loop {
-        let next = records.try_next().await;
-        line += 1;
-        let record = match next {
-            Ok(Some(r)) => {
-                line = r.position().map_or(line, |p| p.line());
-                r
+    let mut report = ImportReport::default();
+    // Chunks are written while the next rows are read. On PostgreSQL several chunks are
+    // written at once, each in a transaction on a connection of its own, since one backend
+    // runs one chunk's statements at a time; a person's rows always go to the same writer, so
+    // an address given twice is still taken in the file's order.
+    let writers = if store::is_postgres(&state.db) {
+        POSTGRES_IMPORT_WRITERS
+    } else {
+        1
+    };
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..writers)
+        .map(|_| tokio::sync::mpsc::channel::<Vec<PersonToAdd>>(1))
+        .unzip();
+    let reading = async {
+        // Owned here, so that the writers' queues end when the reading does.
+        let senders = senders;
+        let mut batches: Vec<Vec<PersonToAdd>> =
+            (0..writers).map(|_| Vec::with_capacity(IMPORT_BATCH)).collect();
+        let mut records = csv.records();
+        // The physical line a row starts on (a quoted field may span lines), as a spreadsheet
+        // or an editor numbers it; counted rows only where the reader cannot say.
+        let mut line = 1u64;
+        let error = |report: &mut ImportReport, line: u64, reason: String| {
+            report.error_count += 1;
+            if report.errors.len() < LISTED_ERRORS {
+                report.errors.push(ImportError { line, reason });
             }
-            Ok(None) => break,
-            Err(e) => {
-                if let csv_async::ErrorKind::Io(io) = e.kind()
-                    && io.get_ref().is_some_and(|inner| inner.is::<UploadTooLarge>())
-                {
-                    // What arrived before the limit is imported; the report says how much.
-                    write_batch(&state, &list, &mut batch, &mut report).await?;
-                    return Err(upload_too_large(limit, Some(&report)));
+        };
+        loop {
+            let next = records.try_next().await;
+            line += 1;
+            let record = match next {
+                Ok(Some(r)) => {
+                    line = r.position().map_or(line, |p| p.line());
+                    r
                 }
-                line = e.position().map_or(line, |p| p.line());
-                error(&mut report, line, format!("unreadable row: {e}"));
-                continue;
+                Ok(None) => break,
+                Err(e) => {
+                    if let csv_async::ErrorKind::Io(io) = e.kind()
+                        && io.get_ref().is_some_and(|inner| inner.is::<UploadTooLarge>())
+                    {
+                        // What arrived before the limit is imported; the report says how much.
+                        for (sender, batch) in senders.iter().zip(batches) {
+                            let _ = sender.send(batch).await;
+                        }
+                        return RowsEnd::TooLarge;
+                    }
+                    line = e.position().map_or(line, |p| p.line());
+                    error(&mut report, line, format!("unreadable row: {e}"));
+                    continue;
+                }
+            };
+            let person = match person_from(&record, &columns, ask_by_email) {
+                Ok(person) => person,
+                Err(reason) => {
+                    error(&mut report, line, reason);
+                    continue;
+                }
+            };
+            let writer = writer_of(&person.email, writers);
+            batches[writer].push(person);
+            if batches[writer].len() >= IMPORT_BATCH {
+                let full = std::mem::replace(&mut batches[writer], Vec::with_capacity(IMPORT_BATCH));
+                if senders[writer].send(full).await.is_err() {
+                    // The writer stopped on an error, which the handler returns.
+                    return RowsEnd::Complete;
+                }
             }
-        };
-        if record.get(0) == Some(OVERLONG_ROW) {
-            error(&mut report, line, "the row is longer than 64 KiB; skipped".into());
-            continue;
         }
-        if record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
-            error(
-                &mut report,
-                line,
-                "a field is longer than 1 KiB; row skipped".into(),
-            );
-            continue;
+        for (sender, batch) in senders.iter().zip(batches) {
+            let _ = sender.send(batch).await;
         }
-        let get = |i: Option<usize>| i.and_then(|i| record.get(i));
-        let email = match EmailAddress::parse(get(Some(email_col)).unwrap_or("")) {
-            Ok(e) => e,
-            Err(e) => {
-                error(&mut report, line, format!("the address {e}"));
-                continue;
-            }
-        };
-        let name = match get(name_col)
-            .filter(|n| !n.is_empty())
-            .map(DisplayName::parse)
-            .transpose()
-        {
-            Ok(n) => n,
-            Err(e) => {
-                error(&mut report, line, format!("the name {e}"));
-                continue;
-            }
-        };
-        let consent = match consent_from(get(at_col), get(source_col)) {
-            Ok(Some(c)) => c,
-            Ok(None) if ask_by_email => Consent::AskByEmail,
-            Ok(None) => {
-                error(
-                    &mut report,
-                    line,
-                    "no consent evidence (consented_at and consent_source); refused".into(),
-                );
-                continue;
-            }
-            Err(e) => {
-                error(&mut report, line, e.message);
-                continue;
-            }
-        };
-        batch.push(PersonToAdd { email, name, consent });
-        if batch.len() >= IMPORT_BATCH {
-            write_batch(&state, &list, &mut batch, &mut report).await?;
-        }
+        RowsEnd::Complete
+    };
+    let writing = futures::future::try_join_all(
+        receivers
+            .into_iter()
+            .map(|chunks| write_chunks(&state, &list, chunks)),
+    );
+    let (end, written) = tokio::join!(reading, writing);
+    for (imported, skipped) in written? {
+        report.imported += imported;
+        report.skipped += skipped;
     }
-    write_batch(&state, &list, &mut batch, &mut report).await?;
+    if let RowsEnd::TooLarge = end {
+        return Err(upload_too_large(limit, Some(&report)));
+    }
     tracing::info!(list = %list.slug, imported = report.imported, skipped = report.skipped, errors = report.error_count, "import done");
     Ok(Json(report))
+}
+
+/// How the reading of an import's rows ended.
+enum RowsEnd {
+    Complete,
+    /// The upload went past `IMPORT_MAX_MB`; the rows before it were sent to be written.
+    TooLarge,
+}
+
+/// Where an import's columns are.
+struct ImportColumns {
+    email: usize,
+    name: Option<usize>,
+    consented_at: Option<usize>,
+    consent_source: Option<usize>,
+}
+
+/// The person a row names, or why the row is refused.
+fn person_from(
+    record: &csv_async::StringRecord,
+    columns: &ImportColumns,
+    ask_by_email: bool,
+) -> Result<PersonToAdd, String> {
+    if record.get(0) == Some(OVERLONG_ROW) {
+        return Err("the row is longer than 64 KiB; skipped".into());
+    }
+    if record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
+        return Err("a field is longer than 1 KiB; row skipped".into());
+    }
+    let get = |i: Option<usize>| i.and_then(|i| record.get(i));
+    let email = EmailAddress::parse(get(Some(columns.email)).unwrap_or(""))
+        .map_err(|e| format!("the address {e}"))?;
+    let name = get(columns.name)
+        .filter(|n| !n.is_empty())
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|e| format!("the name {e}"))?;
+    let consent = match consent_from(get(columns.consented_at), get(columns.consent_source)) {
+        Ok(Some(c)) => c,
+        Ok(None) if ask_by_email => Consent::AskByEmail,
+        Ok(None) => return Err("no consent evidence (consented_at and consent_source); refused".into()),
+        Err(e) => return Err(e.message),
+    };
+    Ok(PersonToAdd { email, name, consent })
+}
+
+/// Which of `writers` takes this person: the same one for every spelling of the address.
+fn writer_of(email: &EmailAddress, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    email.normalized().hash(&mut hasher);
+    (hasher.finish() % writers as u64) as usize
 }
 
 /// The longest field taken: an address has at most 254 bytes, and a name or a consent
@@ -695,24 +754,26 @@ fn upload_too_large(limit: u64, report: Option<&ImportReport>) -> AppError {
     )
 }
 
-async fn write_batch(
+/// Writes each chunk of an import as it comes, one transaction each; the counts of people
+/// imported and skipped.
+async fn write_chunks(
     state: &AppState,
     list: &list::Model,
-    batch: &mut Vec<PersonToAdd>,
-    report: &mut ImportReport,
-) -> Result<(), AppError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let outcomes = state.subscribers.import(batch, list).await?;
-    batch.clear();
-    for outcome in outcomes {
-        match outcome {
-            AddOutcome::Added => report.imported += 1,
-            AddOutcome::AlreadyThere | AddOutcome::OptedOut | AddOutcome::Suppressed => report.skipped += 1,
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<PersonToAdd>>,
+) -> Result<(u64, u64), AppError> {
+    let (mut imported, mut skipped) = (0, 0);
+    while let Some(chunk) = chunks.recv().await {
+        if chunk.is_empty() {
+            continue;
+        }
+        for outcome in state.subscribers.import(&chunk, list).await? {
+            match outcome {
+                AddOutcome::Added => imported += 1,
+                AddOutcome::AlreadyThere | AddOutcome::OptedOut | AddOutcome::Suppressed => skipped += 1,
+            }
         }
     }
-    Ok(())
+    Ok((imported, skipped))
 }
 
 /// A cell a spreadsheet would not run as a formula: one that starts with `=`, `+`, `-`, `@`, a
