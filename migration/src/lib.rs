@@ -17,6 +17,7 @@ mod m20261207_000011_campaign_blocks;
 mod m20261207_000012_no_subscriber_hmac_index;
 mod m20261207_000013_parents_checked_per_statement;
 mod m20261207_000014_recipients_room_for_every_record;
+mod m20261207_000015_parent_locks_by_key;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_no_subscriber_hmac_index::Migration),
             Box::new(m20261207_000013_parents_checked_per_statement::Migration),
             Box::new(m20261207_000014_recipients_room_for_every_record::Migration),
+            Box::new(m20261207_000015_parent_locks_by_key::Migration),
         ]
     }
 }
