@@ -21,6 +21,16 @@ mod m20261207_000015_parent_locks_by_key;
 
 pub struct Migrator;
 
+/// Runs `sql` on PostgreSQL only, for a change SQLite has no counterpart of (a fill factor, a
+/// function's setting).
+async fn on_postgres(m: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    if db.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

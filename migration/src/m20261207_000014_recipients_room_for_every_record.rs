@@ -10,7 +10,8 @@
 //! fell by a tenth (docs/benchmarks.md).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::on_postgres;
 
 pub struct Migration;
 
@@ -22,24 +23,13 @@ impl MigrationName for Migration {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// SQLite has no fill factor to set.
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        set_fillfactor(m, 35).await
+        on_postgres(m, "ALTER TABLE campaign_recipients SET (fillfactor = 35)").await
     }
 
     /// Back to what migration 000011 set.
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        set_fillfactor(m, 60).await
+        on_postgres(m, "ALTER TABLE campaign_recipients SET (fillfactor = 60)").await
     }
-}
-
-/// SQLite has no fill factor to set.
-async fn set_fillfactor(m: &SchemaManager<'_>, percent: u32) -> Result<(), DbErr> {
-    let db = m.get_connection();
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(&format!(
-            "ALTER TABLE campaign_recipients SET (fillfactor = {percent})"
-        ))
-        .await?;
-    }
-    Ok(())
 }

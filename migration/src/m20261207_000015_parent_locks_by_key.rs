@@ -10,7 +10,8 @@
 //! alone, so each lock is a lookup per key.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::on_postgres;
 
 pub struct Migration;
 
@@ -22,6 +23,7 @@ impl MigrationName for Migration {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// SQLite has no such function: it keeps its foreign keys.
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         on_postgres(
             m,
@@ -33,13 +35,4 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         on_postgres(m, "ALTER FUNCTION lock_new_rows_parents() RESET enable_seqscan").await
     }
-}
-
-/// SQLite has no such function: it keeps its foreign keys.
-async fn on_postgres(m: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
-    let db = m.get_connection();
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared(sql).await?;
-    }
-    Ok(())
 }
