@@ -615,7 +615,7 @@ async fn import(
                 report.errors.push(ImportError { line, reason });
             }
         };
-        loop {
+        let end = loop {
             let next = records.try_next().await;
             line += 1;
             let record = match next {
@@ -623,16 +623,13 @@ async fn import(
                     line = r.position().map_or(line, |p| p.line());
                     r
                 }
-                Ok(None) => break,
+                Ok(None) => break RowsEnd::Complete,
                 Err(e) => {
                     if let csv_async::ErrorKind::Io(io) = e.kind()
                         && io.get_ref().is_some_and(|inner| inner.is::<UploadTooLarge>())
                     {
                         // What arrived before the limit is imported; the report says how much.
-                        for (sender, batch) in senders.iter().zip(batches) {
-                            let _ = sender.send(batch).await;
-                        }
-                        return RowsEnd::TooLarge;
+                        break RowsEnd::TooLarge;
                     }
                     line = e.position().map_or(line, |p| p.line());
                     error(&mut report, line, format!("unreadable row: {e}"));
@@ -655,11 +652,11 @@ async fn import(
                     return RowsEnd::Complete;
                 }
             }
-        }
+        };
         for (sender, batch) in senders.iter().zip(batches) {
             let _ = sender.send(batch).await;
         }
-        RowsEnd::Complete
+        end
     };
     let writing = futures::future::try_join_all(
         receivers
