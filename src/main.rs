@@ -406,7 +406,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Retention(RetentionCommand::Compact) => {
             let db = app::open_database(&config).await?;
             let started = std::time::Instant::now();
-            if store::scrub::compact(&db).await? {
+            if store::scrub::compact_within(&db, std::time::Duration::from_secs(60)).await? {
                 println!("compacted in {:.1} s", started.elapsed().as_secs_f64());
                 Ok(())
             } else {

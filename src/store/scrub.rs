@@ -165,8 +165,10 @@ impl Scrubber {
         }
         let mut pause = PASSIVE_CHECKPOINT_EVERY;
         let mut next_compaction_check = tokio::time::Instant::now();
-        // PostgreSQL: the next transaction id when the scrub for `horizon_for` was first tried.
-        let (mut horizon, mut horizon_for): (Option<i64>, u64) = (None, 0);
+        // PostgreSQL: where the scrub for `horizon_for` was first tried, and where the
+        // scheduled compaction that older transactions hold up was.
+        let (mut horizon, mut horizon_for): (Option<Horizon>, u64) = (None, 0);
+        let mut compaction_horizon: Option<Horizon> = None;
         loop {
             let pending = *self.requested.borrow() > *self.done.borrow();
             if !pending {
@@ -209,10 +211,16 @@ impl Scrubber {
             } else if tokio::time::Instant::now() >= next_compaction_check {
                 next_compaction_check = tokio::time::Instant::now() + COMPACTION_CHECK_EVERY;
                 // Also catches deletions made by another process (the command line).
-                if self.schedule.runs_in_hour(time::OffsetDateTime::now_utc().hour())
-                    && let Err(e) = self.compact_if_due().await
-                {
-                    tracing::warn!(error = %e, "compaction did not finish; trying again in a minute");
+                if self.schedule.runs_in_hour(time::OffsetDateTime::now_utc().hour()) {
+                    match self.compact_if_due(&mut compaction_horizon).await {
+                        Ok(Compaction::HeldUp) => {
+                            next_compaction_check = tokio::time::Instant::now() + retry;
+                        }
+                        Ok(Compaction::NotDue | Compaction::Done) => compaction_horizon = None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "compaction did not finish; trying again in a minute");
+                        }
+                    }
                 }
             }
         }
@@ -220,7 +228,7 @@ impl Scrubber {
 
     /// One scrub: SQLite empties its log; PostgreSQL vacuums, or compacts when the schedule
     /// says immediately. False when readers held it up.
-    async fn scrub(&self, horizon: &mut Option<i64>) -> Result<bool, DbErr> {
+    async fn scrub(&self, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> {
         let (deletions, _) = wipe_counts(&self.pool).await?;
         match &self.compactor {
             None => {
@@ -231,27 +239,70 @@ impl Scrubber {
                 Ok(true)
             }
             Some(_) if self.schedule == CompactionSchedule::Immediately => {
-                self.compact_if_due().await?;
-                Ok(true)
+                Ok(self.compact_if_due(horizon).await? != Compaction::HeldUp)
             }
             Some(_) => vacuum_when_unseen(&self.db, horizon).await,
         }
     }
 
-    /// Compacts (PostgreSQL) if anything was deleted since the last compaction and no other
-    /// instance is compacting. Returns whether it compacted.
-    pub async fn compact_if_due(&self) -> Result<bool, DbErr> {
+    /// Compacts (PostgreSQL) if anything was deleted since the last compaction. Held up while
+    /// another instance compacts or a transaction that began before the deletions runs; the
+    /// caller then tries again later with the same `horizon`.
+    pub async fn compact_if_due(&self, horizon: &mut Option<Horizon>) -> Result<Compaction, DbErr> {
         let Some(compactor) = &self.compactor else {
-            return Ok(false);
+            return Ok(Compaction::NotDue);
         };
         let (deletions, wiped) = wipe_counts(compactor).await?;
-        if deletions <= wiped || !advisory_lock(compactor, "pg_try_advisory_lock").await? {
-            return Ok(false);
+        if deletions <= wiped {
+            return Ok(Compaction::NotDue);
         }
-        let outcome = compact(compactor).await;
+        if !advisory_lock(compactor, "pg_try_advisory_lock").await? {
+            return Ok(Compaction::HeldUp);
+        }
+        let outcome = compact(compactor, horizon).await;
         advisory_lock(compactor, "pg_advisory_unlock").await?;
-        outcome?;
-        Ok(true)
+        Ok(if outcome? {
+            Compaction::Done
+        } else {
+            Compaction::HeldUp
+        })
+    }
+}
+
+/// What [`Scrubber::compact_if_due`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compaction {
+    NotDue,
+    HeldUp,
+    Done,
+}
+
+/// Where a PostgreSQL wipe stands while older transactions hold it up: the next transaction id
+/// when it was first tried, and the deletions counted before then, which are what it covers.
+/// Kept from one try to the next, so that transactions begun since cannot keep it waiting.
+#[derive(Clone, Copy, Debug)]
+pub struct Horizon {
+    xid: i64,
+    deletions: i64,
+}
+
+impl Horizon {
+    /// The one `slot` holds, or one taken now (and kept there).
+    async fn of(db: &Db, slot: &mut Option<Horizon>) -> Result<Horizon, DbErr> {
+        if let Some(h) = *slot {
+            return Ok(h);
+        }
+        // The count first: every deletion it includes committed before the transaction id.
+        let (deletions, _) = wipe_counts(db).await?;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("no snapshot".into()))?;
+        let xid = row.try_get_by_index::<i64>(0)?;
+        Ok(*slot.insert(Horizon { xid, deletions }))
     }
 }
 
@@ -291,27 +342,42 @@ pub async fn now(db: &Db, patience: Duration) -> Result<bool, DbErr> {
     }
 }
 
+/// Compacts now, for a process without the background task (the CLI): tries for up to
+/// `patience` while older transactions hold it up. Returns whether it compacted.
+pub async fn compact_within(db: &Db, patience: Duration) -> Result<bool, DbErr> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut horizon = None;
+    loop {
+        let done = compact(db, &mut horizon).await?;
+        if done || tokio::time::Instant::now() >= deadline {
+            return Ok(done);
+        }
+        tokio::time::sleep(RETRY_AFTER_ON_POSTGRES).await;
+    }
+}
+
 /// Rewrites the tables that hold personal data, so that not even the free space of their pages
 /// keeps a deleted row (PostgreSQL: VACUUM FULL, which locks each table while it copies it).
-/// On SQLite, where erasure already overwrites, it only empties the write-ahead log.
-pub async fn compact(db: &Db) -> Result<bool, DbErr> {
-    let (deletions, _) = wipe_counts(db).await?;
+/// On SQLite, where erasure already overwrites, it only empties the write-ahead log. False
+/// when readers or older transactions held it up.
+async fn compact(db: &Db, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> {
     if !is_postgres(db) {
+        let (deletions, _) = wipe_counts(db).await?;
         let done = truncate_wal(db).await?;
         if done {
             record_wiped(db, deletions, false).await?;
         }
         return Ok(done);
     }
-    let mut horizon = None;
-    while !no_transaction_sees_deleted_rows(db, &mut horizon).await? {
-        tokio::time::sleep(RETRY_AFTER_ON_POSTGRES).await;
+    let h = Horizon::of(db, horizon).await?;
+    if !no_transaction_sees_deleted_rows(db, h.xid, Wipe::Rewrite).await? {
+        return Ok(false);
     }
     // One table at a time: each is locked only while it is copied.
     for table in PERSONAL_TABLES.split(", ") {
         db.execute_unprepared(&format!("VACUUM FULL {table}")).await?;
     }
-    record_wiped(db, deletions, true).await?;
+    record_wiped(db, h.deletions, true).await?;
     Ok(true)
 }
 
@@ -338,8 +404,9 @@ async fn truncate_wal(db: &Db) -> Result<bool, DbErr> {
 /// VACUUMs the personal tables once no transaction that began before the deletions is still
 /// running: a row version some snapshot may still see is kept by VACUUM, and would stay until
 /// the next one. False when such a transaction is still running.
-async fn vacuum_when_unseen(db: &Db, horizon: &mut Option<i64>) -> Result<bool, DbErr> {
-    if !no_transaction_sees_deleted_rows(db, horizon).await? {
+async fn vacuum_when_unseen(db: &Db, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> {
+    let h = Horizon::of(db, horizon).await?;
+    if !no_transaction_sees_deleted_rows(db, h.xid, Wipe::Vacuum).await? {
         return Ok(false);
     }
     // INDEX_CLEANUP ON: with few dead rows VACUUM would otherwise leave their index entries,
@@ -349,34 +416,38 @@ async fn vacuum_when_unseen(db: &Db, horizon: &mut Option<i64>) -> Result<bool, 
     Ok(true)
 }
 
-/// True when every other session of this database has a snapshot newer than `horizon`, the
-/// next transaction id when first asked (set then; the deletions committed before it).
-async fn no_transaction_sees_deleted_rows(db: &Db, horizon: &mut Option<i64>) -> Result<bool, DbErr> {
-    let backend = db.get_database_backend();
-    let xid = match *horizon {
-        Some(xid) => xid,
-        None => {
-            let row = db
-                .query_one_raw(Statement::from_string(
-                    backend,
-                    "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
-                ))
-                .await?
-                .ok_or_else(|| DbErr::Custom("no snapshot".into()))?;
-            *horizon.insert(row.try_get_by_index::<i64>(0)?)
-        }
-    };
-    // `age` compares 32-bit transaction ids the way PostgreSQL does, across wraparound.
+/// How PostgreSQL wipes, which decides whose transactions can keep a deleted row version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wipe {
+    /// VACUUM: the sessions of this database. Vacuums leave themselves and each other out,
+    /// so autovacuum's workers count only while they ANALYZE, which reads under a snapshot.
+    Vacuum,
+    /// VACUUM FULL also keeps what its own snapshot may see, and a snapshot's oldest
+    /// transaction is the oldest one running in any database of the server.
+    Rewrite,
+}
+
+/// True when no transaction that began before `horizon` (a transaction id; the deletions
+/// committed before it) can still see the rows they deleted, for the `wipe` at hand.
+async fn no_transaction_sees_deleted_rows(db: &Db, horizon: i64, wipe: Wipe) -> Result<bool, DbErr> {
+    // `age` compares 32-bit transaction ids the way PostgreSQL does, across wraparound; the
+    // snapshot's oldest transaction is a 64-bit id, like `horizon`.
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-             AND backend_type = 'client backend' \
-             AND (age(backend_xmin) > age($1::text::xid) OR age(backend_xid) > age($1::text::xid))",
-            [(xid % (1 << 32)).to_string().into()],
+            db.get_database_backend(),
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+               WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND (backend_type = 'client backend' \
+                    OR (backend_type = 'autovacuum worker' AND query LIKE '%ANALYZE%')) \
+               AND (age(backend_xmin) > age($1::text::xid) OR age(backend_xid) > age($1::text::xid))) \
+             AND ($3 OR pg_snapshot_xmin(pg_current_snapshot()) >= $2::text::xid8)",
+            [
+                (horizon % (1 << 32)).to_string().into(),
+                horizon.to_string().into(),
+                (wipe == Wipe::Vacuum).into(),
+            ],
         ))
         .await?
-        .ok_or_else(|| DbErr::Custom("no count".into()))?;
-    Ok(row.try_get_by_index::<i64>(0)? == 0)
+        .ok_or_else(|| DbErr::Custom("no answer".into()))?;
+    row.try_get_by_index::<bool>(0)
 }
