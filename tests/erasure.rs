@@ -168,6 +168,15 @@ async fn compaction(app: &TestApp) -> Compaction {
     }
 }
 
+/// Subscribes `address` to the weekly list, confirmed, then erases the person through
+/// `DELETE /api/v1/subscribers/{id}`.
+async fn erase_through_the_api(app: &TestApp, address: &str) {
+    let id = flows::confirmed(app, address, &["weekly"]).await;
+    let key = app.create_api_key().await;
+    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
 /// Others on the lists, so that the person's rows share their pages with rows that stay.
 async fn neighbours(app: &TestApp) {
     for i in 0..3 {
@@ -214,10 +223,7 @@ async fn gd3_an_erased_address_is_nowhere_in_the_database_files() {
 async fn gd3_an_address_erased_through_the_api_is_nowhere_in_the_database_files() {
     let app = spawn_compacting_at_once(&[WEEKLY]).await;
     neighbours(&app).await;
-    let id = flows::confirmed(&app, "api.erased@example.org", &["weekly"]).await;
-    let key = app.create_api_key().await;
-    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{id}")).await;
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    erase_through_the_api(&app, "api.erased@example.org").await;
     assert_gone_from_disk(&app, &traces_of("api.erased@example.org", None)).await;
 }
 
@@ -283,10 +289,7 @@ async fn gd5_a_person_deleted_by_retention_is_nowhere_in_the_database_files() {
 async fn gd3_the_nightly_compaction_removes_what_the_vacuum_left() {
     let app = spawn_with_lists(&[WEEKLY]).await;
     neighbours(&app).await;
-    let id = flows::confirmed(&app, "nightly.erased@example.org", &["weekly"]).await;
-    let key = app.create_api_key().await;
-    let res = app.api_delete(&key, &format!("/api/v1/subscribers/{id}")).await;
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    erase_through_the_api(&app, "nightly.erased@example.org").await;
     app.state.scrubber.settled().await;
     let traces = traces_of("nightly.erased@example.org", None);
     assert_eq!(on_disk(&app, &traces, true).await, Vec::<String>::new());
@@ -308,6 +311,20 @@ async fn gd3_the_nightly_compaction_removes_what_the_vacuum_left() {
             == 1
     );
     assert_eq!(compaction(&app).await, Compaction::NotDue, "nothing is due twice");
+}
+
+/// GD-3: `letterhead retention compact`, run by an operator, does at once what the nightly
+/// compaction would: no byte of the erased address is left, and nothing is due.
+#[tokio::test]
+async fn gd3_the_compaction_on_demand_removes_what_the_vacuum_left() {
+    let app = spawn_with_lists(&[WEEKLY]).await;
+    neighbours(&app).await;
+    erase_through_the_api(&app, "on.demand@example.org").await;
+    app.state.scrubber.settled().await;
+    let out = app.run_cli(&["retention", "compact"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("compacted in"), "{said}");
+    assert_gone_from_disk(&app, &traces_of("on.demand@example.org", None)).await;
 }
 
 /// GD-2 with a transaction open in another database of the same server, begun before the
