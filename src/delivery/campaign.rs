@@ -278,6 +278,10 @@ impl Job for CampaignJob {
         "campaigns"
     }
 
+    fn claiming(&self) -> &'static str {
+        "claiming campaign recipients"
+    }
+
     fn row_id(row: &ClaimedRecipient) -> i64 {
         row.id
     }
@@ -322,16 +326,14 @@ impl Job for CampaignJob {
     async fn admit(&self, ctx: &Context, rows: Vec<ClaimedRecipient>) -> Vec<Admitted> {
         let material = self.material.lock().expect("material lock").clone();
         let key = material_key(material.as_ref());
-        let requests: Vec<CheckRequest> = rows
-            .iter()
-            .filter_map(check_for)
-            .map(|row| (row, key.clone()))
-            .collect();
+        let about: Vec<Option<CheckFor>> = rows.iter().map(check_for).collect();
+        let requests: Vec<CheckRequest> = about.iter().flatten().map(|row| (*row, key.clone())).collect();
         let mut checks = check_group(&ctx.db, requests).await.into_iter();
         let checked_at = Instant::now();
         rows.into_iter()
-            .map(|row| Admitted {
-                check: match check_for(&row) {
+            .zip(about)
+            .map(|(row, about)| Admitted {
+                check: match about {
                     Some(_) => checks.next().unwrap_or(Ok(None)),
                     None => Ok(None),
                 },

@@ -83,6 +83,8 @@ trait Job: Send + Sync + 'static {
     /// A row as it enters the rows in flight (see [`Job::admit`]).
     type Row: Send + 'static;
     fn name(&self) -> &'static str;
+    /// What its claims do, as a trouble report names it ("claiming ...").
+    fn claiming(&self) -> &'static str;
     /// The row's id in its queue.
     fn row_id(row: &Self::ClaimedRow) -> i64;
     /// The lease that covers the row: the row itself, or its block.
@@ -143,10 +145,7 @@ async fn run_job<J: Job>(
         lease_ms = cfg.lease.as_millis() as u64,
         "delivery worker started"
     );
-    let claims = Trouble::new(match job.name() {
-        "outbox" => "claiming outbox rows",
-        _ => "claiming campaign recipients",
-    });
+    let claims = Trouble::new(job.claiming());
     let mut db_pause = FIRST_DB_PAUSE;
     loop {
         if stopping(&shutdown) {
@@ -485,6 +484,10 @@ impl Job for OutboxJob {
 
     fn name(&self) -> &'static str {
         "outbox"
+    }
+
+    fn claiming(&self) -> &'static str {
+        "claiming outbox rows"
     }
 
     fn row_id(row: &ClaimedMessage) -> i64 {
