@@ -229,15 +229,8 @@ impl Scrubber {
     /// One scrub: SQLite empties its log; PostgreSQL vacuums, or compacts when the schedule
     /// says immediately. False when readers held it up.
     async fn scrub(&self, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> {
-        let (deletions, _) = wipe_counts(&self.pool).await?;
         match &self.compactor {
-            None => {
-                if !truncate_wal(&self.db).await? {
-                    return Ok(false);
-                }
-                record_wiped(&self.pool, deletions, false).await?;
-                Ok(true)
-            }
+            None => truncate_wal_and_record(&self.db, &self.pool).await,
             Some(_) if self.schedule == CompactionSchedule::Immediately => {
                 Ok(self.compact_if_due(horizon).await? != Compaction::HeldUp)
             }
@@ -322,37 +315,41 @@ async fn advisory_lock(db: &Db, function: &str) -> Result<bool, DbErr> {
 /// Scrubs now, for a process without the background task (the CLI): tries for up to `patience`
 /// while readers hold it up. Returns whether it succeeded.
 pub async fn now(db: &Db, patience: Duration) -> Result<bool, DbErr> {
-    let deadline = tokio::time::Instant::now() + patience;
-    let mut horizon = None;
-    let (deletions, _) = wipe_counts(db).await?;
-    loop {
-        let done = if is_postgres(db) {
+    patiently(patience, RETRY_AFTER, async |horizon| {
+        if is_postgres(db) {
             // Compaction stays due: the service runs it at its hour.
-            vacuum_when_unseen(db, &mut horizon).await?
+            vacuum_when_unseen(db, horizon).await
         } else {
-            truncate_wal(db).await? && {
-                record_wiped(db, deletions, false).await?;
-                true
-            }
-        };
-        if done || tokio::time::Instant::now() >= deadline {
-            return Ok(done);
+            truncate_wal_and_record(db, db).await
         }
-        tokio::time::sleep(RETRY_AFTER).await;
-    }
+    })
+    .await
 }
 
 /// Compacts now, for a process without the background task (the CLI): tries for up to
 /// `patience` while older transactions hold it up. Returns whether it compacted.
 pub async fn compact_within(db: &Db, patience: Duration) -> Result<bool, DbErr> {
+    patiently(patience, RETRY_AFTER_ON_POSTGRES, async |horizon| {
+        compact(db, horizon).await
+    })
+    .await
+}
+
+/// Tries `attempt` every `pause`, keeping its horizon from one try to the next, until it
+/// succeeds or `patience` has passed. Returns whether it succeeded.
+async fn patiently(
+    patience: Duration,
+    pause: Duration,
+    mut attempt: impl AsyncFnMut(&mut Option<Horizon>) -> Result<bool, DbErr>,
+) -> Result<bool, DbErr> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut horizon = None;
     loop {
-        let done = compact(db, &mut horizon).await?;
+        let done = attempt(&mut horizon).await?;
         if done || tokio::time::Instant::now() >= deadline {
             return Ok(done);
         }
-        tokio::time::sleep(RETRY_AFTER_ON_POSTGRES).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -362,12 +359,7 @@ pub async fn compact_within(db: &Db, patience: Duration) -> Result<bool, DbErr> 
 /// when readers or older transactions held it up.
 async fn compact(db: &Db, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> {
     if !is_postgres(db) {
-        let (deletions, _) = wipe_counts(db).await?;
-        let done = truncate_wal(db).await?;
-        if done {
-            record_wiped(db, deletions, false).await?;
-        }
-        return Ok(done);
+        return truncate_wal_and_record(db, db).await;
     }
     let h = Horizon::of(db, horizon).await?;
     if !no_transaction_sees_deleted_rows(db, h.xid, Wipe::Rewrite).await? {
@@ -379,6 +371,17 @@ async fn compact(db: &Db, horizon: &mut Option<Horizon>) -> Result<bool, DbErr> 
     }
     record_wiped(db, h.deletions, true).await?;
     Ok(true)
+}
+
+/// SQLite's wipe: empties the write-ahead log through `wal` and records every deletion counted
+/// before it as wiped, through `pool`. False when a reader or another checkpoint held it up.
+async fn truncate_wal_and_record(wal: &Db, pool: &Db) -> Result<bool, DbErr> {
+    let (deletions, _) = wipe_counts(pool).await?;
+    let done = truncate_wal(wal).await?;
+    if done {
+        record_wiped(pool, deletions, false).await?;
+    }
+    Ok(done)
 }
 
 /// Copies the whole write-ahead log into the database file and cuts the log to zero bytes.
